@@ -1,0 +1,901 @@
+//! Service configuration: a builder that does no I/O, Node Hydra's
+//! `{"hydra": {...}}` JSON documents, and the `HYDRA_REDIS_URL` / `HYDRA_SERVICE`
+//! environment overrides (spec §11).
+//!
+//! The builder keeps the `hydra` branch as a JSON object, exactly as Node merges
+//! it (file, then environment, then explicit setters win), and validates it in
+//! [`ConfigBuilder::build`], naming the field at fault.
+
+use std::path::Path;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Node Hydra's default Redis: db 15, so a Node service and ours meet with no config.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/15";
+/// Default for connecting to Redis, including the handshake (AUTH, SELECT).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default read/write timeout of every Redis command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default lifetime of cached presence lists (Node caches 3 s; ours is shorter
+/// because a lookup costs one round trip, not a keyspace scan).
+pub const DEFAULT_PRESENCE_CACHE_TTL: Duration = Duration::from_millis(500);
+
+/// Names a service may not take: they collide with Hydra's own key layout or
+/// with the globs Node uses to read it (spec §2.11).
+const RESERVED_NAMES: [&str; 4] = ["service", "hydra", "mc", "nodes"];
+
+/// How the service port is chosen (`servicePort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// A fixed port, stored in the `nodes` record as a string (as Node does).
+    Fixed(u16),
+    /// `0` or absent: a random free port in 1024–65535, stored as a number.
+    Random,
+    /// `"3000-4000"` or `"3000-3010,4000"`: a random free port in one of the
+    /// inclusive ranges, stored as a number.
+    Ranges(Vec<(u16, u16)>),
+}
+
+/// Where Redis is and how to log in.
+#[derive(Clone)]
+pub struct RedisConfig {
+    info: ConnectionInfo,
+    display: String,
+}
+
+impl RedisConfig {
+    /// Parses a `redis://[user][:password@]host[:port][/db]` URL.
+    pub fn from_url(url: &str) -> Result<RedisConfig> {
+        let bad =
+            |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
+        if url.starts_with("rediss://") {
+            return Err(bad("TLS (rediss://) is not supported yet"));
+        }
+        if !url.starts_with("redis://") {
+            return Err(bad("expected a redis://host:port/db URL"));
+        }
+        let parsed = redis::parse_redis_url(url).ok_or_else(|| bad("not a valid URL"))?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("missing host"));
+        }
+        let path = parsed.path().trim_matches('/');
+        if !path.is_empty() && path.parse::<u32>().is_err() {
+            return Err(bad("the path must be a database number"));
+        }
+        let info = parsed
+            .into_connection_info()
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(RedisConfig::from_info(info))
+    }
+
+    /// Builds from Node's object form `{host, port, db, password}` (plus
+    /// `username` for an ACL user).
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        db: i64,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<RedisConfig> {
+        if host.is_empty() {
+            return Err(Error::invalid_config("redis.host", "must not be empty"));
+        }
+        let info = ConnectionAddr::Tcp(host.to_string(), port)
+            .into_connection_info()
+            .map_err(|e| Error::invalid_config("redis.host", e.to_string()))?;
+        let mut settings = RedisConnectionInfo::default().set_db(db);
+        if let Some(user) = username.filter(|u| !u.is_empty()) {
+            settings = settings.set_username(user);
+        }
+        if let Some(pass) = password.filter(|p| !p.is_empty()) {
+            settings = settings.set_password(pass);
+        }
+        Ok(RedisConfig::from_info(info.set_redis_settings(settings)))
+    }
+
+    fn from_info(info: ConnectionInfo) -> RedisConfig {
+        let settings = info.redis_settings();
+        let user = settings.username().unwrap_or("");
+        let login = match (user.is_empty(), settings.password().is_some()) {
+            (true, false) => String::new(),
+            (true, true) => ":***@".to_string(),
+            (false, false) => format!("{user}@"),
+            (false, true) => format!("{user}:***@"),
+        };
+        let display = format!("redis://{login}{}/{}", info.addr(), settings.db());
+        let settings = settings
+            .clone()
+            .set_lib_name("hydra-rs", env!("CARGO_PKG_VERSION"));
+        RedisConfig {
+            info: info.set_redis_settings(settings),
+            display,
+        }
+    }
+
+    /// The database number (Node's default is 15).
+    pub fn db(&self) -> i64 {
+        self.info.redis_settings().db()
+    }
+
+    /// The connection URL with the password masked, for logs and errors.
+    pub fn display_url(&self) -> &str {
+        &self.display
+    }
+
+    pub(crate) fn connection_info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// A validated service configuration. Build one with [`Config::builder`],
+/// [`Config::new`], [`ConfigBuilder::from_json`] or [`ConfigBuilder::from_file`].
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) service_name: String,
+    pub(crate) service_description: String,
+    pub(crate) service_ip: String,
+    pub(crate) service_dns: String,
+    pub(crate) service_port: PortSpec,
+    pub(crate) service_type: String,
+    pub(crate) service_version: String,
+    pub(crate) redis: RedisConfig,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) presence_cache_ttl: Duration,
+    pub(crate) stored_config_label: Option<String>,
+    pub(crate) document: Map<String, Value>,
+}
+
+impl Config {
+    /// A builder with nothing set (no environment read).
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The near-zero configuration: a service name, then `HYDRA_REDIS_URL` and
+    /// `HYDRA_SERVICE` from the environment, else the defaults.
+    pub fn new(service_name: &str) -> Result<Config> {
+        Config::builder()
+            .service_name(service_name)
+            .apply_env()?
+            .build()
+    }
+
+    /// Service name, lowercased as Node does.
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
+    /// `serviceDescription` (`"not specified"` when unset, as in Node's records).
+    pub fn service_description(&self) -> &str {
+        &self.service_description
+    }
+
+    /// `serviceType`.
+    pub fn service_type(&self) -> &str {
+        &self.service_type
+    }
+
+    /// `serviceVersion` (`"unspecified"` when unset).
+    pub fn service_version(&self) -> &str {
+        &self.service_version
+    }
+
+    /// `servicePort` as configured.
+    pub fn service_port(&self) -> &PortSpec {
+        &self.service_port
+    }
+
+    /// The Redis target.
+    pub fn redis(&self) -> &RedisConfig {
+        &self.redis
+    }
+
+    /// Timeout for connecting to Redis.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Read/write timeout of each Redis command.
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// The whole config document, `{"hydra": {...}, ...}` (other top-level
+    /// branches of a file are kept for the application).
+    pub fn document(&self) -> &Map<String, Value> {
+        &self.document
+    }
+
+    /// When `HYDRA_SERVICE` named a stored config (`svc:version`), that label;
+    /// `Hydra::init` loads it from Redis.
+    pub fn stored_config_label(&self) -> Option<&str> {
+        self.stored_config_label.as_deref()
+    }
+}
+
+/// Shows every setting but masks the Redis password (the document, which may
+/// hold it in a URL, is left out).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("service_name", &self.service_name)
+            .field("service_description", &self.service_description)
+            .field("service_ip", &self.service_ip)
+            .field("service_dns", &self.service_dns)
+            .field("service_port", &self.service_port)
+            .field("service_type", &self.service_type)
+            .field("service_version", &self.service_version)
+            .field("redis", &self.redis)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("presence_cache_ttl", &self.presence_cache_ttl)
+            .field("stored_config_label", &self.stored_config_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Config`]. Does no I/O except reading a file or the environment
+/// when asked to.
+#[derive(Clone)]
+pub struct ConfigBuilder {
+    document: Map<String, Value>,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    presence_cache_ttl: Duration,
+    stored_config_label: Option<String>,
+}
+
+impl std::fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigBuilder").finish_non_exhaustive()
+    }
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> ConfigBuilder {
+        let mut document = Map::new();
+        document.insert("hydra".into(), Value::Object(Map::new()));
+        ConfigBuilder {
+            document,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            presence_cache_ttl: DEFAULT_PRESENCE_CACHE_TTL,
+            stored_config_label: None,
+        }
+    }
+}
+
+impl ConfigBuilder {
+    /// Starts from a Node-format JSON document: `{"hydra": {...}, ...}`.
+    pub fn from_json(text: &str) -> Result<ConfigBuilder> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_config("hydra", format!("not valid JSON: {e}")))?;
+        ConfigBuilder::from_value(value)
+    }
+
+    /// Starts from a parsed Node-format document.
+    pub fn from_value(value: Value) -> Result<ConfigBuilder> {
+        let Value::Object(document) = value else {
+            return Err(Error::invalid_config(
+                "hydra",
+                "the config must be a JSON object",
+            ));
+        };
+        match document.get("hydra") {
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err(Error::invalid_config("hydra", "must be an object")),
+            None => {
+                return Err(Error::invalid_config(
+                    "hydra",
+                    "missing: the document needs a {\"hydra\": {...}} branch",
+                ));
+            }
+        }
+        Ok(ConfigBuilder {
+            document,
+            ..ConfigBuilder::default()
+        })
+    }
+
+    /// Reads a Node-format JSON config file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<ConfigBuilder> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid_config("hydra", format!("cannot read {}: {e}", path.display()))
+        })?;
+        ConfigBuilder::from_json(&text)
+    }
+
+    fn hydra(&mut self) -> &mut Map<String, Value> {
+        let entry = self
+            .document
+            .entry("hydra")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        entry.as_object_mut().expect("hydra branch is an object")
+    }
+
+    fn set(mut self, key: &str, value: impl Into<Value>) -> ConfigBuilder {
+        self.hydra().insert(key.to_string(), value.into());
+        self
+    }
+
+    /// `serviceName` (required).
+    pub fn service_name(self, name: &str) -> ConfigBuilder {
+        self.set("serviceName", name)
+    }
+
+    /// `serviceDescription`.
+    pub fn service_description(self, text: &str) -> ConfigBuilder {
+        self.set("serviceDescription", text)
+    }
+
+    /// `serviceIP`: `""` for the first non-loopback IPv4, an address, a host
+    /// name, or a prefix pattern such as `"10.0.*"`.
+    pub fn service_ip(self, ip: &str) -> ConfigBuilder {
+        self.set("serviceIP", ip)
+    }
+
+    /// `serviceDNS`: a name published instead of the IP.
+    pub fn service_dns(self, dns: &str) -> ConfigBuilder {
+        self.set("serviceDNS", dns)
+    }
+
+    /// `servicePort`: `"0"`, `"8080"`, `"3000-4000"` or `"3000-3010,4000"`.
+    pub fn service_port(self, port: &str) -> ConfigBuilder {
+        self.set("servicePort", port)
+    }
+
+    /// `serviceType`.
+    pub fn service_type(self, kind: &str) -> ConfigBuilder {
+        self.set("serviceType", kind)
+    }
+
+    /// `serviceVersion`.
+    pub fn service_version(self, version: &str) -> ConfigBuilder {
+        self.set("serviceVersion", version)
+    }
+
+    /// `redis.url`, replacing any other Redis settings.
+    pub fn redis_url(mut self, url: &str) -> ConfigBuilder {
+        let mut redis = Map::new();
+        redis.insert("url".into(), url.into());
+        self.hydra().insert("redis".into(), Value::Object(redis));
+        self
+    }
+
+    /// Timeout for connecting to Redis (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> ConfigBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Read/write timeout of each Redis command (default 3 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> ConfigBuilder {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How long presence lists may be served from memory (default 500 ms; zero
+    /// disables the cache).
+    pub fn presence_cache_ttl(mut self, ttl: Duration) -> ConfigBuilder {
+        self.presence_cache_ttl = ttl;
+        self
+    }
+
+    /// Applies `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the process
+    /// environment, as Node does (they win over the file).
+    pub fn apply_env(self) -> Result<ConfigBuilder> {
+        self.apply_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`ConfigBuilder::apply_env`] with the variables taken from `lookup`
+    /// (tests use this instead of mutating the process environment).
+    pub fn apply_env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConfigBuilder> {
+        if let Some(url) = lookup("HYDRA_REDIS_URL").filter(|u| !u.trim().is_empty()) {
+            self = self.redis_url(url.trim());
+        }
+        let Some(service) = lookup("HYDRA_SERVICE").filter(|s| !s.trim().is_empty()) else {
+            return Ok(self);
+        };
+        let service = service.trim();
+        if service.starts_with('{') {
+            let value: Value = serde_json::from_str(service).map_err(|e| {
+                Error::invalid_config("HYDRA_SERVICE", format!("not valid JSON: {e}"))
+            })?;
+            let Value::Object(fields) = value else {
+                return Err(Error::invalid_config(
+                    "HYDRA_SERVICE",
+                    "must be a JSON object",
+                ));
+            };
+            self.hydra().extend(fields);
+        } else if service.contains('=') {
+            for pair in service.split('|').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').ok_or_else(|| {
+                    Error::invalid_config(
+                        "HYDRA_SERVICE",
+                        format!("expected key=value|key=value, got {pair:?}"),
+                    )
+                })?;
+                self.hydra().insert(key.trim().to_string(), value.into());
+            }
+        } else {
+            parse_label(service)
+                .map_err(|reason| Error::invalid_config("HYDRA_SERVICE", reason))?;
+            self.stored_config_label = Some(service.to_string());
+        }
+        Ok(self)
+    }
+
+    /// Validates everything and returns the [`Config`].
+    pub fn build(self) -> Result<Config> {
+        let hydra = match self.document.get("hydra") {
+            Some(Value::Object(h)) => h.clone(),
+            _ => Map::new(),
+        };
+        let service_name = validate_service_name(&string_field(&hydra, "serviceName")?)?;
+        let service_port = parse_port_spec(hydra.get("servicePort"))?;
+        let service_ip = string_field(&hydra, "serviceIP")?;
+        if service_ip.chars().any(char::is_whitespace) {
+            return Err(Error::invalid_config(
+                "serviceIP",
+                "must not contain spaces",
+            ));
+        }
+        let redis = parse_redis(hydra.get("redis"))?;
+        for (field, timeout) in [
+            ("connectTimeout", self.connect_timeout),
+            ("commandTimeout", self.command_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::invalid_config(field, "must be greater than zero"));
+            }
+        }
+        Ok(Config {
+            service_name,
+            service_description: non_empty_or(
+                string_field(&hydra, "serviceDescription")?,
+                "not specified",
+            ),
+            service_ip,
+            service_dns: string_field(&hydra, "serviceDNS")?,
+            service_port,
+            service_type: string_field(&hydra, "serviceType")?,
+            service_version: non_empty_or(string_field(&hydra, "serviceVersion")?, "unspecified"),
+            redis,
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            presence_cache_ttl: self.presence_cache_ttl,
+            stored_config_label: self.stored_config_label,
+            document: self.document,
+        })
+    }
+
+    /// Replaces the document with one loaded from Redis (`HYDRA_SERVICE` label),
+    /// keeping the Redis settings this builder used to reach it, as Node does.
+    pub(crate) fn with_stored_document(
+        &self,
+        stored: Value,
+        redis_branch: Option<Value>,
+    ) -> Result<ConfigBuilder> {
+        let mut builder = ConfigBuilder::from_value(stored)?;
+        if let Some(redis) = redis_branch {
+            builder.hydra().insert("redis".into(), redis);
+        }
+        builder.connect_timeout = self.connect_timeout;
+        builder.command_timeout = self.command_timeout;
+        builder.presence_cache_ttl = self.presence_cache_ttl;
+        Ok(builder)
+    }
+}
+
+impl Config {
+    /// A builder holding this config's document and settings, used to rebuild it
+    /// from a stored config.
+    pub(crate) fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder {
+            document: self.document.clone(),
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            presence_cache_ttl: self.presence_cache_ttl,
+            stored_config_label: None,
+        }
+    }
+}
+
+/// Splits a config label `svc:version` (spec §2.9).
+pub(crate) fn parse_label(label: &str) -> std::result::Result<(&str, &str), String> {
+    match label.split(':').collect::<Vec<_>>()[..] {
+        [svc, version] if !svc.is_empty() && !version.is_empty() => Ok((svc, version)),
+        _ => Err(format!(
+            "label not in this form: myservice:0.1.1 (got {label:?})"
+        )),
+    }
+}
+
+/// Node lowercases the name; we also reject what would break Node's key globs
+/// and route grammar (spec §2.11, §4.4, §16).
+pub(crate) fn validate_service_name(raw: &str) -> Result<String> {
+    let name = raw.trim().to_lowercase();
+    let bad = |reason: &str| {
+        Err(Error::invalid_config(
+            "serviceName",
+            format!("{reason} (got {raw:?})"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("is required");
+    }
+    if name.len() > 128 {
+        return bad("must be at most 128 characters");
+    }
+    if let Some(c) = name.chars().find(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, ':' | '@' | '*' | '?' | '[' | ']' | '\\')
+    }) {
+        return bad(&format!("must not contain {c:?}"));
+    }
+    if RESERVED_NAMES.contains(&name.as_str()) {
+        return bad("is reserved by Hydra's key layout");
+    }
+    if name.starts_with("http") {
+        return bad("must not start with \"http\" (Node's route parser mangles such names)");
+    }
+    Ok(name)
+}
+
+fn string_field(hydra: &Map<String, Value>, key: &str) -> Result<String> {
+    match hydra.get(key) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(Error::invalid_config(
+            key,
+            format!("must be a string, got {other}"),
+        )),
+    }
+}
+
+fn non_empty_or(value: String, default: &str) -> String {
+    if value.trim().is_empty() {
+        default.to_string()
+    } else {
+        value
+    }
+}
+
+/// `servicePort`: number or string; `0`/absent → random; ranges `a-b[,c]`.
+pub(crate) fn parse_port_spec(value: Option<&Value>) -> Result<PortSpec> {
+    let bad = |reason: String| Error::invalid_config("servicePort", reason);
+    let text = match value {
+        None | Some(Value::Null) => return Ok(PortSpec::Random),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => return Err(bad(format!("must be a number or a string, got {other}"))),
+    };
+    if text.is_empty() || text == "0" {
+        return Ok(PortSpec::Random);
+    }
+    let port = |s: &str| -> Result<u16> {
+        match s.trim().parse::<u32>() {
+            Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(bad(format!(
+                "{s:?} is not a port number 1-65535 (in {text:?})"
+            ))),
+        }
+    };
+    if !text.contains(['-', ',']) {
+        return Ok(PortSpec::Fixed(port(&text)?));
+    }
+    let mut ranges = Vec::new();
+    for part in text.split(',') {
+        let (low, high) = match part.split_once('-') {
+            Some((low, high)) => (port(low)?, port(high)?),
+            None => {
+                let p = port(part)?;
+                (p, p)
+            }
+        };
+        if low > high {
+            return Err(bad(format!("range {part:?} is backwards")));
+        }
+        ranges.push((low, high));
+    }
+    Ok(PortSpec::Ranges(ranges))
+}
+
+fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
+    let map = match value {
+        None | Some(Value::Null) => return RedisConfig::from_url(DEFAULT_REDIS_URL),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(Error::invalid_config(
+                "redis",
+                format!("must be an object, got {other}"),
+            ));
+        }
+    };
+    let text = |key: &str| -> Result<Option<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(Error::invalid_config(
+                format!("redis.{key}"),
+                format!("must be a string or number, got {other}"),
+            )),
+        }
+    };
+    // Node merges {db: 0} <- URL parts <- explicit keys (spec §13).
+    let base = match text("url")? {
+        Some(url) => Some(RedisConfig::from_url(&url)?),
+        None => None,
+    };
+    let explicit = ["host", "port", "db", "password", "username"]
+        .iter()
+        .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
+    if !explicit {
+        return match base {
+            Some(base) => Ok(base),
+            // An empty redis branch means db 0 on localhost in Node.
+            None => RedisConfig::from_parts("127.0.0.1", 6379, 0, None, None),
+        };
+    }
+    let (base_host, base_port) = match base.as_ref().map(|b| b.info.addr()) {
+        Some(ConnectionAddr::Tcp(host, port)) => (host.clone(), *port),
+        _ => ("127.0.0.1".to_string(), 6379),
+    };
+    let settings = base.as_ref().map(|b| b.info.redis_settings().clone());
+    let host = text("host")?.unwrap_or(base_host);
+    let port = match text("port")? {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            Error::invalid_config("redis.port", format!("{p:?} is not a port number"))
+        })?,
+        None => base_port,
+    };
+    let db = match text("db")? {
+        Some(d) => d.parse::<i64>().ok().filter(|d| *d >= 0).ok_or_else(|| {
+            Error::invalid_config("redis.db", format!("{d:?} is not a database number"))
+        })?,
+        None => settings.as_ref().map_or(0, |s| s.db()),
+    };
+    let username = text("username")?.or_else(|| {
+        settings
+            .as_ref()
+            .and_then(|s| s.username().map(String::from))
+    });
+    let password = text("password")?.or_else(|| {
+        settings
+            .as_ref()
+            .and_then(|s| s.password().map(String::from))
+    });
+    RedisConfig::from_parts(&host, port, db, username.as_deref(), password.as_deref())
+}
+
+/// Masks the password in a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(err: Error) -> String {
+        match err {
+            Error::InvalidConfig { field, .. } => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_name_is_enough_and_defaults_match_node() {
+        let config = Config::builder()
+            .service_name("Alpha-Service")
+            .build()
+            .unwrap();
+        assert_eq!(config.service_name(), "alpha-service");
+        assert_eq!(config.redis().db(), 15);
+        assert_eq!(config.redis().display_url(), "redis://127.0.0.1:6379/15");
+        assert_eq!(config.service_port(), &PortSpec::Random);
+        assert_eq!(config.service_description(), "not specified");
+        assert_eq!(config.service_version(), "unspecified");
+    }
+
+    #[test]
+    fn invalid_names_are_rejected_naming_the_field() {
+        for name in [
+            "", "a:b", "a b", "svc*", "s?", "x[1]", "service", "hydra", "mc", "nodes", "httpbin",
+            "a@b",
+        ] {
+            let err = Config::builder().service_name(name).build().unwrap_err();
+            assert!(err.to_string().contains("serviceName"), "{name:?}: {err}");
+            assert_eq!(field_of(err), "serviceName");
+        }
+    }
+
+    #[test]
+    fn node_json_document_is_read() {
+        let config = ConfigBuilder::from_json(
+            r#"{"hydra":{"serviceName":"beta","serviceDescription":"b desc","serviceIP":"10.0.0.5",
+                "servicePort":"3000-3010,4000","serviceType":"api","serviceVersion":"2.0.1",
+                "redis":{"host":"127.0.0.2","port":6380,"db":3,"password":"pw"}},
+               "app":{"x":1}}"#,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(
+            config.service_port(),
+            &PortSpec::Ranges(vec![(3000, 3010), (4000, 4000)])
+        );
+        assert_eq!(
+            config.redis().display_url(),
+            "redis://:***@127.0.0.2:6380/3"
+        );
+        assert_eq!(config.document()["app"], json!({"x": 1}));
+        assert_eq!(config.service_type(), "api");
+    }
+
+    #[test]
+    fn redis_url_with_acl_user_and_password() {
+        let config = Config::builder()
+            .service_name("a")
+            .redis_url("redis://alice:s3cret@localhost:7000/2")
+            .build()
+            .unwrap();
+        let settings = config.redis().connection_info().redis_settings();
+        assert_eq!(settings.username(), Some("alice"));
+        assert_eq!(settings.password(), Some("s3cret"));
+        assert_eq!(settings.db(), 2);
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn explicit_redis_keys_override_the_url() {
+        let doc = json!({"hydra":{"serviceName":"a","redis":{"url":"redis://h:1234/4","db":"7"}}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.redis().db(), 7);
+        assert_eq!(config.redis().display_url(), "redis://h:1234/7");
+    }
+
+    #[test]
+    fn bad_redis_settings_name_the_field() {
+        for (redis, field) in [
+            (json!({"url": "http://x"}), "redis.url"),
+            (json!({"url": "redis://"}), "redis.url"),
+            (json!({"url": "redis://h:1/notadb"}), "redis.url"),
+            (json!({"url": "rediss://h:1/0"}), "redis.url"),
+            (json!({"port": "x"}), "redis.port"),
+            (json!({"port": 0}), "redis.port"),
+            (json!({"db": -1}), "redis.db"),
+            (json!({"host": ""}), "redis.host"),
+            (json!("redis://h"), "redis"),
+        ] {
+            let doc = json!({"hydra":{"serviceName":"a","redis":redis}});
+            let err = ConfigBuilder::from_value(doc).unwrap().build().unwrap_err();
+            assert_eq!(field_of(err), field, "{redis}");
+        }
+    }
+
+    #[test]
+    fn port_specs() {
+        let p = |v: Value| parse_port_spec(Some(&v));
+        assert_eq!(p(json!(0)).unwrap(), PortSpec::Random);
+        assert_eq!(p(json!("0")).unwrap(), PortSpec::Random);
+        assert_eq!(parse_port_spec(None).unwrap(), PortSpec::Random);
+        assert_eq!(p(json!(8080)).unwrap(), PortSpec::Fixed(8080));
+        assert_eq!(p(json!("8080")).unwrap(), PortSpec::Fixed(8080));
+        assert_eq!(
+            p(json!("3000-4000")).unwrap(),
+            PortSpec::Ranges(vec![(3000, 4000)])
+        );
+        for bad in [
+            json!("4000-3000"),
+            json!("70000"),
+            json!("a-b"),
+            json!("-"),
+            json!(true),
+            json!(-1),
+        ] {
+            assert_eq!(
+                field_of(p(bad.clone()).unwrap_err()),
+                "servicePort",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_overrides_like_node() {
+        let env = |url: &'static str, svc: &'static str| {
+            move |name: &str| match name {
+                "HYDRA_REDIS_URL" => Some(url.to_string()),
+                "HYDRA_SERVICE" => Some(svc.to_string()),
+                _ => None,
+            }
+        };
+        let config = Config::builder()
+            .service_name("a")
+            .redis_url("redis://other:1/1")
+            .apply_env_from(env(
+                "redis://127.0.0.1:9999/3",
+                r#"{"serviceType":"t1","servicePort":1234}"#,
+            ))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(config.redis().display_url(), "redis://127.0.0.1:9999/3");
+        assert_eq!(config.service_type(), "t1");
+        assert_eq!(config.service_port(), &PortSpec::Fixed(1234));
+
+        let config = Config::builder()
+            .service_name("a")
+            .apply_env_from(env("", "serviceType=t2|serviceVersion=9.9"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            (config.service_type(), config.service_version()),
+            ("t2", "9.9")
+        );
+
+        let config = Config::builder()
+            .service_name("a")
+            .apply_env_from(env("", "alpha:1.2.3"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(config.stored_config_label(), Some("alpha:1.2.3"));
+
+        for bad in ["{not json", "a:b:c", "[1]"] {
+            let err = Config::builder()
+                .service_name("a")
+                .apply_env_from(env("", bad))
+                .unwrap_err();
+            assert_eq!(field_of(err), "HYDRA_SERVICE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn documents_without_a_hydra_branch_are_rejected() {
+        assert_eq!(
+            field_of(ConfigBuilder::from_json(r#"{"serviceName":"a"}"#).unwrap_err()),
+            "hydra"
+        );
+        assert_eq!(
+            field_of(ConfigBuilder::from_json("nope").unwrap_err()),
+            "hydra"
+        );
+        assert_eq!(
+            field_of(ConfigBuilder::from_json("[]").unwrap_err()),
+            "hydra"
+        );
+    }
+}

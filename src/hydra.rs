@@ -1,0 +1,358 @@
+//! The `Hydra` handle: what Node's `hydra` singleton is, as a cheap `Clone +
+//! Send + Sync` value. `init` connects; `register_service` makes the instance
+//! exist; discovery calls work with or without registering; `shutdown` (or
+//! dropping the last clone) removes the instance again.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Config, PortSpec, parse_label};
+use crate::error::{Error, Result};
+use crate::heartbeat::{Heartbeat, Registration};
+use crate::host;
+use crate::keys;
+use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
+use crate::registry::{Registry, ServiceHealth};
+use crate::store::Store;
+
+/// A connection to Hydra: discovery, presence and (after
+/// [`register_service`](Hydra::register_service)) this instance's registration.
+///
+/// Cloning is cheap and clones share everything. The instance is shut down by
+/// [`shutdown`](Hydra::shutdown) or when the last clone is dropped.
+#[derive(Clone)]
+pub struct Hydra {
+    inner: Arc<Inner>,
+}
+
+/// What [`Hydra::register_service`] registered (Node resolves the same three).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    /// Service name.
+    pub service_name: String,
+    /// Published address.
+    #[serde(rename = "serviceIP")]
+    pub service_ip: String,
+    /// Published port.
+    pub service_port: u16,
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<Store>,
+    registry: Registry,
+    instance_id: String,
+    service_ip: String,
+    service_port: u16,
+    state: Mutex<State>,
+}
+
+enum State {
+    Initialized,
+    Registered {
+        registration: Arc<Registration>,
+        heartbeat: Heartbeat,
+    },
+    ShutDown,
+}
+
+impl Hydra {
+    /// Connects to Redis and prepares the instance (Node's `init`): resolves the
+    /// service IP and port and creates the instance ID. Writes nothing.
+    ///
+    /// When `HYDRA_SERVICE` named a stored config (`svc:version`), that config is
+    /// loaded from Redis and used instead, keeping the Redis settings.
+    ///
+    /// Fails within the connect timeout when Redis is unreachable.
+    pub fn init(config: Config) -> Result<Hydra> {
+        let config = match config.stored_config_label() {
+            Some(label) => load_stored_config(&config, label)?,
+            None => config,
+        };
+        let store = Arc::new(Store::new(
+            config.redis(),
+            config.connect_timeout,
+            config.command_timeout,
+        )?);
+        store.run(|c| redis::cmd("PING").query::<()>(c))?;
+        let service_ip = host::resolve_service_ip(&config.service_ip, &config.service_dns)?;
+        let service_port = host::choose_port(&config.service_port)?;
+        let registry = Registry::new(store.clone(), config.presence_cache_ttl);
+        Ok(Hydra {
+            inner: Arc::new(Inner {
+                instance_id: uuid::Uuid::new_v4().simple().to_string(),
+                config,
+                store,
+                registry,
+                service_ip,
+                service_port,
+                state: Mutex::new(State::Initialized),
+            }),
+        })
+    }
+
+    /// Makes this instance exist (Node's `registerService`): writes the service
+    /// record, presence, the `nodes` entry and health in one round trip, then
+    /// keeps them alive from the `hydra-heartbeat` thread.
+    pub fn register_service(&self) -> Result<ServiceInfo> {
+        let inner = &self.inner;
+        let mut state = inner.lock_state();
+        match *state {
+            State::Initialized => {}
+            State::Registered { .. } => {
+                return Err(Error::InvalidState("service is already registered".into()));
+            }
+            State::ShutDown => {
+                return Err(Error::InvalidState(
+                    "this Hydra instance has been shut down".into(),
+                ));
+            }
+        }
+        let node = NodeTemplate {
+            service_name: inner.config.service_name.clone(),
+            service_description: inner.config.service_description.clone(),
+            version: inner.config.service_version.clone(),
+            instance_id: inner.instance_id.clone(),
+            process_id: std::process::id(),
+            ip: inner.service_ip.clone(),
+            port: inner.service_port,
+            port_is_fixed: matches!(inner.config.service_port, PortSpec::Fixed(_)),
+            host_name: host::hostname(),
+        };
+        let registration = Arc::new(Registration::new(
+            inner.store.clone(),
+            &inner.config.service_type,
+            node,
+        ));
+        registration.register()?;
+        let heartbeat = Heartbeat::spawn(registration.clone())
+            .map_err(|e| Error::InvalidState(format!("cannot start the heartbeat thread: {e}")))?;
+        *state = State::Registered {
+            registration,
+            heartbeat,
+        };
+        log::info!(
+            "registered {} instance {} at {}:{} on {}",
+            inner.config.service_name,
+            inner.instance_id,
+            inner.service_ip,
+            inner.service_port,
+            inner.store.target()
+        );
+        Ok(self.service_info())
+    }
+
+    /// Stops the heartbeat and removes this instance like Node does: logs
+    /// "Service is shutting down." to the flight recorder, deletes presence,
+    /// lets health expire in 3 s, and also removes its own `nodes` entry.
+    /// Idempotent; also run when the last clone is dropped.
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.shutdown()
+    }
+
+    /// Name, IP and port this instance publishes.
+    pub fn service_info(&self) -> ServiceInfo {
+        ServiceInfo {
+            service_name: self.inner.config.service_name.clone(),
+            service_ip: self.inner.service_ip.clone(),
+            service_port: self.inner.service_port,
+        }
+    }
+
+    /// Own service name, lowercased (`getServiceName`).
+    pub fn get_service_name(&self) -> &str {
+        &self.inner.config.service_name
+    }
+
+    /// Own instance ID: 32 lowercase hex characters, new for every `init`
+    /// (`getInstanceID`).
+    pub fn get_instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Own `serviceVersion` (`getInstanceVersion`).
+    pub fn get_instance_version(&self) -> &str {
+        &self.inner.config.service_version
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// True between `register_service` and `shutdown`.
+    pub fn is_registered(&self) -> bool {
+        matches!(*self.inner.lock_state(), State::Registered { .. })
+    }
+
+    /// Every registered service's record (`getServices`).
+    pub fn get_services(&self) -> Result<Vec<ServiceRecord>> {
+        self.inner.registry.get_services()
+    }
+
+    /// Every instance record, live or dead, with `elapsed` seconds since its last
+    /// heartbeat (`getServiceNodes`).
+    pub fn get_service_nodes(&self) -> Result<Vec<Instance>> {
+        self.inner.registry.get_service_nodes()
+    }
+
+    /// The registration record of `name`, or [`Error::NotFound`]
+    /// `Can't find <name> service` (`findService`).
+    pub fn find_service(&self, name: &str) -> Result<ServiceRecord> {
+        self.inner.registry.find_service(name)
+    }
+
+    /// Present instances of `name` in random order; empty when none
+    /// (`getServicePresence`). May be up to the presence-cache TTL old
+    /// (default 500 ms).
+    pub fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
+        self.inner.registry.get_service_presence(name)
+    }
+
+    /// True iff an instance of `name` is present, read from Redis now
+    /// (`hasServicePresence`).
+    pub fn has_service_presence(&self, name: &str) -> Result<bool> {
+        self.inner.registry.has_service_presence(name)
+    }
+
+    /// This instance's health object, sampled now (`getHealth`).
+    pub fn get_health(&self) -> Value {
+        match &*self.inner.lock_state() {
+            State::Registered { registration, .. } => registration.health_snapshot(false),
+            _ => Value::Null,
+        }
+    }
+
+    /// Writes an entry to this instance's flight recorder and to the `log`
+    /// crate (`sendToHealthLog`). Like Node, only a registered service writes to
+    /// Redis; otherwise the entry is only logged.
+    pub fn send_to_health_log(&self, entry_type: &str, message: &str) -> Result<()> {
+        let level = match entry_type {
+            "fatal" | "error" => log::Level::Error,
+            "warn" | "warning" => log::Level::Warn,
+            "debug" => log::Level::Debug,
+            _ => log::Level::Info,
+        };
+        log::log!(level, "[{}] {message}", self.inner.config.service_name);
+        let registration = match &*self.inner.lock_state() {
+            State::Registered { registration, .. } => registration.clone(),
+            _ => return Ok(()),
+        };
+        registration.log(entry_type, message)
+    }
+
+    /// Flight-recorder entries of every instance of `name`, newest first
+    /// (`getServiceHealthLog`; Node returns only one instance's).
+    pub fn get_service_health_log(&self, name: &str) -> Result<Vec<HealthLogEntry>> {
+        self.inner.registry.get_service_health_log(name)
+    }
+
+    /// Health, log and present instances of every service (`getServiceHealthAll`).
+    pub fn get_service_health_all(&self) -> Result<Vec<ServiceHealth>> {
+        self.inner.registry.get_service_health_all()
+    }
+
+    /// Stores a config document under a `svc:version` label (`putConfig`).
+    pub fn put_config(&self, label: &str, document: &Value) -> Result<()> {
+        self.inner.registry.put_config(label, document)
+    }
+
+    /// The config stored under `svc:version`, if any (`getConfig`).
+    pub fn get_config(&self, label: &str) -> Result<Option<Value>> {
+        self.inner.registry.get_config(label)
+    }
+
+    /// The `svc:version` labels stored for `svc`, sorted (`listConfig`).
+    pub fn list_config(&self, service_name: &str) -> Result<Vec<String>> {
+        self.inner.registry.list_config(service_name)
+    }
+}
+
+impl std::fmt::Debug for Hydra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hydra")
+            .field("service_name", &self.inner.config.service_name)
+            .field("instance_id", &self.inner.instance_id)
+            .field("redis", &self.inner.store.target())
+            .field("registered", &self.is_registered())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let previous = std::mem::replace(&mut *self.lock_state(), State::ShutDown);
+        let State::Registered {
+            registration,
+            heartbeat,
+        } = previous
+        else {
+            return Ok(());
+        };
+        // Stop beating first, or the heartbeat would bring presence back.
+        heartbeat.stop();
+        let result = registration.deregister();
+        match &result {
+            Ok(()) => log::info!(
+                "{} instance {} shut down",
+                self.config.service_name,
+                self.instance_id
+            ),
+            Err(e) => log::warn!(
+                "{} instance {} shut down, but its keys could not be removed ({e}); presence expires in 3 s",
+                self.config.service_name,
+                self.instance_id
+            ),
+        }
+        self.store.clear();
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// `HYDRA_SERVICE=svc:version`: load that config document from Redis and use
+/// it, keeping the Redis settings used to fetch it (spec §11.3).
+fn load_stored_config(config: &Config, label: &str) -> Result<Config> {
+    let (svc, version) =
+        parse_label(label).map_err(|r| Error::invalid_config("HYDRA_SERVICE", r))?;
+    let store = Store::new(
+        config.redis(),
+        config.connect_timeout,
+        config.command_timeout,
+    )?;
+    let key = keys::configs(svc);
+    let text: Option<String> = store.run(|c| redis::cmd("HGET").arg(&key).arg(version).query(c))?;
+    let text = text.ok_or_else(|| {
+        Error::invalid_config(
+            "HYDRA_SERVICE",
+            format!("no config stored as {label} (HGET {key} {version})"),
+        )
+    })?;
+    let stored: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid_config(
+            "HYDRA_SERVICE",
+            format!("stored config {label} is not JSON: {e}"),
+        )
+    })?;
+    let redis_branch = config
+        .document()
+        .get("hydra")
+        .and_then(|h| h.get("redis"))
+        .cloned();
+    config
+        .to_builder()
+        .with_stored_document(stored, redis_branch)?
+        .build()
+}

@@ -1,0 +1,77 @@
+//! Every Redis key and pub/sub channel name Hydra uses, in one place (spec §2, §3).
+//!
+//! The shapes are Node Hydra's wire contract; do not change them.
+
+/// Prefix of every key (`redisPreKey`).
+pub const PREFIX: &str = "hydra:service";
+/// Prefix of every pub/sub channel (`mcMessageKey`).
+pub const CHANNEL_PREFIX: &str = "hydra:service:mc";
+/// Hash of per-instance records, field = instance ID.
+pub const NODES: &str = "hydra:service:nodes";
+/// Set of service names registered by hydra-rs (our own index; Node never reads
+/// or writes it, and none of Node's read globs match it). With the `nodes` hash it
+/// lets `get_services` avoid scanning the keyspace.
+pub const SERVICE_INDEX: &str = "hydra:service:services";
+
+/// `hydra:service:<svc>:service` — the registration record.
+pub fn service(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:service")
+}
+
+/// `hydra:service:<svc>:<id>:presence` — liveness, expires 3 s after the last beat.
+pub fn presence(svc: &str, instance_id: &str) -> String {
+    format!("{PREFIX}:{svc}:{instance_id}:presence")
+}
+
+/// `hydra:service:<svc>:<id>:health` — the latest health snapshot.
+pub fn health(svc: &str, instance_id: &str) -> String {
+    format!("{PREFIX}:{svc}:{instance_id}:health")
+}
+
+/// `hydra:service:<svc>:<id>:health:log` — the flight recorder.
+pub fn health_log(svc: &str, instance_id: &str) -> String {
+    format!("{PREFIX}:{svc}:{instance_id}:health:log")
+}
+
+/// `hydra:service:<svc>:service:routes` — the HTTP routes set.
+pub fn routes(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:service:routes")
+}
+
+/// `hydra:service:<svc>:configs` — stored configs, field = version.
+pub fn configs(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:configs")
+}
+
+/// `hydra:service:mc:<svc>` — every instance of a service listens here.
+pub fn service_channel(svc: &str) -> String {
+    format!("{CHANNEL_PREFIX}:{svc}")
+}
+
+/// `hydra:service:mc:<svc>:<id>` — one instance listens here.
+pub fn instance_channel(svc: &str, instance_id: &str) -> String {
+    format!("{CHANNEL_PREFIX}:{svc}:{instance_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shapes_match_node_hydra() {
+        assert_eq!(service("alpha"), "hydra:service:alpha:service");
+        assert_eq!(presence("alpha", "abc"), "hydra:service:alpha:abc:presence");
+        assert_eq!(health("alpha", "abc"), "hydra:service:alpha:abc:health");
+        assert_eq!(
+            health_log("alpha", "abc"),
+            "hydra:service:alpha:abc:health:log"
+        );
+        assert_eq!(routes("alpha"), "hydra:service:alpha:service:routes");
+        assert_eq!(configs("alpha"), "hydra:service:alpha:configs");
+        assert_eq!(service_channel("alpha"), "hydra:service:mc:alpha");
+        assert_eq!(
+            instance_channel("alpha", "abc"),
+            "hydra:service:mc:alpha:abc"
+        );
+    }
+}

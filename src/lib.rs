@@ -1,0 +1,51 @@
+//! # hydra-rs
+//!
+//! [Hydra](https://github.com/pnxtech/hydra), the light-weight microservice
+//! toolkit built on Redis, as a synchronous Rust library that is wire-compatible
+//! with Node's `hydra` 1.9.x: a Rust service and a Node service on the same
+//! Redis find each other, see each other's presence and health, and share
+//! configuration.
+//!
+//! ```no_run
+//! use hydra::{Config, Hydra};
+//!
+//! # fn main() -> hydra::Result<()> {
+//! // A service name is enough; Redis comes from HYDRA_REDIS_URL or the default
+//! // redis://127.0.0.1:6379/15 that Node Hydra uses.
+//! let hydra = Hydra::init(Config::new("billing")?)?;
+//! hydra.register_service()?;
+//! for instance in hydra.get_service_presence("invoices")? {
+//!     println!("invoices at {}:{}", instance.ip, instance.port);
+//! }
+//! hydra.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Threads: `register_service` starts one named thread, `hydra-heartbeat`,
+//! which is joined on `shutdown`. No async runtime is used.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod heartbeat;
+mod host;
+mod hydra;
+pub mod keys;
+mod records;
+mod registry;
+mod store;
+mod timestamp;
+
+pub use config::{
+    Config, ConfigBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PRESENCE_CACHE_TTL, DEFAULT_REDIS_URL, PortSpec, RedisConfig,
+};
+pub use error::{Error, ErrorCode, Result};
+pub use heartbeat::{
+    HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS,
+};
+pub use hydra::{Hydra, ServiceInfo};
+pub use records::{HealthLogEntry, Instance, ServiceRecord};
+pub use registry::ServiceHealth;

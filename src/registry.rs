@@ -1,0 +1,404 @@
+//! The read side of Hydra's registry: services, instances, presence, health,
+//! the flight recorder and the config store (spec §2, §8, §10).
+//!
+//! Discovery never scans the keyspace. Node finds instances with
+//! `SCAN MATCH *:<svc>:*:presence` over the whole database, which costs one
+//! round trip per 100 keys of *any* kind (hydra issue #192). Every Hydra writer,
+//! Node or ours, also writes its record into the `hydra:service:nodes` hash
+//! each second, so that hash is an exact index of instances: one Lua call walks
+//! it, keeps the entries of the wanted service whose presence key exists, and
+//! returns them. The cost follows the number of Hydra instances, not the size
+//! of the database.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::parse_label;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::records::{HealthLogEntry, Instance, ServiceRecord};
+use crate::store::Store;
+
+/// Flight-recorder length (`MAX_ENTRIES_IN_HEALTH_LOG`).
+pub(crate) const HEALTH_LOG_ENTRIES: isize = 64;
+
+/// Entries of `nodes` (KEYS[1]) for service ARGV[2] whose presence key exists.
+/// The plain-text match on `"serviceName":"<svc>"` is exact for JSON written by
+/// JSON.stringify or serde (a quote inside a string value is always escaped);
+/// every hit is parsed and checked again on our side. ARGV[3] = "1" stops at the
+/// first hit (has_service_presence).
+const PRESENT_INSTANCES_LUA: &str = r#"
+local needle = '"serviceName":"' .. ARGV[2] .. '"'
+local entries = redis.call('HGETALL', KEYS[1])
+local found = {}
+for i = 1, #entries, 2 do
+  local json = entries[i + 1]
+  if string.find(json, needle, 1, true) then
+    local presence = ARGV[1] .. ':' .. ARGV[2] .. ':' .. entries[i] .. ':presence'
+    if redis.call('EXISTS', presence) == 1 then
+      found[#found + 1] = json
+      if ARGV[3] == '1' then return found end
+    end
+  end
+end
+return found
+"#;
+
+/// Health, recent log and present instances of one service
+/// (`getServiceHealthAll`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceHealth {
+    /// The service's registration record.
+    pub service: ServiceRecord,
+    /// Latest health snapshot of each instance that has one.
+    pub health: Vec<Value>,
+    /// Flight-recorder entries of all its instances, newest first.
+    pub log: Vec<HealthLogEntry>,
+    /// Present instances.
+    pub presence: Vec<Instance>,
+}
+
+/// Reads the registry. Shared by every clone of a `Hydra` handle.
+pub(crate) struct Registry {
+    store: Arc<Store>,
+    present_script: Script,
+    presence_cache: PresenceCache,
+    warned: WarnOnce,
+}
+
+impl Registry {
+    pub(crate) fn new(store: Arc<Store>, presence_cache_ttl: Duration) -> Registry {
+        Registry {
+            store,
+            present_script: Script::new(PRESENT_INSTANCES_LUA),
+            presence_cache: PresenceCache::new(presence_cache_ttl),
+            warned: WarnOnce::default(),
+        }
+    }
+
+    /// Every registered service (`getServices`): the services named in the
+    /// `nodes` hash and in our own index, with their `:service` records.
+    pub(crate) fn get_services(&self) -> Result<Vec<ServiceRecord>> {
+        let (nodes, indexed): (Vec<String>, Vec<String>) = self.store.run(|c| {
+            redis::pipe()
+                .hvals(keys::NODES)
+                .smembers(keys::SERVICE_INDEX)
+                .query(c)
+        })?;
+        let mut names: BTreeSet<String> = indexed.into_iter().collect();
+        for text in &nodes {
+            match Instance::parse(text) {
+                Ok(instance) => {
+                    names.insert(instance.service_name);
+                }
+                Err(reason) => self.warned.warn(keys::NODES, text, &reason),
+            }
+        }
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
+        let records: Vec<Option<String>> = self
+            .store
+            .run(|c| redis::cmd("MGET").arg(&service_keys).query(c))?;
+        Ok(service_keys
+            .iter()
+            .zip(records)
+            .filter_map(|(key, text)| {
+                let text = text?;
+                ServiceRecord::parse(&text)
+                    .map_err(|reason| self.warned.warn(key, &text, &reason))
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// The `:service` record of `name` (`findService`).
+    pub(crate) fn find_service(&self, name: &str) -> Result<ServiceRecord> {
+        let name = lookup_name(name);
+        let key = keys::service(&name);
+        let text: Option<String> = self.store.run(|c| redis::cmd("GET").arg(&key).query(c))?;
+        let text = text.ok_or_else(|| Error::NotFound(format!("Can't find {name} service")))?;
+        ServiceRecord::parse(&text).map_err(|reason| Error::Malformed(format!("{key}: {reason}")))
+    }
+
+    /// Every `nodes` entry, live or not, with `elapsed` (`getServiceNodes`).
+    pub(crate) fn get_service_nodes(&self) -> Result<Vec<Instance>> {
+        let entries: Vec<(String, String)> = self
+            .store
+            .run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(field, text)| self.parse_instance(&field, &text))
+            .collect())
+    }
+
+    /// Present instances of `name`, in random order (`getServicePresence`).
+    /// Served from a short cache; the caller gets its own shuffled copy, so
+    /// nothing a caller does to the list affects others (Node bug §6.4).
+    pub(crate) fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
+        let name = lookup_name(name);
+        let instances = match self.presence_cache.get(&name) {
+            Some(cached) => cached,
+            None => {
+                let fresh: Arc<[Instance]> = self.present_instances(&name, false)?.into();
+                self.presence_cache.put(&name, fresh.clone());
+                fresh
+            }
+        };
+        let mut copy = instances.to_vec();
+        fastrand::shuffle(&mut copy);
+        Ok(copy)
+    }
+
+    /// Present instances of `name`, always from Redis.
+    pub(crate) fn get_service_presence_uncached(&self, name: &str) -> Result<Vec<Instance>> {
+        let name = lookup_name(name);
+        let instances = self.present_instances(&name, false)?;
+        self.presence_cache.put(&name, instances.clone().into());
+        Ok(instances)
+    }
+
+    /// True iff an instance of `name` is present (`hasServicePresence`; never cached).
+    pub(crate) fn has_service_presence(&self, name: &str) -> Result<bool> {
+        Ok(!self.present_instances(&lookup_name(name), true)?.is_empty())
+    }
+
+    /// Drops the cached presence of `name` (after a send to it failed).
+    #[allow(dead_code)] // used by messaging and HTTP failover
+    pub(crate) fn forget_presence(&self, name: &str) {
+        self.presence_cache.forget(&lookup_name(name));
+    }
+
+    fn present_instances(&self, name: &str, first_only: bool) -> Result<Vec<Instance>> {
+        let texts: Vec<String> = self.store.run(|c| {
+            self.present_script
+                .key(keys::NODES)
+                .arg(keys::PREFIX)
+                .arg(name)
+                .arg(if first_only { "1" } else { "0" })
+                .invoke(c)
+        })?;
+        Ok(texts
+            .iter()
+            .filter_map(|text| {
+                let instance = Instance::parse(text)
+                    .map_err(|reason| self.warned.warn(keys::NODES, text, &reason))
+                    .ok()?;
+                (instance.service_name == name).then_some(instance)
+            })
+            .collect())
+    }
+
+    /// Instance records of `name` in the `nodes` hash, present or not.
+    fn known_instances(&self, name: &str) -> Result<Vec<Instance>> {
+        Ok(self
+            .get_service_nodes()?
+            .into_iter()
+            .filter(|i| i.service_name == name)
+            .collect())
+    }
+
+    /// Flight-recorder entries of every instance of `name`, newest first
+    /// (`getServiceHealthLog`; Node returns only its first instance's).
+    pub(crate) fn get_service_health_log(&self, name: &str) -> Result<Vec<HealthLogEntry>> {
+        let name = lookup_name(name);
+        let ids: Vec<String> = self
+            .known_instances(&name)?
+            .into_iter()
+            .map(|i| i.instance_id)
+            .collect();
+        self.health_logs(&name, &ids)
+    }
+
+    fn health_logs(&self, name: &str, ids: &[String]) -> Result<Vec<HealthLogEntry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let log_keys: Vec<String> = ids.iter().map(|id| keys::health_log(name, id)).collect();
+        let lists: Vec<Vec<String>> = self.store.run(|c| {
+            let mut pipe = redis::pipe();
+            for key in &log_keys {
+                pipe.lrange(key, 0, HEALTH_LOG_ENTRIES - 1);
+            }
+            pipe.query(c)
+        })?;
+        let mut entries: Vec<HealthLogEntry> = log_keys
+            .iter()
+            .zip(lists)
+            .flat_map(|(key, list)| {
+                list.into_iter().filter_map(move |text| {
+                    HealthLogEntry::parse(&text)
+                        .map_err(|reason| self.warned.warn(key, &text, &reason))
+                        .ok()
+                })
+            })
+            .collect();
+        // ISO-8601 timestamps sort as text; stable, so each list keeps its order.
+        entries.sort_by(|a, b| b.ts.cmp(&a.ts));
+        Ok(entries)
+    }
+
+    /// Health, log and presence of every service (`getServiceHealthAll`).
+    pub(crate) fn get_service_health_all(&self) -> Result<Vec<ServiceHealth>> {
+        let services = self.get_services()?;
+        let nodes = self.get_service_nodes()?;
+        let mut result = Vec::with_capacity(services.len());
+        for service in services {
+            let name = service.service_name.clone();
+            let ids: Vec<String> = nodes
+                .iter()
+                .filter(|i| i.service_name == name)
+                .map(|i| i.instance_id.clone())
+                .collect();
+            let health_keys: Vec<String> = ids.iter().map(|id| keys::health(&name, id)).collect();
+            let health: Vec<Option<String>> = if health_keys.is_empty() {
+                Vec::new()
+            } else {
+                self.store
+                    .run(|c| redis::cmd("MGET").arg(&health_keys).query(c))?
+            };
+            let health = health_keys
+                .iter()
+                .zip(health)
+                .filter_map(|(key, text)| {
+                    let text = text?;
+                    serde_json::from_str::<Value>(&text)
+                        .map_err(|e| self.warned.warn(key, &text, &e.to_string()))
+                        .ok()
+                })
+                .collect();
+            result.push(ServiceHealth {
+                log: self.health_logs(&name, &ids)?,
+                presence: self.get_service_presence_uncached(&name)?,
+                health,
+                service,
+            });
+        }
+        Ok(result)
+    }
+
+    /// Stores a config document under `svc:version` (`putConfig`).
+    pub(crate) fn put_config(&self, label: &str, document: &Value) -> Result<()> {
+        let (svc, version) = parse_label(label).map_err(Error::BadRequest)?;
+        let text = serde_json::to_string(document).expect("a JSON value serializes");
+        self.store.run(|c| {
+            redis::cmd("HSET")
+                .arg(keys::configs(svc))
+                .arg(version)
+                .arg(text)
+                .query::<()>(c)
+        })
+    }
+
+    /// The config stored under `svc:version`, or `None` (`getConfig`).
+    pub(crate) fn get_config(&self, label: &str) -> Result<Option<Value>> {
+        let (svc, version) = parse_label(label).map_err(Error::BadRequest)?;
+        let key = keys::configs(svc);
+        let text: Option<String> = self
+            .store
+            .run(|c| redis::cmd("HGET").arg(&key).arg(version).query(c))?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| Error::Malformed(format!("{key} field {version}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Labels `svc:version` of the configs stored for `svc`, sorted (`listConfig`).
+    pub(crate) fn list_config(&self, svc: &str) -> Result<Vec<String>> {
+        let svc = lookup_name(svc);
+        let mut versions: Vec<String> = self
+            .store
+            .run(|c| redis::cmd("HKEYS").arg(keys::configs(&svc)).query(c))?;
+        versions.sort();
+        Ok(versions.into_iter().map(|v| format!("{svc}:{v}")).collect())
+    }
+
+    fn parse_instance(&self, field: &str, text: &str) -> Option<Instance> {
+        Instance::parse(text)
+            .map_err(|reason| {
+                self.warned
+                    .warn(&format!("{} field {field}", keys::NODES), text, &reason)
+            })
+            .ok()
+    }
+}
+
+/// Names are stored lowercased by Node and by us; Node's lookups forget to
+/// lowercase (spec §15.8). Ours do.
+fn lookup_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// When a presence list was read, and the list.
+type CachedPresence = (Instant, Arc<[Instance]>);
+
+/// Short-lived presence lists, shared read-only (`Arc<[Instance]>`).
+struct PresenceCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, CachedPresence>>,
+}
+
+impl PresenceCache {
+    fn new(ttl: Duration) -> PresenceCache {
+        PresenceCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<[Instance]>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, list) = entries.get(name)?;
+        (at.elapsed() < self.ttl).then(|| list.clone())
+    }
+
+    fn put(&self, name: &str, list: Arc<[Instance]>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: drop expired entries before growing.
+        if entries.len() >= 1024 {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        entries.insert(name.to_string(), (Instant::now(), list));
+    }
+
+    fn forget(&self, name: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}
+
+/// Logs a warning about a bad record once per (key, value), not on every read.
+#[derive(Default)]
+struct WarnOnce {
+    seen: Mutex<HashSet<(String, String)>>,
+}
+
+impl WarnOnce {
+    fn warn(&self, key: &str, value: &str, reason: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 4096 {
+            seen.clear();
+        }
+        let shown: String = value.chars().take(120).collect();
+        if seen.insert((key.to_string(), shown.clone())) {
+            log::warn!("skipping malformed record in {key}: {reason}; value: {shown:?}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Test support for hydra-rs: a private `redis-server` per test and real Node
+//! `hydra@1.9.3` peers. Used by the integration tests, the interop tests and the
+//! benchmark programs; never by the library itself.
+#![deny(missing_docs)]
+
+mod node_peer;
+mod redis_server;
+
+pub use node_peer::{NodeError, NodePeer};
+pub use redis_server::RedisServer;
