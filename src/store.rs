@@ -132,8 +132,29 @@ impl Store {
                 gate.gap = (gate.gap * 2).clamp(FIRST_RETRY_GAP, MAX_RETRY_GAP);
                 gate.closed_until = Some(Instant::now() + gate.gap);
                 gate.last_error = Some(e.to_string());
-                Err(Error::Redis(e))
+                Err(Error::Redis(self.explain_connect_error(e)))
             }
+        }
+    }
+}
+
+impl Store {
+    /// Names the target in socket-level connect errors ("Connection refused"
+    /// alone does not say which Redis); other errors (auth, …) say enough.
+    fn explain_connect_error(&self, e: RedisError) -> RedisError {
+        match e.kind() {
+            redis::ErrorKind::Io => {
+                let kind = if e.is_timeout() {
+                    std::io::ErrorKind::TimedOut
+                } else {
+                    std::io::ErrorKind::ConnectionRefused
+                };
+                RedisError::from(std::io::Error::new(
+                    kind,
+                    format!("cannot connect to Redis at {} within {:?}: {e}", self.target, self.connect_timeout),
+                ))
+            }
+            _ => e,
         }
     }
 }

@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests (each test binary includes this
+//! module; not every binary uses every helper).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use hydra::{Config, ConfigBuilder, Hydra};
+use hydra_testkit::RedisServer;
+
+/// A builder for `name` on the private server's db 15, with the presence cache
+/// off so reads see Redis as it is now.
+pub fn builder(server: &RedisServer, name: &str) -> ConfigBuilder {
+    Config::builder()
+        .service_name(name)
+        .service_ip("127.0.0.1")
+        .redis_url(&server.url(15))
+        .connect_timeout(Duration::from_secs(1))
+        .command_timeout(Duration::from_secs(1))
+        .presence_cache_ttl(Duration::ZERO)
+}
+
+/// An initialized (not registered) handle.
+pub fn init(server: &RedisServer, name: &str) -> Hydra {
+    Hydra::init(builder(server, name).build().expect("valid config")).expect("init")
+}
+
+/// An initialized and registered handle.
+pub fn register(server: &RedisServer, name: &str) -> Hydra {
+    let hydra = init(server, name);
+    hydra.register_service().expect("register");
+    hydra
+}
+
+/// A plain redis-rs connection to the server's db 15, for checking what is
+/// stored independently of the library.
+pub fn raw(server: &RedisServer) -> redis::Connection {
+    let client = redis::Client::open(server.url(15)).expect("client");
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    conn
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Installs a test logger once (RUST_LOG controls it).
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
