@@ -1,0 +1,230 @@
+//! Discovery and introspection against a private redis-server: services,
+//! nodes, presence, health, the flight recorder and the config store, plus
+//! garbage written by others.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{builder, init, raw, register, wait_for};
+use hydra::{ConfigBuilder, Error, Hydra};
+use hydra_testkit::RedisServer;
+use redis::Commands;
+use serde_json::json;
+
+#[test]
+fn two_services_discover_each_other() {
+    let server = RedisServer::start();
+    let alpha = Hydra::init(builder(&server, "alpha").service_type("api").build().unwrap()).unwrap();
+    alpha.register_service().unwrap();
+    let beta = register(&server, "beta");
+
+    let services = alpha.get_services().unwrap();
+    let mut names: Vec<&str> = services.iter().map(|s| s.service_name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert_eq!(beta.find_service("alpha").unwrap().service_type, "api");
+
+    let found = alpha.get_service_presence("beta").unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].instance_id, beta.get_instance_id());
+    assert_eq!(found[0].ip, "127.0.0.1");
+    assert_eq!(found[0].port, beta.service_info().service_port);
+    assert!(found[0].updated_on_ts > 0);
+    let found = beta.get_service_presence("ALPHA").unwrap(); // lookups are lowercased
+    assert_eq!(found[0].instance_id, alpha.get_instance_id());
+    assert!(alpha.has_service_presence("beta").unwrap());
+    assert!(!alpha.has_service_presence("gamma").unwrap());
+    assert!(alpha.get_service_presence("gamma").unwrap().is_empty());
+
+    let nodes = alpha.get_service_nodes().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|n| n.elapsed <= 2), "{nodes:?}");
+
+    let err = alpha.find_service("xyxyx-service").unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)));
+    assert_eq!(err.to_string(), "Can't find xyxyx-service service");
+    assert_eq!(err.http_status(), 404);
+}
+
+#[test]
+fn presence_lists_are_shuffled_and_complete() {
+    let server = RedisServer::start();
+    let instances: Vec<Hydra> = (0..5).map(|_| register(&server, "many")).collect();
+    let reader = init(&server, "reader");
+    let mut expected: Vec<String> = instances.iter().map(|h| h.get_instance_id().to_string()).collect();
+    expected.sort();
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let list = reader.get_service_presence("many").unwrap();
+        let order: Vec<String> = list.iter().map(|i| i.instance_id.clone()).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected);
+        orders.insert(order);
+    }
+    assert!(orders.len() > 1, "40 lookups gave the same order every time");
+    // Instances of other services and stopped instances are not included.
+    instances[0].shutdown().unwrap();
+    assert_eq!(reader.get_service_presence("many").unwrap().len(), 4);
+}
+
+#[test]
+fn the_presence_cache_is_short_and_private_to_each_caller() {
+    let server = RedisServer::start();
+    let target = register(&server, "cached");
+    let reader = Hydra::init(
+        builder(&server, "reader")
+            .presence_cache_ttl(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut first = reader.get_service_presence("cached").unwrap();
+    first.clear(); // a caller emptying its list must not empty anyone else's (Node bug)
+    assert_eq!(reader.get_service_presence("cached").unwrap().len(), 1);
+    target.shutdown().unwrap();
+    // Within the TTL the cached list may still be served; after it, it is gone.
+    let gone = wait_for(Duration::from_secs(2), || {
+        reader.get_service_presence("cached").unwrap().is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "cache kept a stopped instance for more than 2 s");
+    // has_service_presence is never cached.
+    assert!(!reader.has_service_presence("cached").unwrap());
+}
+
+#[test]
+fn health_log_and_health_all() {
+    let server = RedisServer::start();
+    let a = register(&server, "recorder");
+    let b = register(&server, "recorder");
+    a.send_to_health_log("info", "hello health log").unwrap();
+    b.send_to_health_log("error", "something broke").unwrap();
+    let log = a.get_service_health_log("recorder").unwrap();
+    assert_eq!(log.len(), 2, "logs of both instances are returned: {log:?}");
+    assert_eq!(log[0].msg, "something broke"); // newest first
+    assert_eq!(log[0].entry_type, "error");
+    assert_eq!(log[1].msg, "hello health log");
+    assert_eq!(log[1].service_name, "recorder");
+    assert_eq!(log[1].process_id, u64::from(std::process::id()));
+
+    for n in 0..70 {
+        a.send_to_health_log("debug", &format!("entry {n}")).unwrap();
+    }
+    let mut conn = raw(&server);
+    let key = format!("hydra:service:recorder:{}:health:log", a.get_instance_id());
+    let len: usize = conn.llen(&key).unwrap();
+    assert_eq!(len, 64);
+    let ttl: i64 = conn.ttl(&key).unwrap();
+    assert!(ttl > 604_000, "{ttl}");
+
+    let all = a.get_service_health_all().unwrap();
+    assert_eq!(all.len(), 1);
+    let recorder = &all[0];
+    assert_eq!(recorder.service.service_name, "recorder");
+    assert_eq!(recorder.presence.len(), 2);
+    assert_eq!(recorder.health.len(), 2);
+    assert!(recorder.health.iter().all(|h| h["serviceName"] == "recorder"));
+    assert_eq!(recorder.log.len(), 65); // 64 of a + 1 of b
+
+    let health = a.get_health();
+    assert_eq!(health["instanceID"], a.get_instance_id());
+    assert!(health.get("updatedOn").is_none());
+    assert!(health["uptimeSeconds"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn an_unregistered_handle_logs_locally_only() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "quiet");
+    hydra.send_to_health_log("info", "not stored").unwrap();
+    let mut conn = raw(&server);
+    let keys: Vec<String> = conn.keys("*").unwrap();
+    assert!(keys.is_empty(), "an unregistered handle wrote {keys:?}");
+    assert_eq!(hydra.get_health(), serde_json::Value::Null);
+}
+
+#[test]
+fn config_store_round_trip_and_stored_config_startup() {
+    let server = RedisServer::start();
+    let admin = init(&server, "admin");
+    let stored = json!({"hydra": {"serviceName": "stored-svc", "serviceType": "from-redis", "serviceVersion": "1.2.3"}, "app": {"color": "blue"}});
+    admin.put_config("stored-svc:1.2.3", &stored).unwrap();
+    admin.put_config("stored-svc:1.0.0", &json!({"hydra": {"serviceName": "stored-svc"}})).unwrap();
+    assert_eq!(admin.get_config("stored-svc:1.2.3").unwrap(), Some(stored));
+    assert_eq!(admin.get_config("stored-svc:9.9.9").unwrap(), None);
+    assert_eq!(admin.list_config("stored-svc").unwrap(), ["stored-svc:1.0.0", "stored-svc:1.2.3"]);
+    assert!(matches!(admin.put_config("no-version", &json!({})), Err(Error::BadRequest(_))));
+    assert!(matches!(admin.get_config("a:b:c"), Err(Error::BadRequest(_))));
+
+    // HYDRA_SERVICE=<label> with HYDRA_REDIS_URL: init loads the stored config.
+    let url = server.url(15);
+    let env = |name: &str| match name {
+        "HYDRA_REDIS_URL" => Some(url.clone()),
+        "HYDRA_SERVICE" => Some("stored-svc:1.2.3".to_string()),
+        _ => None,
+    };
+    let config = ConfigBuilder::default()
+        .service_name("bootstrap")
+        .apply_env_from(env)
+        .unwrap()
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    assert_eq!(hydra.get_service_name(), "stored-svc");
+    assert_eq!(hydra.config().service_type(), "from-redis");
+    assert_eq!(hydra.get_instance_version(), "1.2.3");
+    assert_eq!(hydra.config().document()["app"]["color"], "blue");
+    assert_eq!(hydra.config().redis().db(), 15);
+
+    let env = |name: &str| match name {
+        "HYDRA_REDIS_URL" => Some(url.clone()),
+        "HYDRA_SERVICE" => Some("stored-svc:4.0.0".to_string()),
+        _ => None,
+    };
+    let config = ConfigBuilder::default().service_name("bootstrap").apply_env_from(env).unwrap().build().unwrap();
+    let err = Hydra::init(config).unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig { field, .. } if field == "HYDRA_SERVICE"), "{err:?}");
+}
+
+#[test]
+fn garbage_written_by_others_is_skipped() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let good = register(&server, "victim");
+    let mut conn = raw(&server);
+    // Garbage nodes entries, some with a live presence key, one that even
+    // mentions the service name in the right shape but is not valid JSON.
+    let _: () = conn.hset("hydra:service:nodes", "junk1", "not json at all").unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "junk2", "[1,2,3]").unwrap();
+    let _: () = conn
+        .hset("hydra:service:nodes", "junk3", r#"{"serviceName":"victim","instanceID":"junk3","ip":"1.2.3.4","port":"http"}"#)
+        .unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "junk4", r#"{"serviceName":"victim", oops"#).unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "junk5", "\u{0}\u{1}binary\u{ff}").unwrap();
+    for id in ["junk1", "junk2", "junk3", "junk4", "junk5", "nonode"] {
+        let _: () = conn.set_ex(format!("hydra:service:victim:{id}:presence"), "garbage", 60).unwrap();
+    }
+    // A presence key whose value is not even a string, and a bad service record.
+    let _: () = conn.hset("hydra:service:victim:oddtype:presence", "a", "b").unwrap();
+    let _: () = conn.set("hydra:service:broken:service", "{{{{").unwrap();
+    let _: () = conn.sadd("hydra:service:services", "broken").unwrap();
+    // A health log with garbage entries.
+    let log_key = format!("hydra:service:victim:{}:health:log", good.get_instance_id());
+    let _: () = conn.lpush(&log_key, "nonsense").unwrap();
+
+    let reader = init(&server, "reader");
+    let present = reader.get_service_presence("victim").unwrap();
+    assert_eq!(present.len(), 1);
+    assert_eq!(present[0].instance_id, good.get_instance_id());
+    assert!(reader.has_service_presence("victim").unwrap());
+    let nodes = reader.get_service_nodes().unwrap();
+    assert_eq!(nodes.len(), 1);
+    let services = reader.get_services().unwrap();
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert!(matches!(reader.find_service("broken"), Err(Error::Malformed(_))));
+    assert!(reader.get_service_health_log("victim").is_ok());
+    assert_eq!(reader.get_service_health_all().unwrap().len(), 1);
+    // The heartbeat keeps going despite the garbage.
+    assert!(good.is_registered());
+}
