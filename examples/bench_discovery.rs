@@ -2,7 +2,9 @@
 //! instances and 0 / 10k / 100k unrelated keys in the database, side by side
 //! with Node hydra's way of doing it (`SCAN MATCH *:<svc>:*:presence COUNT 100`
 //! to completion, then `MULTI` / `HGET hydra:service:nodes <id>`… / `EXEC`),
-//! and a plain `PING` round trip as the floor, all in the same run.
+//! and two floors measured with raw redis-rs in the same run: a plain `PING`
+//! round trip, and `HGETALL hydra:service:nodes` (the data hydra-rs's lookup
+//! script walks inside Redis).
 //!
 //! ```text
 //! cargo run --release --example bench_discovery

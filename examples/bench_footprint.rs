@@ -57,6 +57,8 @@ struct Observed {
     proc: ProcSample,
     max_rss_kb: u64,
     calls: BTreeMap<String, u64>,
+    /// Actual time between the two `INFO commandstats` reads.
+    window: Duration,
     connections: usize,
 }
 
@@ -133,9 +135,12 @@ fn idle_service_binary() -> BoxResult<PathBuf> {
     let binary = dir.join(format!("idle_service{}", std::env::consts::EXE_SUFFIX));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", "idle_service"]);
+    build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--example",
+        "idle_service",
+    ]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
@@ -224,9 +229,15 @@ fn measure_rust(
         .is_ok_and(|l| l == "stopped");
     let mut shutdown = format!(
         "exit {} in {} ms{}",
-        status.map_or("killed (deadline)".to_string(), |s| s.to_string()),
+        status.map_or("killed at the deadline".to_string(), |s| s
+            .code()
+            .map_or(s.to_string(), |c| c.to_string())),
         took.as_millis(),
-        if said_stopped { "" } else { ", no \"stopped\" line" }
+        if said_stopped {
+            ""
+        } else {
+            ", no \"stopped\" line"
+        }
     );
     if !raw {
         shutdown.push_str(&registration_left(redis, RUST_SERVICE, &instance_id)?);
@@ -236,7 +247,7 @@ fn measure_rust(
         proc: observed.proc,
         max_rss_kb: observed.max_rss_kb,
         calls: observed.calls,
-        window: WINDOW,
+        window: observed.window,
         connections: observed.connections,
         health_rss,
         shutdown,
@@ -272,7 +283,7 @@ fn measure_node(url: &str, redis: &mut redis::Connection) -> BoxResult<Measureme
         proc: observed.proc,
         max_rss_kb: observed.max_rss_kb,
         calls: observed.calls,
-        window: WINDOW,
+        window: observed.window,
         connections: observed.connections,
         health_rss,
         shutdown,
@@ -306,6 +317,7 @@ fn observe(pid: u32, redis: &mut redis::Connection) -> BoxResult<Observed> {
         max_rss_kb = max_rss_kb.max(proc_sample(pid)?.rss_kb);
     }
     let after = commandstats(redis)?;
+    let window = start.elapsed();
     let proc = proc_sample(pid)?;
     let mut calls = BTreeMap::new();
     for (name, n) in after {
@@ -322,6 +334,7 @@ fn observe(pid: u32, redis: &mut redis::Connection) -> BoxResult<Observed> {
         max_rss_kb: max_rss_kb.max(proc.rss_kb),
         proc,
         calls,
+        window,
         connections,
     })
 }
@@ -482,18 +495,23 @@ fn print_report(rows: &[Measurement]) {
         "RSS = largest VmRSS sampled each second of the {}-s window; peak = VmHWM.",
         WINDOW.as_secs()
     );
-    println!(
-        "target ≤ {TARGET_RSS_MB:.0} MB RSS; Node hydra ~97 MB (from its health record)"
-    );
+    println!("target ≤ {TARGET_RSS_MB:.0} MB RSS; Node hydra ~97 MB (from its health record)");
     if let Some(ours) = rows.first() {
         let rss_mb = ours.max_rss_kb as f64 / 1024.0;
         println!(
             "hydra-rs idle RSS: {rss_mb:.1} MB — {}",
-            if rss_mb <= TARGET_RSS_MB { "met" } else { "NOT met" }
+            if rss_mb <= TARGET_RSS_MB {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
     }
     println!();
-    println!("| process | Redis commands in the {}-s window | threads (names) | health record memory.rss | shutdown |", WINDOW.as_secs());
+    println!(
+        "| process | Redis commands in the {}-s window | threads (names) | health record memory.rss | shutdown |",
+        WINDOW.as_secs()
+    );
     println!("|---|---|---|---:|---|");
     for r in rows {
         let calls = if r.calls.is_empty() {
@@ -505,9 +523,9 @@ fn print_report(rows: &[Measurement]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let health = r
-            .health_rss
-            .map_or("—".to_string(), |b| format!("{:.1} MB", b as f64 / 1_048_576.0));
+        let health = r.health_rss.map_or("—".to_string(), |b| {
+            format!("{:.1} MB", b as f64 / 1_048_576.0)
+        });
         println!(
             "| {} | {} | {} | {} | {} |",
             r.label,

@@ -56,7 +56,9 @@ fn parse_args() -> Result<Options, Box<dyn Error>> {
                 options.idle_for = Some(Duration::try_from_secs_f64(secs)?);
             }
             other => {
-                return Err(format!("unknown argument {other:?} (usage: [--raw] [--for SECONDS])").into());
+                return Err(
+                    format!("unknown argument {other:?} (usage: [--raw] [--for SECONDS])").into(),
+                );
             }
         }
     }

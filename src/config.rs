@@ -389,8 +389,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// How long presence lists may be served from memory (default 500 ms; zero
-    /// disables the cache).
+    /// How long presence lists used for routing messages and requests may be
+    /// served from memory (default 500 ms; zero disables the cache).
+    /// `get_service_presence` always reads Redis.
     pub fn presence_cache_ttl(mut self, ttl: Duration) -> ConfigBuilder {
         self.presence_cache_ttl = ttl;
         self

@@ -205,9 +205,10 @@ impl Hydra {
         self.inner.registry.find_service(name)
     }
 
-    /// Present instances of `name` in random order; empty when none
-    /// (`getServicePresence`). May be up to the presence-cache TTL old
-    /// (default 500 ms).
+    /// Present instances of `name` in random order, read from Redis now; empty
+    /// when none (`getServicePresence`). One round trip whatever the size of
+    /// the database. (Message and request routing use a short cache instead,
+    /// see [`ConfigBuilder::presence_cache_ttl`](crate::ConfigBuilder::presence_cache_ttl).)
     pub fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
         self.inner.registry.get_service_presence(name)
     }

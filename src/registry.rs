@@ -139,10 +139,23 @@ impl Registry {
             .collect())
     }
 
-    /// Present instances of `name`, in random order (`getServicePresence`).
-    /// Served from a short cache; the caller gets its own shuffled copy, so
-    /// nothing a caller does to the list affects others (Node bug §6.4).
+    /// Present instances of `name`, in random order, read from Redis now
+    /// (`getServicePresence`). The result also refreshes the routing cache.
     pub(crate) fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
+        let name = lookup_name(name);
+        let instances = self.present_instances(&name, false)?;
+        self.presence_cache.put(&name, instances.clone().into());
+        let mut instances = instances;
+        fastrand::shuffle(&mut instances);
+        Ok(instances)
+    }
+
+    /// Present instances of `name` for routing a message or request: served
+    /// from a short cache (`presence_cache_ttl`) so a chatty sender does not
+    /// ask Redis for every message. Each caller gets its own shuffled copy, so
+    /// nothing one caller does to its list affects another (Node bug §6.4).
+    #[allow(dead_code)] // the routing paths (messaging, HTTP) are its users
+    pub(crate) fn cached_presence(&self, name: &str) -> Result<Vec<Instance>> {
         let name = lookup_name(name);
         let instances = match self.presence_cache.get(&name) {
             Some(cached) => cached,
@@ -155,14 +168,6 @@ impl Registry {
         let mut copy = instances.to_vec();
         fastrand::shuffle(&mut copy);
         Ok(copy)
-    }
-
-    /// Present instances of `name`, always from Redis.
-    pub(crate) fn get_service_presence_uncached(&self, name: &str) -> Result<Vec<Instance>> {
-        let name = lookup_name(name);
-        let instances = self.present_instances(&name, false)?;
-        self.presence_cache.put(&name, instances.clone().into());
-        Ok(instances)
     }
 
     /// True iff an instance of `name` is present (`hasServicePresence`; never cached).
@@ -276,7 +281,7 @@ impl Registry {
                 .collect();
             result.push(ServiceHealth {
                 log: self.health_logs(&name, &ids)?,
-                presence: self.get_service_presence_uncached(&name)?,
+                presence: self.get_service_presence(&name)?,
                 health,
                 service,
             });
@@ -328,6 +333,70 @@ impl Registry {
                     .warn(&format!("{} field {field}", keys::NODES), text, &reason)
             })
             .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Hydra};
+    use hydra_testkit::RedisServer;
+
+    fn hydra(server: &RedisServer, name: &str) -> Hydra {
+        let config = Config::builder()
+            .service_name(name)
+            .service_ip("127.0.0.1")
+            .redis_url(&server.url(15))
+            .build()
+            .unwrap();
+        Hydra::init(config).unwrap()
+    }
+
+    #[test]
+    fn routing_cache_is_short_lived_and_private_to_each_caller() {
+        let server = RedisServer::start();
+        let target = hydra(&server, "cached");
+        target.register_service().unwrap();
+        let store = Arc::new(
+            Store::new(
+                &crate::RedisConfig::from_url(&server.url(15)).unwrap(),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        let registry = Registry::new(store, Duration::from_millis(300));
+        let mut first = registry.cached_presence("cached").unwrap();
+        assert_eq!(first.len(), 1);
+        first.clear(); // a caller emptying its copy must not empty anyone else's
+        assert_eq!(registry.cached_presence("cached").unwrap().len(), 1);
+
+        target.shutdown().unwrap();
+        // Fresh reads see the change at once; the cache within its TTL may not.
+        assert!(registry.get_service_presence("cached").unwrap().is_empty());
+        assert!(
+            registry.cached_presence("cached").unwrap().is_empty(),
+            "a fresh read refreshes the cache"
+        );
+
+        let other = hydra(&server, "cached");
+        other.register_service().unwrap();
+        assert!(
+            registry.cached_presence("cached").unwrap().is_empty(),
+            "served from cache within the TTL"
+        );
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(
+            registry.cached_presence("cached").unwrap().len(),
+            1,
+            "re-read after the TTL"
+        );
+        registry.forget_presence("cached");
+        other.shutdown().unwrap();
+        assert!(
+            registry.cached_presence("cached").unwrap().is_empty(),
+            "forget drops the entry"
+        );
     }
 }
 

