@@ -199,6 +199,15 @@ impl Hydra {
         self.inner.registry.get_service_nodes()
     }
 
+    /// Removes `nodes` entries of instances that are gone (no presence) and
+    /// whose last heartbeat is older than `older_than`; returns how many.
+    /// Node Hydra never removes them, so they pile up; this is hydra-cli's
+    /// `refresh node list` (60 s) and hydra-router's `clear` (5 s). An entry
+    /// that is refreshed while being judged is kept.
+    pub fn clear_stale_nodes(&self, older_than: std::time::Duration) -> Result<usize> {
+        self.inner.registry.clear_stale_nodes(older_than)
+    }
+
     /// The registration record of `name`, or [`Error::NotFound`]
     /// `Can't find <name> service` (`findService`).
     pub fn find_service(&self, name: &str) -> Result<ServiceRecord> {

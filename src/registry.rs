@@ -49,6 +49,16 @@ end
 return found
 "#;
 
+/// Deletes one `nodes` entry (KEYS[1], field ARGV[1]) only if it still holds
+/// the value we judged stale (ARGV[2]) and its presence key (KEYS[2]) is gone,
+/// so an instance that beat in the meantime is never removed.
+const REMOVE_STALE_NODE_LUA: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] and redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
 /// Health, recent log and present instances of one service
 /// (`getServiceHealthAll`).
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +77,7 @@ pub struct ServiceHealth {
 pub(crate) struct Registry {
     store: Arc<Store>,
     present_script: Script,
+    remove_stale_script: Script,
     presence_cache: PresenceCache,
     warned: WarnOnce,
 }
@@ -76,6 +87,7 @@ impl Registry {
         Registry {
             store,
             present_script: Script::new(PRESENT_INSTANCES_LUA),
+            remove_stale_script: Script::new(REMOVE_STALE_NODE_LUA),
             presence_cache: PresenceCache::new(presence_cache_ttl),
             warned: WarnOnce::default(),
         }
@@ -137,6 +149,36 @@ impl Registry {
             .into_iter()
             .filter_map(|(field, text)| self.parse_instance(&field, &text))
             .collect())
+    }
+
+    /// Removes `nodes` entries of instances that are not present and whose last
+    /// heartbeat is older than `older_than` (Node never removes them; hydra-cli's
+    /// `refresh node list` uses 60 s, hydra-router's `clear` 5 s). Entries that
+    /// do not parse are left alone. Returns how many were removed.
+    pub(crate) fn clear_stale_nodes(&self, older_than: Duration) -> Result<usize> {
+        let entries: Vec<(String, String)> = self
+            .store
+            .run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
+        let mut removed = 0;
+        for (field, text) in entries {
+            let Ok(instance) = Instance::parse(&text) else {
+                continue;
+            };
+            if instance.updated_on_ts == 0 || Duration::from_secs(instance.elapsed) < older_than {
+                continue;
+            }
+            let presence = keys::presence(&instance.service_name, &field);
+            let deleted: usize = self.store.run(|c| {
+                self.remove_stale_script
+                    .key(keys::NODES)
+                    .key(&presence)
+                    .arg(&field)
+                    .arg(&text)
+                    .invoke(c)
+            })?;
+            removed += deleted;
+        }
+        Ok(removed)
     }
 
     /// Present instances of `name`, in random order, read from Redis now

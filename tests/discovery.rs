@@ -267,3 +267,39 @@ fn garbage_written_by_others_is_skipped() {
     // The heartbeat keeps going despite the garbage.
     assert!(good.is_registered());
 }
+
+#[test]
+fn stale_nodes_entries_can_be_cleared() {
+    let server = RedisServer::start();
+    let live = register(&server, "live");
+    let mut conn = raw(&server);
+    let old = r#"{"serviceName":"gone","serviceDescription":"","version":"1","instanceID":"deadbeef","updatedOn":"2020-01-01T00:00:00.000Z","processID":1,"ip":"10.0.0.1","port":"80","hostName":"h"}"#;
+    let _: () = conn.hset("hydra:service:nodes", "deadbeef", old).unwrap();
+    // Old updatedOn but still present (e.g. clock skew): kept.
+    let skewed = old
+        .replace("deadbeef", "skewed00")
+        .replace("\"gone\"", "\"live\"");
+    let _: () = conn
+        .hset("hydra:service:nodes", "skewed00", &skewed)
+        .unwrap();
+    let _: () = conn
+        .set_ex("hydra:service:live:skewed00:presence", "skewed00", 60)
+        .unwrap();
+    let _: () = conn
+        .hset("hydra:service:nodes", "garbage", "not json")
+        .unwrap();
+
+    let removed = live.clear_stale_nodes(Duration::from_secs(60)).unwrap();
+    assert_eq!(removed, 1);
+    let mut fields: Vec<String> = conn.hkeys("hydra:service:nodes").unwrap();
+    fields.sort();
+    let mut expected = vec![
+        "garbage".to_string(),
+        "skewed00".to_string(),
+        live.get_instance_id().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(fields, expected);
+    // A live instance is never removed, however small the threshold.
+    assert_eq!(live.clear_stale_nodes(Duration::ZERO).unwrap(), 0);
+}
