@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, init, raw, register, wait_for};
+use common::{builder, init, raw, register};
 use hydra::{ConfigBuilder, Error, Hydra};
 use hydra_testkit::RedisServer;
 use redis::Commands;
