@@ -49,3 +49,8 @@ pub use heartbeat::{
 pub use hydra::{Hydra, ServiceInfo};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
+
+/// Compiles the README's example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
