@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -168,7 +168,7 @@ fn idle_service_binary() -> BoxResult<PathBuf> {
 
 /// Runs `idle_service` (or `idle_service --raw`), measures it and shuts it down.
 fn measure_rust(
-    binary: &PathBuf,
+    binary: &Path,
     url: &str,
     redis: &mut redis::Connection,
     raw: bool,
