@@ -30,8 +30,7 @@ pub(crate) const HEALTH_LOG_ENTRIES: isize = 64;
 /// Entries of `nodes` (KEYS[1]) for service ARGV[2] whose presence key exists.
 /// The plain-text match on `"serviceName":"<svc>"` is exact for JSON written by
 /// JSON.stringify or serde (a quote inside a string value is always escaped);
-/// every hit is parsed and checked again on our side. ARGV[3] = "1" stops at the
-/// first hit (has_service_presence).
+/// every hit is parsed and checked again on our side.
 const PRESENT_INSTANCES_LUA: &str = r#"
 local needle = '"serviceName":"' .. ARGV[2] .. '"'
 local entries = redis.call('HGETALL', KEYS[1])
@@ -42,7 +41,6 @@ for i = 1, #entries, 2 do
     local presence = ARGV[1] .. ':' .. ARGV[2] .. ':' .. entries[i] .. ':presence'
     if redis.call('EXISTS', presence) == 1 then
       found[#found + 1] = json
-      if ARGV[3] == '1' then return found end
     end
   end
 end
@@ -185,7 +183,7 @@ impl Registry {
     /// (`getServicePresence`). The result also refreshes the routing cache.
     pub(crate) fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
         let name = lookup_name(name);
-        let instances = self.present_instances(&name, false)?;
+        let instances = self.present_instances(&name)?;
         self.presence_cache.put(&name, instances.clone().into());
         let mut instances = instances;
         fastrand::shuffle(&mut instances);
@@ -202,7 +200,7 @@ impl Registry {
         let instances = match self.presence_cache.get(&name) {
             Some(cached) => cached,
             None => {
-                let fresh: Arc<[Instance]> = self.present_instances(&name, false)?.into();
+                let fresh: Arc<[Instance]> = self.present_instances(&name)?.into();
                 self.presence_cache.put(&name, fresh.clone());
                 fresh
             }
@@ -214,7 +212,8 @@ impl Registry {
 
     /// True iff an instance of `name` is present (`hasServicePresence`; never cached).
     pub(crate) fn has_service_presence(&self, name: &str) -> Result<bool> {
-        Ok(!self.present_instances(&lookup_name(name), true)?.is_empty())
+        // All hits, not the first: the first could be a garbage record.
+        Ok(!self.present_instances(&lookup_name(name))?.is_empty())
     }
 
     /// Drops the cached presence of `name` (after a send to it failed).
@@ -223,13 +222,12 @@ impl Registry {
         self.presence_cache.forget(&lookup_name(name));
     }
 
-    fn present_instances(&self, name: &str, first_only: bool) -> Result<Vec<Instance>> {
+    fn present_instances(&self, name: &str) -> Result<Vec<Instance>> {
         let texts: Vec<String> = self.store.run(|c| {
             self.present_script
                 .key(keys::NODES)
                 .arg(keys::PREFIX)
                 .arg(name)
-                .arg(if first_only { "1" } else { "0" })
                 .invoke(c)
         })?;
         Ok(texts

@@ -81,16 +81,26 @@ fn presence_lists_are_shuffled_and_complete() {
     assert_eq!(reader.get_service_presence("many").unwrap().len(), 4);
 }
 
+/// Now as JavaScript's toISOString() prints it (what the health log stores).
+fn hydra_now_iso() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 #[test]
 fn health_log_and_health_all() {
     let server = RedisServer::start();
     let a = register(&server, "recorder");
     let b = register(&server, "recorder");
     a.send_to_health_log("info", "hello health log").unwrap();
+    // Timestamps have millisecond resolution: make the second entry newer.
+    let first_ts = a.get_service_health_log("recorder").unwrap()[0].ts.clone();
+    while hydra_now_iso() <= first_ts {
+        std::thread::yield_now();
+    }
     b.send_to_health_log("error", "something broke").unwrap();
     let log = a.get_service_health_log("recorder").unwrap();
     assert_eq!(log.len(), 2, "logs of both instances are returned: {log:?}");
-    assert_eq!(log[0].msg, "something broke"); // newest first
+    assert_eq!(log[0].msg, "something broke"); // newest first, across instances
     assert_eq!(log[0].entry_type, "error");
     assert_eq!(log[1].msg, "hello health log");
     assert_eq!(log[1].service_name, "recorder");
@@ -120,6 +130,10 @@ fn health_log_and_health_all() {
             .all(|h| h["serviceName"] == "recorder")
     );
     assert_eq!(recorder.log.len(), 65); // 64 of a + 1 of b
+    assert!(
+        recorder.log.windows(2).all(|w| w[0].ts >= w[1].ts),
+        "not newest first"
+    );
 
     let health = a.get_health();
     assert_eq!(health["instanceID"], a.get_instance_id());
