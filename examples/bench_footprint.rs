@@ -62,6 +62,26 @@ struct Observed {
     connections: usize,
 }
 
+impl Measurement {
+    fn new(
+        label: &str,
+        observed: Observed,
+        health_rss: Option<u64>,
+        shutdown: String,
+    ) -> Measurement {
+        Measurement {
+            label: label.to_string(),
+            proc: observed.proc,
+            max_rss_kb: observed.max_rss_kb,
+            calls: observed.calls,
+            window: observed.window,
+            connections: observed.connections,
+            health_rss,
+            shutdown,
+        }
+    }
+}
+
 /// One row of the report.
 struct Measurement {
     label: String,
@@ -242,16 +262,7 @@ fn measure_rust(
     if !raw {
         shutdown.push_str(&registration_left(redis, RUST_SERVICE, &instance_id)?);
     }
-    Ok(Measurement {
-        label: label.to_string(),
-        proc: observed.proc,
-        max_rss_kb: observed.max_rss_kb,
-        calls: observed.calls,
-        window: observed.window,
-        connections: observed.connections,
-        health_rss,
-        shutdown,
-    })
+    Ok(Measurement::new(label, observed, health_rss, shutdown))
 }
 
 /// Node hydra 1.9.3 through `interop/peer.js`.
@@ -278,16 +289,7 @@ fn measure_node(url: &str, redis: &mut redis::Connection) -> BoxResult<Measureme
     drop(peer); // closes stdin; peer.js exits
     let mut shutdown = format!("hydra.shutdown() in {} ms", stopping.elapsed().as_millis());
     shutdown.push_str(&registration_left(redis, NODE_SERVICE, &instance_id)?);
-    Ok(Measurement {
-        label: label.to_string(),
-        proc: observed.proc,
-        max_rss_kb: observed.max_rss_kb,
-        calls: observed.calls,
-        window: observed.window,
-        connections: observed.connections,
-        health_rss,
-        shutdown,
-    })
+    Ok(Measurement::new(label, observed, health_rss, shutdown))
 }
 
 fn node_available() -> Result<(), String> {

@@ -181,17 +181,20 @@ fn config_store_round_trip_and_stored_config_startup() {
 
     // HYDRA_SERVICE=<label> with HYDRA_REDIS_URL: init loads the stored config.
     let url = server.url(15);
-    let env = |name: &str| match name {
-        "HYDRA_REDIS_URL" => Some(url.clone()),
-        "HYDRA_SERVICE" => Some("stored-svc:1.2.3".to_string()),
-        _ => None,
+    let config_from_label = |label: &str| {
+        let env = |name: &str| match name {
+            "HYDRA_REDIS_URL" => Some(url.clone()),
+            "HYDRA_SERVICE" => Some(label.to_string()),
+            _ => None,
+        };
+        ConfigBuilder::default()
+            .service_name("bootstrap")
+            .apply_env_from(env)
+            .unwrap()
+            .build()
+            .unwrap()
     };
-    let config = ConfigBuilder::default()
-        .service_name("bootstrap")
-        .apply_env_from(env)
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = config_from_label("stored-svc:1.2.3");
     let hydra = Hydra::init(config).unwrap();
     assert_eq!(hydra.get_service_name(), "stored-svc");
     assert_eq!(hydra.config().service_type(), "from-redis");
@@ -199,17 +202,7 @@ fn config_store_round_trip_and_stored_config_startup() {
     assert_eq!(hydra.config().document()["app"]["color"], "blue");
     assert_eq!(hydra.config().redis().db(), 15);
 
-    let env = |name: &str| match name {
-        "HYDRA_REDIS_URL" => Some(url.clone()),
-        "HYDRA_SERVICE" => Some("stored-svc:4.0.0".to_string()),
-        _ => None,
-    };
-    let config = ConfigBuilder::default()
-        .service_name("bootstrap")
-        .apply_env_from(env)
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = config_from_label("stored-svc:4.0.0");
     let err = Hydra::init(config).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidConfig { field, .. } if field == "HYDRA_SERVICE"),
