@@ -37,6 +37,7 @@ mod records;
 mod registry;
 mod store;
 mod timestamp;
+pub mod umf;
 
 pub use config::{
     Config, ConfigBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
@@ -49,6 +50,7 @@ pub use heartbeat::{
 pub use hydra::{Hydra, ServiceInfo};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
+pub use umf::{Route, Umf};
 
 /// Compiles the README's example as a doctest, so it cannot rot.
 #[cfg(doctest)]
