@@ -236,8 +236,7 @@ fn seed_instances(conn: &mut redis::Connection) -> BoxResult<BTreeSet<String>> {
     for s in 0..SERVICES {
         let svc = format!("svc-{s}");
         let record = json!({"serviceName": svc, "type": "bench", "registeredOn": now});
-        pipe.set(hydra::keys::service(&svc), record.to_string())
-            .ignore();
+        pipe.set(hydra::keys::service(&svc), record.to_string()).ignore();
         let synthetic = if svc == MEASURED {
             INSTANCES_PER_SERVICE - 1
         } else {
@@ -262,8 +261,7 @@ fn seed_instances(conn: &mut redis::Connection) -> BoxResult<BTreeSet<String>> {
                 .arg(SYNTHETIC_TTL_SECS)
                 .arg(&id)
                 .ignore();
-            pipe.hset(hydra::keys::NODES, &id, node.to_string())
-                .ignore();
+            pipe.hset(hydra::keys::NODES, &id, node.to_string()).ignore();
             if svc == MEASURED {
                 measured_ids.insert(id);
             }
@@ -280,8 +278,7 @@ fn fill_unrelated(conn: &mut redis::Connection, from: usize, to: usize) -> BoxRe
         let end = (n + FILL_CHUNK).min(to);
         let mut pipe = redis::pipe();
         for k in n..end {
-            pipe.set(format!("app:cache:{k}"), "cached-value-0123456789")
-                .ignore();
+            pipe.set(format!("app:cache:{k}"), "cached-value-0123456789").ignore();
         }
         pipe.query::<()>(conn)?;
         n = end;
@@ -337,8 +334,7 @@ fn measure(plan: Plan, mut f: impl FnMut() -> BoxResult<()>) -> BoxResult<Stats>
     }
     let mut samples = Vec::with_capacity(plan.max);
     let started = Instant::now();
-    while samples.len() < plan.max && (samples.len() < plan.min || started.elapsed() < plan.budget)
-    {
+    while samples.len() < plan.max && (samples.len() < plan.min || started.elapsed() < plan.budget) {
         let t = Instant::now();
         f()?;
         samples.push(t.elapsed());

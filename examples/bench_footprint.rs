@@ -63,12 +63,7 @@ struct Observed {
 }
 
 impl Measurement {
-    fn new(
-        label: &str,
-        observed: Observed,
-        health_rss: Option<u64>,
-        shutdown: String,
-    ) -> Measurement {
+    fn new(label: &str, observed: Observed, health_rss: Option<u64>, shutdown: String) -> Measurement {
         Measurement {
             label: label.to_string(),
             proc: observed.proc,
@@ -155,12 +150,9 @@ fn idle_service_binary() -> BoxResult<PathBuf> {
     let binary = dir.join(format!("idle_service{}", std::env::consts::EXE_SUFFIX));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "--quiet",
-        "--example",
-        "idle_service",
-    ]);
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", "idle_service"]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
@@ -187,12 +179,7 @@ fn idle_service_binary() -> BoxResult<PathBuf> {
 }
 
 /// Runs `idle_service` (or `idle_service --raw`), measures it and shuts it down.
-fn measure_rust(
-    binary: &Path,
-    url: &str,
-    redis: &mut redis::Connection,
-    raw: bool,
-) -> BoxResult<Measurement> {
+fn measure_rust(binary: &Path, url: &str, redis: &mut redis::Connection, raw: bool) -> BoxResult<Measurement> {
     let label = if raw {
         "raw redis-rs connection (floor)"
     } else {
@@ -244,20 +231,14 @@ fn measure_rust(
     drop(stdin);
     let status = wait_with_deadline(&mut child, EXIT_DEADLINE)?;
     let took = stopping.elapsed();
-    let said_stopped = lines
-        .recv_timeout(Duration::from_secs(1))
-        .is_ok_and(|l| l == "stopped");
+    let said_stopped = lines.recv_timeout(Duration::from_secs(1)).is_ok_and(|l| l == "stopped");
     let mut shutdown = format!(
         "exit {} in {} ms{}",
         status.map_or("killed at the deadline".to_string(), |s| s
             .code()
             .map_or(s.to_string(), |c| c.to_string())),
         took.as_millis(),
-        if said_stopped {
-            ""
-        } else {
-            ", no \"stopped\" line"
-        }
+        if said_stopped { "" } else { ", no \"stopped\" line" }
     );
     if !raw {
         shutdown.push_str(&registration_left(redis, RUST_SERVICE, &instance_id)?);
@@ -297,11 +278,7 @@ fn node_available() -> Result<(), String> {
     if !dir.join("node_modules/hydra/package.json").is_file() {
         return Err(format!("{} has no node_modules/hydra", dir.display()));
     }
-    match Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-    {
+    match Command::new("node").arg("--version").stdout(Stdio::null()).status() {
         Ok(s) if s.success() => Ok(()),
         _ => Err("`node` is not installed".into()),
     }
@@ -346,10 +323,7 @@ fn commandstats(redis: &mut redis::Connection) -> BoxResult<BTreeMap<String, u64
     let text: String = redis::cmd("INFO").arg("commandstats").query(redis)?;
     let mut stats = BTreeMap::new();
     for line in text.lines() {
-        let Some((name, fields)) = line
-            .strip_prefix("cmdstat_")
-            .and_then(|rest| rest.split_once(':'))
-        else {
+        let Some((name, fields)) = line.strip_prefix("cmdstat_").and_then(|rest| rest.split_once(':')) else {
             continue;
         };
         let calls = fields
@@ -397,11 +371,7 @@ fn proc_sample(pid: u32) -> BoxResult<ProcSample> {
 
 /// `memory.rss` from the instance's health record (written every 5 s; Node's
 /// expires after 3 s, so wait for the next one if it is not there).
-fn health_rss(
-    redis: &mut redis::Connection,
-    service: &str,
-    instance_id: &str,
-) -> BoxResult<Option<u64>> {
+fn health_rss(redis: &mut redis::Connection, service: &str, instance_id: &str) -> BoxResult<Option<u64>> {
     let key = hydra::keys::health(service, instance_id);
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
@@ -418,11 +388,7 @@ fn health_rss(
 }
 
 /// Whether the presence key and the `nodes` entry are gone after shutdown.
-fn registration_left(
-    redis: &mut redis::Connection,
-    service: &str,
-    instance_id: &str,
-) -> BoxResult<String> {
+fn registration_left(redis: &mut redis::Connection, service: &str, instance_id: &str) -> BoxResult<String> {
     let presence: bool = redis::cmd("EXISTS")
         .arg(hydra::keys::presence(service, instance_id))
         .query(redis)?;
@@ -441,24 +407,19 @@ fn registration_left(
 fn read_lines(child: &mut Child) -> BoxResult<Receiver<String>> {
     let stdout = child.stdout.take().ok_or("child stdout not captured")?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
-        .name("bench-stdout".into())
-        .spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+    std::thread::Builder::new().name("bench-stdout".into()).spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
             }
-        })?;
+        }
+    })?;
     Ok(rx)
 }
 
 /// Waits for the child to exit; kills it after `deadline` (returns `None`).
-fn wait_with_deadline(
-    child: &mut Child,
-    deadline: Duration,
-) -> BoxResult<Option<std::process::ExitStatus>> {
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> BoxResult<Option<std::process::ExitStatus>> {
     let until = Instant::now() + deadline;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -502,11 +463,7 @@ fn print_report(rows: &[Measurement]) {
         let rss_mb = ours.max_rss_kb as f64 / 1024.0;
         println!(
             "hydra-rs idle RSS: {rss_mb:.1} MB — {}",
-            if rss_mb <= TARGET_RSS_MB {
-                "met"
-            } else {
-                "NOT met"
-            }
+            if rss_mb <= TARGET_RSS_MB { "met" } else { "NOT met" }
         );
     }
     println!();
@@ -525,9 +482,9 @@ fn print_report(rows: &[Measurement]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let health = r.health_rss.map_or("—".to_string(), |b| {
-            format!("{:.1} MB", b as f64 / 1_048_576.0)
-        });
+        let health = r
+            .health_rss
+            .map_or("—".to_string(), |b| format!("{:.1} MB", b as f64 / 1_048_576.0));
         println!(
             "| {} | {} | {} | {} | {} |",
             r.label,

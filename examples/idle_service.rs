@@ -56,9 +56,7 @@ fn parse_args() -> Result<Options, Box<dyn Error>> {
                 options.idle_for = Some(Duration::try_from_secs_f64(secs)?);
             }
             other => {
-                return Err(
-                    format!("unknown argument {other:?} (usage: [--raw] [--for SECONDS])").into(),
-                );
+                return Err(format!("unknown argument {other:?} (usage: [--raw] [--for SECONDS])").into());
             }
         }
     }
@@ -66,8 +64,8 @@ fn parse_args() -> Result<Options, Box<dyn Error>> {
 }
 
 fn run(options: Options) -> Result<(), Box<dyn Error>> {
-    let url = std::env::var("HYDRA_REDIS_URL")
-        .map_err(|_| "HYDRA_REDIS_URL must be set (e.g. redis://127.0.0.1:6379/15)")?;
+    let url =
+        std::env::var("HYDRA_REDIS_URL").map_err(|_| "HYDRA_REDIS_URL must be set (e.g. redis://127.0.0.1:6379/15)")?;
     let mut stdout = std::io::stdout();
     if options.raw {
         let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
@@ -77,12 +75,7 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
         idle(options.idle_for)?;
         drop(conn);
     } else {
-        let hydra = Hydra::init(
-            Config::builder()
-                .service_name(SERVICE_NAME)
-                .redis_url(&url)
-                .build()?,
-        )?;
+        let hydra = Hydra::init(Config::builder().service_name(SERVICE_NAME).redis_url(&url).build()?)?;
         hydra.register_service()?;
         writeln!(stdout, "ready {}", hydra.get_instance_id())?;
         stdout.flush()?;

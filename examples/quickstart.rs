@@ -43,21 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n-- discovery --");
-    show_presence(
-        "billing",
-        "invoices",
-        &billing.get_service_presence("invoices")?,
-    );
-    show_presence(
-        "invoices",
-        "billing",
-        &invoices.get_service_presence("billing")?,
-    );
-    let names: Vec<String> = billing
-        .get_services()?
-        .into_iter()
-        .map(|s| s.service_name)
-        .collect();
+    show_presence("billing", "invoices", &billing.get_service_presence("invoices")?);
+    show_presence("invoices", "billing", &invoices.get_service_presence("billing")?);
+    let names: Vec<String> = billing.get_services()?.into_iter().map(|s| s.service_name).collect();
     println!("services registered in this Redis db: {}", names.join(", "));
 
     invoices.send_to_health_log("info", "rendered invoice #1042")?;
@@ -97,12 +85,7 @@ fn show_presence(who: &str, target: &str, instances: &[Instance]) {
     for instance in instances {
         println!(
             "{who:<8} finds {target:<8} {} v{} at {}:{} (pid {}, heartbeat {}s ago)",
-            instance.instance_id,
-            instance.version,
-            instance.ip,
-            instance.port,
-            instance.process_id,
-            instance.elapsed
+            instance.instance_id, instance.version, instance.ip, instance.port, instance.process_id, instance.elapsed
         );
     }
     if instances.is_empty() {

@@ -23,6 +23,12 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default lifetime of cached presence lists (Node caches 3 s; ours is shorter
 /// because a lookup costs one round trip, not a keyspace scan).
 pub const DEFAULT_PRESENCE_CACHE_TTL: Duration = Duration::from_millis(500);
+/// Default number of threads running message handlers.
+pub const DEFAULT_MESSAGE_WORKERS: usize = 4;
+/// Default number of messages waiting for a handler before new ones are dropped.
+pub const DEFAULT_MESSAGE_QUEUE_CAPACITY: usize = 1024;
+/// Default size limit of one incoming message (larger ones are dropped).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Names a service may not take: they collide with Hydra's own key layout or
 /// with the globs Node uses to read it (spec §2.11).
@@ -50,8 +56,7 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Parses a `redis://[user][:password@]host[:port][/db]` URL.
     pub fn from_url(url: &str) -> Result<RedisConfig> {
-        let bad =
-            |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
+        let bad = |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
         if url.starts_with("rediss://") {
             return Err(bad("TLS (rediss://) is not supported yet"));
         }
@@ -66,9 +71,7 @@ impl RedisConfig {
         if !path.is_empty() && path.parse::<u32>().is_err() {
             return Err(bad("the path must be a database number"));
         }
-        let info = parsed
-            .into_connection_info()
-            .map_err(|e| bad(&e.to_string()))?;
+        let info = parsed.into_connection_info().map_err(|e| bad(&e.to_string()))?;
         Ok(RedisConfig::from_info(info))
     }
 
@@ -107,9 +110,7 @@ impl RedisConfig {
             (false, true) => format!("{user}:***@"),
         };
         let display = format!("redis://{login}{}/{}", info.addr(), settings.db());
-        let settings = settings
-            .clone()
-            .set_lib_name("hydra-rs", env!("CARGO_PKG_VERSION"));
+        let settings = settings.clone().set_lib_name("hydra-rs", env!("CARGO_PKG_VERSION"));
         RedisConfig {
             info: info.set_redis_settings(settings),
             display,
@@ -152,8 +153,27 @@ pub struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
     pub(crate) presence_cache_ttl: Duration,
+    pub(crate) messaging: Tuning,
     pub(crate) stored_config_label: Option<String>,
     pub(crate) document: Map<String, Value>,
+}
+
+/// Runtime tuning that is not part of Node's config document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub message_workers: usize,
+    pub message_queue_capacity: usize,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            message_workers: DEFAULT_MESSAGE_WORKERS,
+            message_queue_capacity: DEFAULT_MESSAGE_QUEUE_CAPACITY,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
 }
 
 impl Config {
@@ -165,10 +185,7 @@ impl Config {
     /// The near-zero configuration: a service name, then `HYDRA_REDIS_URL` and
     /// `HYDRA_SERVICE` from the environment, else the defaults.
     pub fn new(service_name: &str) -> Result<Config> {
-        Config::builder()
-            .service_name(service_name)
-            .apply_env()?
-            .build()
+        Config::builder().service_name(service_name).apply_env()?.build()
     }
 
     /// Service name, lowercased as Node does.
@@ -253,6 +270,7 @@ pub struct ConfigBuilder {
     connect_timeout: Duration,
     command_timeout: Duration,
     presence_cache_ttl: Duration,
+    tuning: Tuning,
     stored_config_label: Option<String>,
 }
 
@@ -271,6 +289,7 @@ impl Default for ConfigBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             presence_cache_ttl: DEFAULT_PRESENCE_CACHE_TTL,
+            tuning: Tuning::default(),
             stored_config_label: None,
         }
     }
@@ -279,18 +298,15 @@ impl Default for ConfigBuilder {
 impl ConfigBuilder {
     /// Starts from a Node-format JSON document: `{"hydra": {...}, ...}`.
     pub fn from_json(text: &str) -> Result<ConfigBuilder> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::invalid_config("hydra", format!("not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::invalid_config("hydra", format!("not valid JSON: {e}")))?;
         ConfigBuilder::from_value(value)
     }
 
     /// Starts from a parsed Node-format document.
     pub fn from_value(value: Value) -> Result<ConfigBuilder> {
         let Value::Object(document) = value else {
-            return Err(Error::invalid_config(
-                "hydra",
-                "the config must be a JSON object",
-            ));
+            return Err(Error::invalid_config("hydra", "the config must be a JSON object"));
         };
         match document.get("hydra") {
             Some(Value::Object(_)) => {}
@@ -311,9 +327,8 @@ impl ConfigBuilder {
     /// Reads a Node-format JSON config file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<ConfigBuilder> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid_config("hydra", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid_config("hydra", format!("cannot read {}: {e}", path.display())))?;
         ConfigBuilder::from_json(&text)
     }
 
@@ -397,6 +412,26 @@ impl ConfigBuilder {
         self
     }
 
+    /// Threads running message handlers (default 4).
+    pub fn message_workers(mut self, workers: usize) -> ConfigBuilder {
+        self.tuning.message_workers = workers;
+        self
+    }
+
+    /// Messages that may wait for a handler (or in the pull receiver) before
+    /// new ones are dropped and counted (default 1024).
+    pub fn message_queue_capacity(mut self, capacity: usize) -> ConfigBuilder {
+        self.tuning.message_queue_capacity = capacity;
+        self
+    }
+
+    /// Size limit of one incoming message; larger ones are dropped and counted
+    /// (default 1 MiB).
+    pub fn max_message_bytes(mut self, bytes: usize) -> ConfigBuilder {
+        self.tuning.max_message_bytes = bytes;
+        self
+    }
+
     /// Applies `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the process
     /// environment, as Node does (they win over the file).
     pub fn apply_env(self) -> Result<ConfigBuilder> {
@@ -405,10 +440,7 @@ impl ConfigBuilder {
 
     /// [`ConfigBuilder::apply_env`] with the variables taken from `lookup`
     /// (tests use this instead of mutating the process environment).
-    pub fn apply_env_from(
-        mut self,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<ConfigBuilder> {
+    pub fn apply_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<ConfigBuilder> {
         if let Some(url) = lookup("HYDRA_REDIS_URL").filter(|u| !u.trim().is_empty()) {
             self = self.redis_url(url.trim());
         }
@@ -417,29 +449,21 @@ impl ConfigBuilder {
         };
         let service = service.trim();
         if service.starts_with('{') {
-            let value: Value = serde_json::from_str(service).map_err(|e| {
-                Error::invalid_config("HYDRA_SERVICE", format!("not valid JSON: {e}"))
-            })?;
+            let value: Value = serde_json::from_str(service)
+                .map_err(|e| Error::invalid_config("HYDRA_SERVICE", format!("not valid JSON: {e}")))?;
             let Value::Object(fields) = value else {
-                return Err(Error::invalid_config(
-                    "HYDRA_SERVICE",
-                    "must be a JSON object",
-                ));
+                return Err(Error::invalid_config("HYDRA_SERVICE", "must be a JSON object"));
             };
             self.hydra().extend(fields);
         } else if service.contains('=') {
             for pair in service.split('|').filter(|p| !p.is_empty()) {
                 let (key, value) = pair.split_once('=').ok_or_else(|| {
-                    Error::invalid_config(
-                        "HYDRA_SERVICE",
-                        format!("expected key=value|key=value, got {pair:?}"),
-                    )
+                    Error::invalid_config("HYDRA_SERVICE", format!("expected key=value|key=value, got {pair:?}"))
                 })?;
                 self.hydra().insert(key.trim().to_string(), value.into());
             }
         } else {
-            parse_label(service)
-                .map_err(|reason| Error::invalid_config("HYDRA_SERVICE", reason))?;
+            parse_label(service).map_err(|reason| Error::invalid_config("HYDRA_SERVICE", reason))?;
             self.stored_config_label = Some(service.to_string());
         }
         Ok(self)
@@ -455,10 +479,7 @@ impl ConfigBuilder {
         let service_port = parse_port_spec(hydra.get("servicePort"))?;
         let service_ip = string_field(&hydra, "serviceIP")?;
         if service_ip.chars().any(char::is_whitespace) {
-            return Err(Error::invalid_config(
-                "serviceIP",
-                "must not contain spaces",
-            ));
+            return Err(Error::invalid_config("serviceIP", "must not contain spaces"));
         }
         let redis = parse_redis(hydra.get("redis"))?;
         for (field, timeout) in [
@@ -469,12 +490,18 @@ impl ConfigBuilder {
                 return Err(Error::invalid_config(field, "must be greater than zero"));
             }
         }
+        for (field, value) in [
+            ("messageWorkers", self.tuning.message_workers),
+            ("messageQueueCapacity", self.tuning.message_queue_capacity),
+            ("maxMessageBytes", self.tuning.max_message_bytes),
+        ] {
+            if value == 0 {
+                return Err(Error::invalid_config(field, "must be greater than zero"));
+            }
+        }
         Ok(Config {
             service_name,
-            service_description: non_empty_or(
-                string_field(&hydra, "serviceDescription")?,
-                "not specified",
-            ),
+            service_description: non_empty_or(string_field(&hydra, "serviceDescription")?, "not specified"),
             service_ip,
             service_dns: string_field(&hydra, "serviceDNS")?,
             service_port,
@@ -484,6 +511,7 @@ impl ConfigBuilder {
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
             presence_cache_ttl: self.presence_cache_ttl,
+            messaging: self.tuning,
             stored_config_label: self.stored_config_label,
             document: self.document,
         })
@@ -491,11 +519,7 @@ impl ConfigBuilder {
 
     /// Replaces the document with one loaded from Redis (`HYDRA_SERVICE` label),
     /// keeping the Redis settings this builder used to reach it, as Node does.
-    pub(crate) fn with_stored_document(
-        &self,
-        stored: Value,
-        redis_branch: Option<Value>,
-    ) -> Result<ConfigBuilder> {
+    pub(crate) fn with_stored_document(&self, stored: Value, redis_branch: Option<Value>) -> Result<ConfigBuilder> {
         let mut builder = ConfigBuilder::from_value(stored)?;
         if let Some(redis) = redis_branch {
             builder.hydra().insert("redis".into(), redis);
@@ -503,6 +527,7 @@ impl ConfigBuilder {
         builder.connect_timeout = self.connect_timeout;
         builder.command_timeout = self.command_timeout;
         builder.presence_cache_ttl = self.presence_cache_ttl;
+        builder.tuning = self.tuning;
         Ok(builder)
     }
 }
@@ -516,6 +541,7 @@ impl Config {
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
             presence_cache_ttl: self.presence_cache_ttl,
+            tuning: self.messaging,
             stored_config_label: None,
         }
     }
@@ -525,9 +551,7 @@ impl Config {
 pub(crate) fn parse_label(label: &str) -> std::result::Result<(&str, &str), String> {
     match label.split(':').collect::<Vec<_>>()[..] {
         [svc, version] if !svc.is_empty() && !version.is_empty() => Ok((svc, version)),
-        _ => Err(format!(
-            "label not in this form: myservice:0.1.1 (got {label:?})"
-        )),
+        _ => Err(format!("label not in this form: myservice:0.1.1 (got {label:?})")),
     }
 }
 
@@ -535,21 +559,17 @@ pub(crate) fn parse_label(label: &str) -> std::result::Result<(&str, &str), Stri
 /// and route grammar (spec §2.11, §4.4, §16).
 pub(crate) fn validate_service_name(raw: &str) -> Result<String> {
     let name = raw.trim().to_lowercase();
-    let bad = |reason: &str| {
-        Err(Error::invalid_config(
-            "serviceName",
-            format!("{reason} (got {raw:?})"),
-        ))
-    };
+    let bad = |reason: &str| Err(Error::invalid_config("serviceName", format!("{reason} (got {raw:?})")));
     if name.is_empty() {
         return bad("is required");
     }
     if name.len() > 128 {
         return bad("must be at most 128 characters");
     }
-    if let Some(c) = name.chars().find(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, ':' | '@' | '*' | '?' | '[' | ']' | '\\')
-    }) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | '@' | '*' | '?' | '[' | ']' | '\\'))
+    {
         return bad(&format!("must not contain {c:?}"));
     }
     if RESERVED_NAMES.contains(&name.as_str()) {
@@ -566,10 +586,7 @@ fn string_field(hydra: &Map<String, Value>, key: &str) -> Result<String> {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(other) => Err(Error::invalid_config(
-            key,
-            format!("must be a string, got {other}"),
-        )),
+        Some(other) => Err(Error::invalid_config(key, format!("must be a string, got {other}"))),
     }
 }
 
@@ -596,9 +613,7 @@ pub(crate) fn parse_port_spec(value: Option<&Value>) -> Result<PortSpec> {
     let port = |s: &str| -> Result<u16> {
         match s.trim().parse::<u32>() {
             Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-            _ => Err(bad(format!(
-                "{s:?} is not a port number 1-65535 (in {text:?})"
-            ))),
+            _ => Err(bad(format!("{s:?} is not a port number 1-65535 (in {text:?})"))),
         }
     };
     if !text.contains(['-', ',']) {
@@ -665,27 +680,23 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
     let settings = base.as_ref().map(|b| b.info.redis_settings().clone());
     let host = text("host")?.unwrap_or(base_host);
     let port = match text("port")? {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-            Error::invalid_config("redis.port", format!("{p:?} is not a port number"))
-        })?,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::invalid_config("redis.port", format!("{p:?} is not a port number")))?,
         None => base_port,
     };
     let db = match text("db")? {
-        Some(d) => d.parse::<i64>().ok().filter(|d| *d >= 0).ok_or_else(|| {
-            Error::invalid_config("redis.db", format!("{d:?} is not a database number"))
-        })?,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|d| *d >= 0)
+            .ok_or_else(|| Error::invalid_config("redis.db", format!("{d:?} is not a database number")))?,
         None => settings.as_ref().map_or(0, |s| s.db()),
     };
-    let username = text("username")?.or_else(|| {
-        settings
-            .as_ref()
-            .and_then(|s| s.username().map(String::from))
-    });
-    let password = text("password")?.or_else(|| {
-        settings
-            .as_ref()
-            .and_then(|s| s.password().map(String::from))
-    });
+    let username = text("username")?.or_else(|| settings.as_ref().and_then(|s| s.username().map(String::from)));
+    let password = text("password")?.or_else(|| settings.as_ref().and_then(|s| s.password().map(String::from)));
     RedisConfig::from_parts(&host, port, db, username.as_deref(), password.as_deref())
 }
 
@@ -717,10 +728,7 @@ mod tests {
 
     #[test]
     fn a_name_is_enough_and_defaults_match_node() {
-        let config = Config::builder()
-            .service_name("Alpha-Service")
-            .build()
-            .unwrap();
+        let config = Config::builder().service_name("Alpha-Service").build().unwrap();
         assert_eq!(config.service_name(), "alpha-service");
         assert_eq!(config.redis().db(), 15);
         assert_eq!(config.redis().display_url(), "redis://127.0.0.1:6379/15");
@@ -732,8 +740,7 @@ mod tests {
     #[test]
     fn invalid_names_are_rejected_naming_the_field() {
         for name in [
-            "", "a:b", "a b", "svc*", "s?", "x[1]", "service", "hydra", "mc", "nodes", "httpbin",
-            "a@b",
+            "", "a:b", "a b", "svc*", "s?", "x[1]", "service", "hydra", "mc", "nodes", "httpbin", "a@b",
         ] {
             let err = Config::builder().service_name(name).build().unwrap_err();
             assert!(err.to_string().contains("serviceName"), "{name:?}: {err}");
@@ -756,10 +763,7 @@ mod tests {
             config.service_port(),
             &PortSpec::Ranges(vec![(3000, 3010), (4000, 4000)])
         );
-        assert_eq!(
-            config.redis().display_url(),
-            "redis://:***@127.0.0.2:6380/3"
-        );
+        assert_eq!(config.redis().display_url(), "redis://:***@127.0.0.2:6380/3");
         assert_eq!(config.document()["app"], json!({"x": 1}));
         assert_eq!(config.service_type(), "api");
     }
@@ -813,10 +817,7 @@ mod tests {
         assert_eq!(parse_port_spec(None).unwrap(), PortSpec::Random);
         assert_eq!(p(json!(8080)).unwrap(), PortSpec::Fixed(8080));
         assert_eq!(p(json!("8080")).unwrap(), PortSpec::Fixed(8080));
-        assert_eq!(
-            p(json!("3000-4000")).unwrap(),
-            PortSpec::Ranges(vec![(3000, 4000)])
-        );
+        assert_eq!(p(json!("3000-4000")).unwrap(), PortSpec::Ranges(vec![(3000, 4000)]));
         for bad in [
             json!("4000-3000"),
             json!("70000"),
@@ -825,11 +826,7 @@ mod tests {
             json!(true),
             json!(-1),
         ] {
-            assert_eq!(
-                field_of(p(bad.clone()).unwrap_err()),
-                "servicePort",
-                "{bad}"
-            );
+            assert_eq!(field_of(p(bad.clone()).unwrap_err()), "servicePort", "{bad}");
         }
     }
 
@@ -862,10 +859,7 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        assert_eq!(
-            (config.service_type(), config.service_version()),
-            ("t2", "9.9")
-        );
+        assert_eq!((config.service_type(), config.service_version()), ("t2", "9.9"));
 
         let config = Config::builder()
             .service_name("a")
@@ -890,13 +884,7 @@ mod tests {
             field_of(ConfigBuilder::from_json(r#"{"serviceName":"a"}"#).unwrap_err()),
             "hydra"
         );
-        assert_eq!(
-            field_of(ConfigBuilder::from_json("nope").unwrap_err()),
-            "hydra"
-        );
-        assert_eq!(
-            field_of(ConfigBuilder::from_json("[]").unwrap_err()),
-            "hydra"
-        );
+        assert_eq!(field_of(ConfigBuilder::from_json("nope").unwrap_err()), "hydra");
+        assert_eq!(field_of(ConfigBuilder::from_json("[]").unwrap_err()), "hydra");
     }
 }

@@ -10,7 +10,6 @@
 //! the steady state.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -22,6 +21,7 @@ use crate::keys;
 use crate::records::{HealthLogEntry, NodeTemplate, ServiceRecord};
 use crate::registry::HEALTH_LOG_ENTRIES;
 use crate::store::Store;
+use crate::threads::OwnedThread;
 use crate::timestamp;
 
 /// Presence refresh period (`PRESENCE_UPDATE_INTERVAL`).
@@ -112,12 +112,8 @@ impl Registration {
             .arg("EX")
             .arg(PRESENCE_TTL_SECS)
             .arg("GET");
-        pipe.hset(
-            keys::NODES,
-            &self.instance_id,
-            self.node.to_wire(&timestamp::now_iso()),
-        )
-        .ignore();
+        pipe.hset(keys::NODES, &self.instance_id, self.node.to_wire(&timestamp::now_iso()))
+            .ignore();
         if with_health {
             self.add_health(pipe);
         }
@@ -125,10 +121,8 @@ impl Registration {
 
     fn add_health(&self, pipe: &mut redis::Pipeline) {
         let snapshot = self.health_snapshot(true).to_string();
-        pipe.set_ex(&self.health_key, snapshot, HEALTH_TTL_SECS)
-            .ignore();
-        pipe.expire(&self.health_log_key, HEALTH_LOG_TTL_SECS)
-            .ignore();
+        pipe.set_ex(&self.health_key, snapshot, HEALTH_TTL_SECS).ignore();
+        pipe.expire(&self.health_log_key, HEALTH_LOG_TTL_SECS).ignore();
     }
 
     /// The service record (kept if present, so `registeredOn` survives) and our
@@ -160,15 +154,9 @@ impl Registration {
         map.insert("processID".into(), json!(self.node.process_id));
         map.insert("architecture".into(), json!(host::architecture()));
         map.insert("platform".into(), json!(host::platform()));
-        map.insert(
-            "runtime".into(),
-            json!(concat!("hydra-rs/", env!("CARGO_PKG_VERSION"))),
-        );
+        map.insert("runtime".into(), json!(concat!("hydra-rs/", env!("CARGO_PKG_VERSION"))));
         map.insert("memory".into(), json!({ "rss": host::rss_bytes() }));
-        map.insert(
-            "uptimeSeconds".into(),
-            json!(self.started.elapsed().as_secs_f64()),
-        );
+        map.insert("uptimeSeconds".into(), json!(self.started.elapsed().as_secs_f64()));
         Value::Object(map)
     }
 
@@ -213,49 +201,21 @@ impl Registration {
 /// The heartbeat thread (`hydra-heartbeat`).
 pub(crate) struct Heartbeat {
     stop: Sender<()>,
-    exited: Receiver<()>,
-    handle: JoinHandle<()>,
+    thread: OwnedThread,
 }
 
 impl Heartbeat {
     pub(crate) fn spawn(registration: Arc<Registration>) -> std::io::Result<Heartbeat> {
         let (stop, stop_rx) = bounded::<()>(1);
-        let (exited_tx, exited) = bounded::<()>(1);
-        let handle = std::thread::Builder::new()
-            .name("hydra-heartbeat".into())
-            .spawn(move || {
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&registration, &stop_rx);
-                }));
-                if outcome.is_err() {
-                    log::error!(
-                        "heartbeat thread panicked; presence of {} will lapse",
-                        registration.service_name
-                    );
-                }
-                let _ = exited_tx.send(());
-            })?;
-        Ok(Heartbeat {
-            stop,
-            exited,
-            handle,
-        })
+        let thread = OwnedThread::spawn("hydra-heartbeat", move || run(&registration, &stop_rx))?;
+        Ok(Heartbeat { stop, thread })
     }
 
     /// Stops the thread and joins it, waiting at most a few seconds (a beat in
     /// flight can take up to the command timeout).
     pub(crate) fn stop(self) {
         let _ = self.stop.send(());
-        match self.exited.recv_timeout(JOIN_DEADLINE) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = self.handle.join();
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                log::warn!(
-                    "heartbeat thread did not stop within {JOIN_DEADLINE:?}; leaving it detached"
-                );
-            }
-        }
+        self.thread.join(JOIN_DEADLINE);
     }
 }
 

@@ -40,13 +40,7 @@ pub(crate) fn rss_bytes() -> u64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
 }
@@ -72,12 +66,7 @@ pub(crate) fn resolve_service_ip(service_ip: &str, service_dns: &str) -> Result<
             .into_iter()
             .map(|ip| ip.to_string())
             .find(|ip| ip.starts_with(prefix))
-            .ok_or_else(|| {
-                Error::invalid_config(
-                    "serviceIP",
-                    format!("no local IPv4 address matches {wanted:?}"),
-                )
-            });
+            .ok_or_else(|| Error::invalid_config("serviceIP", format!("no local IPv4 address matches {wanted:?}")));
     }
     if wanted.parse::<IpAddr>().is_ok() {
         return Ok(wanted.to_string());
@@ -87,9 +76,7 @@ pub(crate) fn resolve_service_ip(service_ip: &str, service_dns: &str) -> Result<
         .ok()
         .and_then(|mut addrs| addrs.find(|a| a.is_ipv4()))
         .map(|a| a.ip().to_string())
-        .ok_or_else(|| {
-            Error::invalid_config("serviceIP", format!("cannot resolve host name {wanted:?}"))
-        })
+        .ok_or_else(|| Error::invalid_config("serviceIP", format!("cannot resolve host name {wanted:?}")))
 }
 
 fn local_ipv4s() -> Vec<Ipv4Addr> {
@@ -130,9 +117,7 @@ pub(crate) fn choose_port(spec: &PortSpec) -> Result<u16> {
                 .chain(0..size)
                 .map(nth)
                 .find(|port| TcpListener::bind(("0.0.0.0", *port)).is_ok())
-                .ok_or_else(|| {
-                    Error::invalid_config("servicePort", "no free port in the configured ranges")
-                })
+                .ok_or_else(|| Error::invalid_config("servicePort", "no free port in the configured ranges"))
         }
     }
 }
@@ -144,10 +129,7 @@ mod tests {
     #[test]
     fn service_ip_forms() {
         assert_eq!(resolve_service_ip("10.1.2.3", "").unwrap(), "10.1.2.3");
-        assert_eq!(
-            resolve_service_ip("10.1.2.3", "svc.internal").unwrap(),
-            "svc.internal"
-        );
+        assert_eq!(resolve_service_ip("10.1.2.3", "svc.internal").unwrap(), "svc.internal");
         assert_eq!(resolve_service_ip("localhost", "").unwrap(), "127.0.0.1");
         assert_eq!(resolve_service_ip("127.*", "").unwrap(), "127.0.0.1");
         let auto = resolve_service_ip("", "").unwrap();

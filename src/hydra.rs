@@ -4,7 +4,9 @@
 //! dropping the last clone) removes the instance again.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,9 +15,12 @@ use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
 use crate::keys;
+use crate::listener::Listener;
+use crate::messaging::{HandlerError, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
 use crate::registry::{Registry, ServiceHealth};
 use crate::store::Store;
+use crate::umf::Umf;
 
 /// A connection to Hydra: discovery, presence and (after
 /// [`register_service`](Hydra::register_service)) this instance's registration.
@@ -40,10 +45,11 @@ pub struct ServiceInfo {
     pub service_port: u16,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: Config,
     store: Arc<Store>,
-    registry: Registry,
+    registry: Arc<Registry>,
+    messaging: Arc<Messaging>,
     instance_id: String,
     service_ip: String,
     service_port: u16,
@@ -55,6 +61,7 @@ enum State {
     Registered {
         registration: Arc<Registration>,
         heartbeat: Heartbeat,
+        listener: Listener,
     },
     ShutDown,
 }
@@ -80,18 +87,29 @@ impl Hydra {
         store.run(|c| redis::cmd("PING").query::<()>(c))?;
         let service_ip = host::resolve_service_ip(&config.service_ip, &config.service_dns)?;
         let service_port = host::choose_port(&config.service_port)?;
-        let registry = Registry::new(store.clone(), config.presence_cache_ttl);
-        Ok(Hydra {
-            inner: Arc::new(Inner {
+        let registry = Arc::new(Registry::new(store.clone(), config.presence_cache_ttl));
+        let settings = MessagingSettings {
+            workers: config.messaging.message_workers,
+            queue_capacity: config.messaging.message_queue_capacity,
+            max_message_bytes: config.messaging.max_message_bytes,
+        };
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            // Handlers get a handle built from a weak reference, so the
+            // runtime never keeps the instance alive on its own.
+            let weak = weak.clone();
+            let make_handle = Box::new(move || weak.upgrade().map(|inner| Hydra { inner }));
+            Inner {
                 instance_id: uuid::Uuid::new_v4().simple().to_string(),
+                messaging: Arc::new(Messaging::new(store.clone(), registry.clone(), settings, make_handle)),
                 config,
                 store,
                 registry,
                 service_ip,
                 service_port,
                 state: Mutex::new(State::Initialized),
-            }),
-        })
+            }
+        });
+        Ok(Hydra { inner })
     }
 
     /// Makes this instance exist (Node's `registerService`): writes the service
@@ -106,9 +124,7 @@ impl Hydra {
                 return Err(Error::InvalidState("service is already registered".into()));
             }
             State::ShutDown => {
-                return Err(Error::InvalidState(
-                    "this Hydra instance has been shut down".into(),
-                ));
+                return Err(Error::InvalidState("this Hydra instance has been shut down".into()));
             }
         }
         let node = NodeTemplate {
@@ -122,17 +138,25 @@ impl Hydra {
             port_is_fixed: matches!(inner.config.service_port, PortSpec::Fixed(_)),
             host_name: host::hostname(),
         };
-        let registration = Arc::new(Registration::new(
-            inner.store.clone(),
-            &inner.config.service_type,
-            node,
-        ));
-        registration.register()?;
-        let heartbeat = Heartbeat::spawn(registration.clone())
-            .map_err(|e| Error::InvalidState(format!("cannot start the heartbeat thread: {e}")))?;
+        // Subscribe before becoming visible, so a message sent as soon as
+        // presence appears is not lost (Node subscribes after).
+        let listener = self.start_listener()?;
+        let registration = Arc::new(Registration::new(inner.store.clone(), &inner.config.service_type, node));
+        if let Err(e) = registration.register() {
+            listener.stop();
+            return Err(e);
+        }
+        let heartbeat = match Heartbeat::spawn(registration.clone()) {
+            Ok(heartbeat) => heartbeat,
+            Err(e) => {
+                listener.stop();
+                return Err(Error::InvalidState(format!("cannot start the heartbeat thread: {e}")));
+            }
+        };
         *state = State::Registered {
             registration,
             heartbeat,
+            listener,
         };
         log::info!(
             "registered {} instance {} at {}:{} on {}",
@@ -143,6 +167,29 @@ impl Hydra {
             inner.store.target()
         );
         Ok(self.service_info())
+    }
+
+    fn start_listener(&self) -> Result<Listener> {
+        let inner = &self.inner;
+        let svc = &inner.config.service_name;
+        let channels = vec![
+            keys::service_channel(svc),
+            keys::instance_channel(svc, &inner.instance_id),
+        ];
+        let messaging = inner.messaging.clone();
+        let deliver = Box::new(move |channel: &str, payload: &[u8]| messaging.dispatch(channel, payload));
+        let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
+        let listener = Listener::spawn(inner.store.clone(), channels, deliver, subscribed_tx)
+            .map_err(|e| Error::InvalidState(format!("cannot start the listener thread: {e}")))?;
+        let deadline = inner.config.connect_timeout + inner.config.command_timeout;
+        if subscribed.recv_timeout(deadline).is_err() {
+            listener.stop();
+            return Err(Error::Timeout(format!(
+                "could not subscribe to {svc}'s channels on {} within {deadline:?}",
+                inner.store.target()
+            )));
+        }
+        Ok(listener)
     }
 
     /// Stops the heartbeat and removes this instance like Node does: logs
@@ -186,6 +233,83 @@ impl Hydra {
     /// True between `register_service` and `shutdown`.
     pub fn is_registered(&self) -> bool {
         matches!(*self.inner.lock_state(), State::Registered { .. })
+    }
+
+    /// Runs `handler` on the worker pool for every message that reaches this
+    /// instance (on the service channel or the instance channel), replacing any
+    /// previous handler (Node's `hydra.on('message', …)`). The handler gets a
+    /// handle for replying. An `Err` or a panic is logged and counted; the
+    /// worker lives on. When the handlers are saturated, new messages are
+    /// dropped and counted ([`MessageStats::overflow`]).
+    pub fn on_message<F>(&self, handler: F) -> Result<()>
+    where
+        F: Fn(&Hydra, Umf) -> std::result::Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.inner.messaging.set_handler(Arc::new(handler))
+    }
+
+    /// The pull alternative to [`on_message`](Hydra::on_message): messages
+    /// arrive on this bounded receiver while no handler is set. When it is full,
+    /// new messages are dropped and counted.
+    pub fn messages(&self) -> Receiver<Umf> {
+        self.inner.messaging.receiver()
+    }
+
+    /// A message from this service (`from` = `<service>:/`) to `to`.
+    pub fn create_umf_message(&self, to: &str, body: Value) -> Umf {
+        Umf::new(to, format!("{}:/", self.inner.config.service_name), body)
+    }
+
+    /// Publishes `message` to one instance (`sendMessage`): the one named in
+    /// `to` (`<id>@<svc>:/…`), or a random present one.
+    /// [`Error::ServiceUnavailable`] with Node's reason when there is none:
+    /// `Unavailable <svc> instances`, `Unavailable <svc> instance named <id>`.
+    pub fn send_message(&self, message: &Umf) -> Result<()> {
+        self.inner.messaging.send_message(message)
+    }
+
+    /// Publishes `message` to every instance of its service
+    /// (`sendBroadcastMessage`). To `hydra-router` it succeeds quietly when
+    /// none is present, as in Node.
+    pub fn send_broadcast_message(&self, message: &Umf) -> Result<()> {
+        self.inner.messaging.send_broadcast_message(message)
+    }
+
+    /// Sends `response` as the reply to `original` (`sendReplyMessage`): to
+    /// `original.via`, else `original.from`, with `rmid` = `original.mid` and
+    /// `forward` copied. See [`Umf::reply_with`].
+    pub fn send_reply_message(&self, original: &Umf, response: Umf) -> Result<()> {
+        self.send_message(&original.reply_with(response))
+    }
+
+    /// Replies to `original` with `body` (see [`send_reply_message`](Hydra::send_reply_message)).
+    pub fn reply(&self, original: &Umf, body: Value) -> Result<()> {
+        self.send_message(&original.reply(body))
+    }
+
+    /// Sends `message` with `from` set to this instance (`<id>@<svc>:/`) and
+    /// waits for the reply whose `rmid` is its `mid`; [`Error::Timeout`] when
+    /// none comes in time. Any number of requests may wait at once, from any
+    /// threads; a reply that comes after its request timed out is discarded
+    /// and counted. Needs a registered service (replies come to its channel).
+    pub fn request(&self, message: &Umf, timeout: Duration) -> Result<Umf> {
+        if !self.is_registered() {
+            return Err(Error::InvalidState(
+                "request needs a registered service: replies are delivered to its instance channel".into(),
+            ));
+        }
+        let mut message = message.clone();
+        message.from = instance_route(&self.inner.instance_id, &self.inner.config.service_name);
+        self.inner.messaging.request(message, timeout)
+    }
+
+    /// Message counters since `init`.
+    pub fn message_stats(&self) -> MessageStats {
+        self.inner.messaging.stats()
+    }
+
+    pub(crate) fn messaging(&self) -> &Messaging {
+        &self.inner.messaging
     }
 
     /// Every registered service's record (`getServices`).
@@ -302,19 +426,19 @@ impl Inner {
         let State::Registered {
             registration,
             heartbeat,
+            listener,
         } = previous
         else {
+            self.messaging.shutdown();
             return Ok(());
         };
         // Stop beating first, or the heartbeat would bring presence back.
         heartbeat.stop();
         let result = registration.deregister();
+        listener.stop();
+        self.messaging.shutdown();
         match &result {
-            Ok(()) => log::info!(
-                "{} instance {} shut down",
-                self.config.service_name,
-                self.instance_id
-            ),
+            Ok(()) => log::info!("{} instance {} shut down", self.config.service_name, self.instance_id),
             Err(e) => log::warn!(
                 "{} instance {} shut down, but its keys could not be removed ({e}); presence expires in 3 s",
                 self.config.service_name,
@@ -335,13 +459,8 @@ impl Drop for Inner {
 /// `HYDRA_SERVICE=svc:version`: load that config document from Redis and use
 /// it, keeping the Redis settings used to fetch it (spec §11.3).
 fn load_stored_config(config: &Config, label: &str) -> Result<Config> {
-    let (svc, version) =
-        parse_label(label).map_err(|r| Error::invalid_config("HYDRA_SERVICE", r))?;
-    let store = Store::new(
-        config.redis(),
-        config.connect_timeout,
-        config.command_timeout,
-    )?;
+    let (svc, version) = parse_label(label).map_err(|r| Error::invalid_config("HYDRA_SERVICE", r))?;
+    let store = Store::new(config.redis(), config.connect_timeout, config.command_timeout)?;
     let key = keys::configs(svc);
     let text: Option<String> = store.run(|c| redis::cmd("HGET").arg(&key).arg(version).query(c))?;
     let text = text.ok_or_else(|| {
@@ -350,19 +469,8 @@ fn load_stored_config(config: &Config, label: &str) -> Result<Config> {
             format!("no config stored as {label} (HGET {key} {version})"),
         )
     })?;
-    let stored: Value = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid_config(
-            "HYDRA_SERVICE",
-            format!("stored config {label} is not JSON: {e}"),
-        )
-    })?;
-    let redis_branch = config
-        .document()
-        .get("hydra")
-        .and_then(|h| h.get("redis"))
-        .cloned();
-    config
-        .to_builder()
-        .with_stored_document(stored, redis_branch)?
-        .build()
+    let stored: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid_config("HYDRA_SERVICE", format!("stored config {label} is not JSON: {e}")))?;
+    let redis_branch = config.document().get("hydra").and_then(|h| h.get("redis")).cloned();
+    config.to_builder().with_stored_document(stored, redis_branch)?.build()
 }

@@ -62,16 +62,10 @@ mod tests {
         assert_eq!(service("alpha"), "hydra:service:alpha:service");
         assert_eq!(presence("alpha", "abc"), "hydra:service:alpha:abc:presence");
         assert_eq!(health("alpha", "abc"), "hydra:service:alpha:abc:health");
-        assert_eq!(
-            health_log("alpha", "abc"),
-            "hydra:service:alpha:abc:health:log"
-        );
+        assert_eq!(health_log("alpha", "abc"), "hydra:service:alpha:abc:health:log");
         assert_eq!(routes("alpha"), "hydra:service:alpha:service:routes");
         assert_eq!(configs("alpha"), "hydra:service:alpha:configs");
         assert_eq!(service_channel("alpha"), "hydra:service:mc:alpha");
-        assert_eq!(
-            instance_channel("alpha", "abc"),
-            "hydra:service:mc:alpha:abc"
-        );
+        assert_eq!(instance_channel("alpha", "abc"), "hydra:service:mc:alpha:abc");
     }
 }

@@ -22,8 +22,9 @@
 //! # }
 //! ```
 //!
-//! Threads: `register_service` starts one named thread, `hydra-heartbeat`,
-//! which is joined on `shutdown`. No async runtime is used.
+//! Threads (all named, owned and joined on `shutdown`): `register_service`
+//! starts `hydra-heartbeat` and `hydra-listener`; `on_message` starts the
+//! `hydra-worker-N` pool. No async runtime is used.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -33,21 +34,24 @@ mod heartbeat;
 mod host;
 mod hydra;
 pub mod keys;
+mod listener;
+mod messaging;
+mod pool;
 mod records;
 mod registry;
 mod store;
+mod threads;
 mod timestamp;
 pub mod umf;
 
 pub use config::{
-    Config, ConfigBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_PRESENCE_CACHE_TTL, DEFAULT_REDIS_URL, PortSpec, RedisConfig,
+    Config, ConfigBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PRESENCE_CACHE_TTL,
+    DEFAULT_REDIS_URL, PortSpec, RedisConfig,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use heartbeat::{
-    HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS,
-};
+pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
 pub use hydra::{Hydra, ServiceInfo};
+pub use messaging::{HandlerError, MessageStats};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
 pub use umf::{Route, Umf};

@@ -206,9 +206,7 @@ fn kind_of(value: &Value) -> &'static str {
 fn required_string(map: &Map<String, Value>, key: &str) -> Result<String, String> {
     match map.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        other => Err(format!(
-            "field {key:?} must be a non-empty string, got {other:?}"
-        )),
+        other => Err(format!("field {key:?} must be a non-empty string, got {other:?}")),
     }
 }
 

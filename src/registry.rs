@@ -94,12 +94,9 @@ impl Registry {
     /// Every registered service (`getServices`): the services named in the
     /// `nodes` hash and in our own index, with their `:service` records.
     pub(crate) fn get_services(&self) -> Result<Vec<ServiceRecord>> {
-        let (nodes, indexed): (Vec<String>, Vec<String>) = self.store.run(|c| {
-            redis::pipe()
-                .hvals(keys::NODES)
-                .smembers(keys::SERVICE_INDEX)
-                .query(c)
-        })?;
+        let (nodes, indexed): (Vec<String>, Vec<String>) = self
+            .store
+            .run(|c| redis::pipe().hvals(keys::NODES).smembers(keys::SERVICE_INDEX).query(c))?;
         let mut names: BTreeSet<String> = indexed.into_iter().collect();
         for text in &nodes {
             match Instance::parse(text) {
@@ -114,9 +111,7 @@ impl Registry {
         }
         let names: Vec<String> = names.into_iter().collect();
         let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
-        let records: Vec<Option<String>> = self
-            .store
-            .run(|c| redis::cmd("MGET").arg(&service_keys).query(c))?;
+        let records: Vec<Option<String>> = self.store.run(|c| redis::cmd("MGET").arg(&service_keys).query(c))?;
         Ok(service_keys
             .iter()
             .zip(records)
@@ -140,9 +135,7 @@ impl Registry {
 
     /// Every `nodes` entry, live or not, with `elapsed` (`getServiceNodes`).
     pub(crate) fn get_service_nodes(&self) -> Result<Vec<Instance>> {
-        let entries: Vec<(String, String)> = self
-            .store
-            .run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
+        let entries: Vec<(String, String)> = self.store.run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
         Ok(entries
             .into_iter()
             .filter_map(|(field, text)| self.parse_instance(&field, &text))
@@ -154,9 +147,7 @@ impl Registry {
     /// `refresh node list` uses 60 s, hydra-router's `clear` 5 s). Entries that
     /// do not parse are left alone. Returns how many were removed.
     pub(crate) fn clear_stale_nodes(&self, older_than: Duration) -> Result<usize> {
-        let entries: Vec<(String, String)> = self
-            .store
-            .run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
+        let entries: Vec<(String, String)> = self.store.run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
         let mut removed = 0;
         for (field, text) in entries {
             let Ok(instance) = Instance::parse(&text) else {
@@ -306,8 +297,7 @@ impl Registry {
             let health: Vec<Option<String>> = if health_keys.is_empty() {
                 Vec::new()
             } else {
-                self.store
-                    .run(|c| redis::cmd("MGET").arg(&health_keys).query(c))?
+                self.store.run(|c| redis::cmd("MGET").arg(&health_keys).query(c))?
             };
             let health = health_keys
                 .iter()
@@ -346,14 +336,9 @@ impl Registry {
     pub(crate) fn get_config(&self, label: &str) -> Result<Option<Value>> {
         let (svc, version) = parse_label(label).map_err(Error::BadRequest)?;
         let key = keys::configs(svc);
-        let text: Option<String> = self
-            .store
-            .run(|c| redis::cmd("HGET").arg(&key).arg(version).query(c))?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| Error::Malformed(format!("{key} field {version}: {e}")))
-        })
-        .transpose()
+        let text: Option<String> = self.store.run(|c| redis::cmd("HGET").arg(&key).arg(version).query(c))?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Malformed(format!("{key} field {version}: {e}"))))
+            .transpose()
     }
 
     /// Labels `svc:version` of the configs stored for `svc`, sorted (`listConfig`).
@@ -486,10 +471,7 @@ impl PresenceCache {
     }
 
     fn forget(&self, name: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
     }
 }
 

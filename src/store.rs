@@ -39,11 +39,7 @@ struct ConnectGate {
 }
 
 impl Store {
-    pub(crate) fn new(
-        redis: &RedisConfig,
-        connect_timeout: Duration,
-        command_timeout: Duration,
-    ) -> Result<Store> {
+    pub(crate) fn new(redis: &RedisConfig, connect_timeout: Duration, command_timeout: Duration) -> Result<Store> {
         let client = Client::open(redis.connection_info().clone())?;
         Ok(Store {
             client,
@@ -62,10 +58,7 @@ impl Store {
 
     /// Runs `f` on a pooled connection. A connection that saw an I/O error or a
     /// timeout is discarded, so the next call reconnects.
-    pub(crate) fn run<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T> {
+    pub(crate) fn run<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
         let mut conn = self.checkout()?;
         match f(&mut conn) {
             Ok(value) => {
@@ -79,6 +72,11 @@ impl Store {
                 Err(Error::Redis(e))
             }
         }
+    }
+
+    /// Opens a dedicated connection (e.g. for pub/sub) with the store's timeouts.
+    pub(crate) fn open(&self) -> Result<Connection> {
+        self.connect()
     }
 
     /// Drops every idle connection (after a fork or on shutdown).

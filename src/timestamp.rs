@@ -18,10 +18,7 @@ pub(crate) fn to_iso(time: SystemTime) -> String {
 /// `new Date(s).getTime()`), or `None` when it does not parse.
 pub(crate) fn parse_iso_ms(text: &str) -> Option<i64> {
     let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
-    let ms = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis();
+    let ms = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis();
     i64::try_from(ms).ok()
 }
 
@@ -49,14 +46,8 @@ mod tests {
 
     #[test]
     fn parses_javascript_timestamps() {
-        assert_eq!(
-            parse_iso_ms("2018-03-11T16:52:42.060Z"),
-            Some(1_520_787_162_060)
-        );
-        assert_eq!(
-            parse_iso_ms("2018-03-11T16:52:42Z"),
-            Some(1_520_787_162_000)
-        );
+        assert_eq!(parse_iso_ms("2018-03-11T16:52:42.060Z"), Some(1_520_787_162_060));
+        assert_eq!(parse_iso_ms("2018-03-11T16:52:42Z"), Some(1_520_787_162_000));
         assert_eq!(parse_iso_ms("yesterday"), None);
         assert_eq!(parse_iso_ms(""), None);
     }

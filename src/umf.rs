@@ -99,17 +99,15 @@ impl Umf {
     /// [`Error::BadRequest`] when the text is not a JSON object or a field has
     /// the wrong type; call [`validate`](Umf::validate) for the required fields.
     pub fn parse(text: &str) -> Result<Umf> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::BadRequest(format!("UMF message is not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::BadRequest(format!("UMF message is not valid JSON: {e}")))?;
         Umf::from_value(value)
     }
 
     /// [`Umf::parse`] from an already parsed JSON value.
     pub fn from_value(value: Value) -> Result<Umf> {
         let Value::Object(map) = value else {
-            return Err(Error::BadRequest(
-                "UMF message must be a JSON object".into(),
-            ));
+            return Err(Error::BadRequest("UMF message must be a JSON object".into()));
         };
         let field = |long: &str, short: &str| -> Option<&Value> {
             [long, short]
@@ -129,9 +127,11 @@ impl Umf {
         let timeout = match field("timeout", "tmo") {
             None => None,
             Some(Value::Number(n)) => Some(n.clone()),
-            Some(Value::String(s)) => Some(s.trim().parse::<Number>().map_err(|_| {
-                Error::BadRequest(format!("UMF field \"timeout\" is not a number: {s:?}"))
-            })?),
+            Some(Value::String(s)) => Some(
+                s.trim()
+                    .parse::<Number>()
+                    .map_err(|_| Error::BadRequest(format!("UMF field \"timeout\" is not a number: {s:?}")))?,
+            ),
             Some(other) => {
                 return Err(Error::BadRequest(format!(
                     "UMF field \"timeout\" must be a number, got {other}"
@@ -186,11 +186,7 @@ impl Umf {
     }
 
     fn to_map(&self, long: bool) -> Map<String, Value> {
-        let text = |s: &Option<String>| {
-            s.as_ref()
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.clone()))
-        };
+        let text = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).map(|s| Value::String(s.clone()));
         let plain = |s: &String| Some(Value::String(s.clone())).filter(|_| !s.is_empty());
         let values: [Option<Value>; 14] = [
             plain(&self.to),
@@ -211,10 +207,7 @@ impl Umf {
         let mut map = Map::new();
         for ((long_name, short_name), value) in FIELDS.iter().zip(values) {
             if let Some(value) = value {
-                map.insert(
-                    (if long { long_name } else { short_name }).to_string(),
-                    value,
-                );
+                map.insert((if long { long_name } else { short_name }).to_string(), value);
             }
         }
         map
@@ -304,7 +297,10 @@ impl Route {
         }
         let mut parsed = Route::default();
         let (head, rest) = if matches!(segments[0], "http" | "https") && segments.len() > 2 {
-            (route[..segments[0].len() + 1 + segments[1].len()].to_string(), &segments[2..])
+            (
+                route[..segments[0].len() + 1 + segments[1].len()].to_string(),
+                &segments[2..],
+            )
         } else {
             (segments[0].to_string(), &segments[1..])
         };
@@ -356,14 +352,12 @@ pub(crate) fn new_mid() -> String {
 fn hmac_hex(algorithm: &str, secret: &[u8], data: &[u8]) -> Result<String> {
     let bytes = match algorithm.to_ascii_lowercase().as_str() {
         "sha256" => {
-            let mut mac =
-                Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
         }
         "sha512" => {
-            let mut mac =
-                Hmac::<sha2::Sha512>::new_from_slice(secret).expect("HMAC takes keys of any size");
+            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(secret).expect("HMAC takes keys of any size");
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
         }
@@ -430,11 +424,7 @@ mod tests {
         let m = Umf::parse(r#"{"to":"a:/","frm":"short","from":"long","bdy":{"x":1},"body":0,"rmid":"","typ":false}"#)
             .unwrap();
         assert_eq!(m.from, "long");
-        assert_eq!(
-            m.body,
-            json!({"x": 1}),
-            "a falsy long name falls back to the short one"
-        );
+        assert_eq!(m.body, json!({"x": 1}), "a falsy long name falls back to the short one");
         assert_eq!(m.rmid, None);
         assert_eq!(m.message_type, None);
         assert_eq!(m.version, UMF_VERSION);
@@ -452,10 +442,7 @@ mod tests {
             r#"{"to":"a:/","from":"b:/","body":""}"#,
         ] {
             let err = Umf::parse(text).unwrap().validate().unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("bad request: {INVALID_UMF_REASON}")
-            );
+            assert_eq!(err.to_string(), format!("bad request: {INVALID_UMF_REASON}"));
         }
         // An empty object is a valid body (truthy in JavaScript).
         Umf::parse(r#"{"to":"a:/","from":"b:/","body":{}}"#)
@@ -506,17 +493,10 @@ mod tests {
             ("abc123", "alpha-service", Some("post"), "/v1/a:b")
         );
         let x = r("alpha-service:/");
-        assert_eq!(
-            (x.http_method.as_deref(), x.api_route.as_str()),
-            (None, "/")
-        );
+        assert_eq!((x.http_method.as_deref(), x.api_route.as_str()), (None, "/"));
         let x = r("a-b@svc:/");
         assert_eq!(
-            (
-                x.instance.as_str(),
-                x.sub_id.as_str(),
-                x.service_name.as_str()
-            ),
+            (x.instance.as_str(), x.sub_id.as_str(), x.service_name.as_str()),
             ("a", "b", "svc")
         );
         let x = r("test-subtest@service:xxx:yyy");
@@ -525,20 +505,17 @@ mod tests {
             ("test", "subtest", "xxx:yyy")
         );
         let x = r("http:/V1/URL/xxx123:route");
-        assert_eq!((x.service_name.as_str(), x.api_route.as_str()), ("http:/V1/URL/xxx123", "route"));
-        let x = r("uid:xxx123");
         assert_eq!(
             (x.service_name.as_str(), x.api_route.as_str()),
-            ("uid", "xxx123")
+            ("http:/V1/URL/xxx123", "route")
         );
+        let x = r("uid:xxx123");
+        assert_eq!((x.service_name.as_str(), x.api_route.as_str()), ("uid", "xxx123"));
         assert_eq!(r("svc:[]route").http_method.as_deref(), Some(""));
         assert_eq!(r("svc:[get]route").api_route, "route");
         // Not Node's http bug: httpbin is a service like any other.
         let x = r("httpbin:[get]/x");
-        assert_eq!(
-            (x.service_name.as_str(), x.api_route.as_str()),
-            ("httpbin", "/x")
-        );
+        assert_eq!((x.service_name.as_str(), x.api_route.as_str()), ("httpbin", "/x"));
         let err = Route::parse("alpha-service").unwrap_err();
         assert_eq!(
             err.to_string(),

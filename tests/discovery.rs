@@ -15,13 +15,7 @@ use serde_json::json;
 #[test]
 fn two_services_discover_each_other() {
     let server = RedisServer::start();
-    let alpha = Hydra::init(
-        builder(&server, "alpha")
-            .service_type("api")
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let alpha = Hydra::init(builder(&server, "alpha").service_type("api").build().unwrap()).unwrap();
     alpha.register_service().unwrap();
     let beta = register(&server, "beta");
 
@@ -58,10 +52,7 @@ fn presence_lists_are_shuffled_and_complete() {
     let server = RedisServer::start();
     let instances: Vec<Hydra> = (0..5).map(|_| register(&server, "many")).collect();
     let reader = init(&server, "reader");
-    let mut expected: Vec<String> = instances
-        .iter()
-        .map(|h| h.get_instance_id().to_string())
-        .collect();
+    let mut expected: Vec<String> = instances.iter().map(|h| h.get_instance_id().to_string()).collect();
     expected.sort();
     let mut orders = std::collections::HashSet::new();
     for _ in 0..40 {
@@ -72,10 +63,7 @@ fn presence_lists_are_shuffled_and_complete() {
         assert_eq!(sorted, expected);
         orders.insert(order);
     }
-    assert!(
-        orders.len() > 1,
-        "40 lookups gave the same order every time"
-    );
+    assert!(orders.len() > 1, "40 lookups gave the same order every time");
     // Instances of other services and stopped instances are not included.
     instances[0].shutdown().unwrap();
     assert_eq!(reader.get_service_presence("many").unwrap().len(), 4);
@@ -107,8 +95,7 @@ fn health_log_and_health_all() {
     assert_eq!(log[1].process_id, u64::from(std::process::id()));
 
     for n in 0..70 {
-        a.send_to_health_log("debug", &format!("entry {n}"))
-            .unwrap();
+        a.send_to_health_log("debug", &format!("entry {n}")).unwrap();
     }
     let mut conn = raw(&server);
     let key = format!("hydra:service:recorder:{}:health:log", a.get_instance_id());
@@ -123,17 +110,9 @@ fn health_log_and_health_all() {
     assert_eq!(recorder.service.service_name, "recorder");
     assert_eq!(recorder.presence.len(), 2);
     assert_eq!(recorder.health.len(), 2);
-    assert!(
-        recorder
-            .health
-            .iter()
-            .all(|h| h["serviceName"] == "recorder")
-    );
+    assert!(recorder.health.iter().all(|h| h["serviceName"] == "recorder"));
     assert_eq!(recorder.log.len(), 65); // 64 of a + 1 of b
-    assert!(
-        recorder.log.windows(2).all(|w| w[0].ts >= w[1].ts),
-        "not newest first"
-    );
+    assert!(recorder.log.windows(2).all(|w| w[0].ts >= w[1].ts), "not newest first");
 
     let health = a.get_health();
     assert_eq!(health["instanceID"], a.get_instance_id());
@@ -159,10 +138,7 @@ fn config_store_round_trip_and_stored_config_startup() {
     let stored = json!({"hydra": {"serviceName": "stored-svc", "serviceType": "from-redis", "serviceVersion": "1.2.3"}, "app": {"color": "blue"}});
     admin.put_config("stored-svc:1.2.3", &stored).unwrap();
     admin
-        .put_config(
-            "stored-svc:1.0.0",
-            &json!({"hydra": {"serviceName": "stored-svc"}}),
-        )
+        .put_config("stored-svc:1.0.0", &json!({"hydra": {"serviceName": "stored-svc"}}))
         .unwrap();
     assert_eq!(admin.get_config("stored-svc:1.2.3").unwrap(), Some(stored));
     assert_eq!(admin.get_config("stored-svc:9.9.9").unwrap(), None);
@@ -174,10 +150,7 @@ fn config_store_round_trip_and_stored_config_startup() {
         admin.put_config("no-version", &json!({})),
         Err(Error::BadRequest(_))
     ));
-    assert!(matches!(
-        admin.get_config("a:b:c"),
-        Err(Error::BadRequest(_))
-    ));
+    assert!(matches!(admin.get_config("a:b:c"), Err(Error::BadRequest(_))));
 
     // HYDRA_SERVICE=<label> with HYDRA_REDIS_URL: init loads the stored config.
     let url = server.url(15);
@@ -218,12 +191,8 @@ fn garbage_written_by_others_is_skipped() {
     let mut conn = raw(&server);
     // Garbage nodes entries, some with a live presence key, one that even
     // mentions the service name in the right shape but is not valid JSON.
-    let _: () = conn
-        .hset("hydra:service:nodes", "junk1", "not json at all")
-        .unwrap();
-    let _: () = conn
-        .hset("hydra:service:nodes", "junk2", "[1,2,3]")
-        .unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "junk1", "not json at all").unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "junk2", "[1,2,3]").unwrap();
     let _: () = conn
         .hset(
             "hydra:service:nodes",
@@ -232,11 +201,7 @@ fn garbage_written_by_others_is_skipped() {
         )
         .unwrap();
     let _: () = conn
-        .hset(
-            "hydra:service:nodes",
-            "junk4",
-            r#"{"serviceName":"victim", oops"#,
-        )
+        .hset("hydra:service:nodes", "junk4", r#"{"serviceName":"victim", oops"#)
         .unwrap();
     let _: () = conn
         .hset("hydra:service:nodes", "junk5", "\u{0}\u{1}binary\u{ff}")
@@ -247,9 +212,7 @@ fn garbage_written_by_others_is_skipped() {
             .unwrap();
     }
     // A presence key whose value is not even a string, and a bad service record.
-    let _: () = conn
-        .hset("hydra:service:victim:oddtype:presence", "a", "b")
-        .unwrap();
+    let _: () = conn.hset("hydra:service:victim:oddtype:presence", "a", "b").unwrap();
     let _: () = conn.set("hydra:service:broken:service", "{{{{").unwrap();
     let _: () = conn.sadd("hydra:service:services", "broken").unwrap();
     // A health log with garbage entries.
@@ -265,10 +228,7 @@ fn garbage_written_by_others_is_skipped() {
     assert_eq!(nodes.len(), 1);
     let services = reader.get_services().unwrap();
     assert_eq!(services.len(), 1, "{services:?}");
-    assert!(matches!(
-        reader.find_service("broken"),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(reader.find_service("broken"), Err(Error::Malformed(_))));
     assert!(reader.get_service_health_log("victim").is_ok());
     assert_eq!(reader.get_service_health_all().unwrap().len(), 1);
     // The heartbeat keeps going despite the garbage.
@@ -283,18 +243,12 @@ fn stale_nodes_entries_can_be_cleared() {
     let old = r#"{"serviceName":"gone","serviceDescription":"","version":"1","instanceID":"deadbeef","updatedOn":"2020-01-01T00:00:00.000Z","processID":1,"ip":"10.0.0.1","port":"80","hostName":"h"}"#;
     let _: () = conn.hset("hydra:service:nodes", "deadbeef", old).unwrap();
     // Old updatedOn but still present (e.g. clock skew): kept.
-    let skewed = old
-        .replace("deadbeef", "skewed00")
-        .replace("\"gone\"", "\"live\"");
-    let _: () = conn
-        .hset("hydra:service:nodes", "skewed00", &skewed)
-        .unwrap();
+    let skewed = old.replace("deadbeef", "skewed00").replace("\"gone\"", "\"live\"");
+    let _: () = conn.hset("hydra:service:nodes", "skewed00", &skewed).unwrap();
     let _: () = conn
         .set_ex("hydra:service:live:skewed00:presence", "skewed00", 60)
         .unwrap();
-    let _: () = conn
-        .hset("hydra:service:nodes", "garbage", "not json")
-        .unwrap();
+    let _: () = conn.hset("hydra:service:nodes", "garbage", "not json").unwrap();
 
     let removed = live.clear_stale_nodes(Duration::from_secs(60)).unwrap();
     assert_eq!(removed, 1);

@@ -21,8 +21,7 @@ fn node_service(server: &RedisServer, name: &str) -> NodePeer {
         "redis": {"url": server.url(15)}
     }});
     node.call("init", json!([config])).expect("node init");
-    node.call("registerService", json!([]))
-        .expect("node registerService");
+    node.call("registerService", json!([])).expect("node registerService");
     node
 }
 
@@ -39,10 +38,7 @@ fn node_finds_our_instance() {
     let ours = register(&server, "rust-svc");
     let node = node_service(&server, "node-svc");
 
-    let presence = array(
-        node.call("getServicePresence", json!(["rust-svc"]))
-            .unwrap(),
-    );
+    let presence = array(node.call("getServicePresence", json!(["rust-svc"])).unwrap());
     assert_eq!(presence.len(), 1, "{presence:?}");
     assert_eq!(presence[0]["instanceID"], ours.get_instance_id());
     assert_eq!(presence[0]["ip"], "127.0.0.1");
@@ -51,11 +47,7 @@ fn node_finds_our_instance() {
         Some(u64::from(ours.service_info().service_port))
     );
     assert!(presence[0]["updatedOnTS"].as_i64().unwrap() > 0);
-    assert_eq!(
-        node.call("hasServicePresence", json!(["rust-svc"]))
-            .unwrap(),
-        true
-    );
+    assert_eq!(node.call("hasServicePresence", json!(["rust-svc"])).unwrap(), true);
 
     let nodes = array(node.call("getServiceNodes", json!([])).unwrap());
     let entry = nodes
@@ -71,10 +63,7 @@ fn node_finds_our_instance() {
     assert!(record["registeredOn"].as_str().unwrap().ends_with('Z'));
 
     let services = array(node.call("getServices", json!([])).unwrap());
-    assert!(
-        services.iter().any(|s| s["serviceName"] == "rust-svc"),
-        "{services:?}"
-    );
+    assert!(services.iter().any(|s| s["serviceName"] == "rust-svc"), "{services:?}");
 
     // Our health key is always there (TTL 10 s > 5 s refresh), so Node sees it.
     let all = array(node.call("getServiceHealthAll", json!([])).unwrap());
@@ -86,18 +75,11 @@ fn node_finds_our_instance() {
                 .is_some_and(|h| h.iter().any(|x| x["serviceName"] == "rust-svc"))
         })
         .unwrap_or_else(|| panic!("Node's getServiceHealthAll lacks our health: {all:?}"));
-    assert_eq!(
-        array(rust["presence"].clone())[0]["instanceID"],
-        ours.get_instance_id()
-    );
+    assert_eq!(array(rust["presence"].clone())[0]["instanceID"], ours.get_instance_id());
 
     // After our shutdown Node no longer sees us (hasServicePresence is uncached).
     ours.shutdown().unwrap();
-    assert_eq!(
-        node.call("hasServicePresence", json!(["rust-svc"]))
-            .unwrap(),
-        false
-    );
+    assert_eq!(node.call("hasServicePresence", json!(["rust-svc"])).unwrap(), false);
 }
 
 #[test]
@@ -136,8 +118,7 @@ fn we_find_a_node_instance() {
         .unwrap();
     let log = ours.get_service_health_log("node-svc").unwrap();
     assert!(
-        log.iter()
-            .any(|e| e.msg == "hello from node" && e.entry_type == "info"),
+        log.iter().any(|e| e.msg == "hello from node" && e.entry_type == "info"),
         "{log:?}"
     );
 
@@ -151,9 +132,7 @@ fn we_find_a_node_instance() {
     // Node's health appears after 5 s and lives 3 s of every 5; wait for it once.
     let health = wait_for(Duration::from_secs(8), || {
         let all = ours.get_service_health_all().ok()?;
-        let svc = all
-            .into_iter()
-            .find(|s| s.service.service_name == "node-svc")?;
+        let svc = all.into_iter().find(|s| s.service.service_name == "node-svc")?;
         svc.health.into_iter().next()
     })
     .expect("Node's health record never seen");
@@ -169,19 +148,12 @@ fn config_store_is_shared_with_node() {
 
     let doc = json!({"hydra": {"serviceName": "shared", "serviceVersion": "1.0.0"}, "feature": {"on": true}});
     ours.put_config("shared:1.0.0", &doc).unwrap();
-    assert_eq!(
-        node.call("getConfig", json!(["shared:1.0.0"])).unwrap(),
-        doc
-    );
+    assert_eq!(node.call("getConfig", json!(["shared:1.0.0"])).unwrap(), doc);
 
     let from_node = json!({"hydra": {"serviceName": "shared"}, "n": [1, 2.5, "three"]});
-    node.call("putConfig", json!(["shared:2.0.0", from_node]))
-        .unwrap();
+    node.call("putConfig", json!(["shared:2.0.0", from_node])).unwrap();
     assert_eq!(ours.get_config("shared:2.0.0").unwrap(), Some(from_node));
-    assert_eq!(
-        ours.list_config("shared").unwrap(),
-        ["shared:1.0.0", "shared:2.0.0"]
-    );
+    assert_eq!(ours.list_config("shared").unwrap(), ["shared:1.0.0", "shared:2.0.0"]);
     assert_eq!(
         node.call("listConfig", json!(["shared"])).unwrap(),
         json!(["shared:1.0.0", "shared:2.0.0"])

@@ -39,8 +39,7 @@ fn registration_writes_exactly_nodes_keys() {
     let id = hydra.get_instance_id().to_string();
     assert_eq!(id.len(), 32);
     assert!(
-        id.chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
         "{id}"
     );
 
@@ -120,10 +119,7 @@ fn registration_writes_exactly_nodes_keys() {
     let health: Value = serde_json::from_str(&health).unwrap();
     assert!(health["memory"]["rss"].as_u64().unwrap() > 0);
     let ttl: i64 = conn.ttl(&health_key).unwrap();
-    assert!(
-        ttl > 5 && ttl <= hydra::HEALTH_TTL_SECS as i64,
-        "health ttl {ttl}"
-    );
+    assert!(ttl > 5 && ttl <= hydra::HEALTH_TTL_SECS as i64, "health ttl {ttl}");
 
     hydra.shutdown().unwrap();
 }
@@ -133,9 +129,7 @@ fn a_chosen_port_is_written_as_a_number() {
     let server = RedisServer::start();
     let hydra = register(&server, "beta");
     let mut conn = raw(&server);
-    let node: String = conn
-        .hget("hydra:service:nodes", hydra.get_instance_id())
-        .unwrap();
+    let node: String = conn.hget("hydra:service:nodes", hydra.get_instance_id()).unwrap();
     let node: Value = serde_json::from_str(&node).unwrap();
     assert_eq!(
         node["port"].as_u64(),
@@ -157,10 +151,7 @@ fn heartbeat_refreshes_presence_nodes_and_health() {
         let updated = serde_json::from_str::<Value>(&now).ok()?["updatedOn"].clone();
         (updated != first_updated).then_some(())
     });
-    assert!(
-        moved.is_some(),
-        "nodes entry was not refreshed within 1.5 s"
-    );
+    assert!(moved.is_some(), "nodes entry was not refreshed within 1.5 s");
     // Presence outlives its 3 s TTL because it is refreshed every second.
     let presence_key = format!("hydra:service:beat:{id}:presence");
     let start = Instant::now();
@@ -197,17 +188,13 @@ fn shutdown_removes_the_instance_and_stops_the_heartbeat() {
     assert!(!exists, "presence still there right after shutdown");
     let node: Option<String> = conn.hget("hydra:service:nodes", &id).unwrap();
     assert_eq!(node, None, "own nodes entry not removed");
-    let ttl: i64 = conn
-        .ttl(format!("hydra:service:leaver:{id}:health"))
-        .unwrap();
+    let ttl: i64 = conn.ttl(format!("hydra:service:leaver:{id}:health")).unwrap();
     assert!((0..=3).contains(&ttl), "health ttl after shutdown {ttl}");
     let log: Vec<String> = conn
         .lrange(format!("hydra:service:leaver:{id}:health:log"), 0, -1)
         .unwrap();
     assert!(log[0].contains("Service is shutting down."), "{log:?}");
-    let ttl: i64 = conn
-        .ttl(format!("hydra:service:leaver:{id}:health:log"))
-        .unwrap();
+    let ttl: i64 = conn.ttl(format!("hydra:service:leaver:{id}:health:log")).unwrap();
     assert!(ttl > 604_000, "health log ttl {ttl}");
     // The service record stays, as in Node.
     let service: bool = conn.exists("hydra:service:leaver:service").unwrap();
@@ -219,10 +206,7 @@ fn shutdown_removes_the_instance_and_stops_the_heartbeat() {
     assert!(!hydra.is_registered());
     // Idempotent, and re-registering a shut-down handle is refused.
     hydra.shutdown().unwrap();
-    assert!(matches!(
-        hydra.register_service(),
-        Err(Error::InvalidState(_))
-    ));
+    assert!(matches!(hydra.register_service(), Err(Error::InvalidState(_))));
 }
 
 #[test]
@@ -245,10 +229,7 @@ fn dropping_the_last_clone_shuts_down() {
 fn registering_twice_is_refused() {
     let server = RedisServer::start();
     let hydra = register(&server, "twice");
-    assert!(matches!(
-        hydra.register_service(),
-        Err(Error::InvalidState(_))
-    ));
+    assert!(matches!(hydra.register_service(), Err(Error::InvalidState(_))));
 }
 
 #[test]
@@ -277,14 +258,10 @@ fn redis_restart_recreates_the_registration_within_two_seconds() {
     let back = Instant::now();
     let mut conn = raw(&server);
     let restored = wait_for(Duration::from_secs(3), || {
-        let presence: bool = conn
-            .exists(format!("hydra:service:phoenix:{id}:presence"))
-            .ok()?;
+        let presence: bool = conn.exists(format!("hydra:service:phoenix:{id}:presence")).ok()?;
         let node: bool = conn.hexists("hydra:service:nodes", &id).ok()?;
         let service: bool = conn.exists("hydra:service:phoenix:service").ok()?;
-        let health: bool = conn
-            .exists(format!("hydra:service:phoenix:{id}:health"))
-            .ok()?;
+        let health: bool = conn.exists(format!("hydra:service:phoenix:{id}:health")).ok()?;
         let indexed: bool = conn.sismember("hydra:service:services", "phoenix").ok()?;
         (presence && node && service && health && indexed).then(|| back.elapsed())
     });
@@ -337,24 +314,15 @@ fn unreachable_redis_fails_init_within_the_timeout() {
 
 #[test]
 fn acl_user_and_password_in_the_url() {
-    let server =
-        RedisServer::start_with_args(&["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all"]);
+    let server = RedisServer::start_with_args(&["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all"]);
     let url = format!("redis://alice:s3cret@127.0.0.1:{}/15", server.port());
-    let config = Config::builder()
-        .service_name("acl")
-        .redis_url(&url)
-        .build()
-        .unwrap();
+    let config = Config::builder().service_name("acl").redis_url(&url).build().unwrap();
     let hydra = Hydra::init(config).unwrap();
     hydra.register_service().unwrap();
     assert_eq!(hydra.get_service_presence("acl").unwrap().len(), 1);
 
     let wrong = format!("redis://alice:nope@127.0.0.1:{}/15", server.port());
-    let config = Config::builder()
-        .service_name("acl")
-        .redis_url(&wrong)
-        .build()
-        .unwrap();
+    let config = Config::builder().service_name("acl").redis_url(&wrong).build().unwrap();
     let err = Hydra::init(config).unwrap_err();
     assert!(matches!(err, Error::Redis(_)), "{err:?}");
     assert!(!err.to_string().contains("nope"), "password leaked: {err}");
@@ -399,10 +367,7 @@ fn presence_disappears_after_a_crash() {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let id = loop {
-        let line = lines
-            .next()
-            .expect("child exited before registering")
-            .unwrap();
+        let line = lines.next().expect("child exited before registering").unwrap();
         // The harness prints "test crash_child ... " before our line, unterminated.
         if let Some((_, id)) = line.split_once("ready ") {
             break id.trim().to_string();
@@ -415,9 +380,7 @@ fn presence_disappears_after_a_crash() {
     child.wait().unwrap();
     let mut conn = raw(&server);
     let gone = wait_for(Duration::from_secs(5), || {
-        let exists: bool = conn
-            .exists(format!("hydra:service:crasher:{id}:presence"))
-            .ok()?;
+        let exists: bool = conn.exists(format!("hydra:service:crasher:{id}:presence")).ok()?;
         (!exists).then(|| killed.elapsed())
     })
     .expect("presence of a killed process never expired");

@@ -175,14 +175,9 @@ impl NodePeer {
         }
 
         let n = NEXT_LOG.fetch_add(1, Ordering::Relaxed);
-        let log_path =
-            std::env::temp_dir().join(format!("hydra-node-peer-{}-{n}.log", std::process::id()));
-        let log = File::create(&log_path).map_err(|e| {
-            NodeError::Spawn(format!(
-                "cannot create log file {}: {e}",
-                log_path.display()
-            ))
-        })?;
+        let log_path = std::env::temp_dir().join(format!("hydra-node-peer-{}-{n}.log", std::process::id()));
+        let log = File::create(&log_path)
+            .map_err(|e| NodeError::Spawn(format!("cannot create log file {}: {e}", log_path.display())))?;
 
         let mut cmd = Command::new("node");
         cmd.arg(&script)
@@ -274,12 +269,7 @@ impl NodePeer {
     /// [`NodeError::Call`] for an error reply (or `args` not an array),
     /// [`NodeError::Exited`] when the process is gone, [`NodeError::Timeout`] when no
     /// reply came within `timeout` (a late reply is then discarded).
-    pub fn call_with_timeout(
-        &self,
-        method: &str,
-        args: Value,
-        timeout: Duration,
-    ) -> Result<Value, NodeError> {
+    pub fn call_with_timeout(&self, method: &str, args: Value, timeout: Duration) -> Result<Value, NodeError> {
         let args = match args {
             Value::Null => Value::Array(Vec::new()),
             Value::Array(a) => Value::Array(a),
@@ -325,9 +315,7 @@ impl NodePeer {
         match rx.recv_timeout(timeout) {
             Ok(Reply::Ok(v)) => Ok(v),
             Ok(Reply::Err(e)) => Err(NodeError::Call(e)),
-            Ok(Reply::Exited) | Err(RecvTimeoutError::Disconnected) => {
-                Err(self.exited_error(method))
-            }
+            Ok(Reply::Exited) | Err(RecvTimeoutError::Disconnected) => Err(self.exited_error(method)),
             Err(RecvTimeoutError::Timeout) => {
                 self.forget(id);
                 Err(NodeError::Timeout(format!(
@@ -489,12 +477,7 @@ impl Drop for NodePeer {
 
 /// The stdout reader thread: routes replies by id, queues events, signals
 /// readiness; on EOF fails every pending call.
-fn read_stdout(
-    stdout: ChildStdout,
-    shared: &Shared,
-    events: &Sender<(String, Value)>,
-    ready: Sender<()>,
-) {
+fn read_stdout(stdout: ChildStdout, shared: &Shared, events: &Sender<(String, Value)>, ready: Sender<()>) {
     let mut ready = Some(ready);
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();

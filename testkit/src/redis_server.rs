@@ -138,9 +138,9 @@ impl RedisServer {
             .spawn();
         let mut child = match child {
             Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not installed (run scripts/test, or `apt-get install redis-server`)"
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("redis-server is not installed (run scripts/test, or `apt-get install redis-server`)")
+            }
             Err(e) => panic!("cannot start redis-server: {e}"),
         };
         let deadline = Instant::now() + START_DEADLINE;
@@ -188,9 +188,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut stream) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
+    let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));

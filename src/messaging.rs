@@ -1,0 +1,462 @@
+//! Messaging over Redis pub/sub (spec §3, §5): sending to one instance, to
+//! any instance, to all instances, replies, request–reply with a timeout, and
+//! the dispatch of incoming messages to a handler pool or a pull receiver.
+//!
+//! Incoming messages take this path: the listener thread hands each payload to
+//! [`Messaging::dispatch`], which drops oversized and invalid payloads (one
+//! rate-limited warning, a counter), routes replies to waiting `request` calls
+//! directly (so a busy pool never delays them), and queues everything else for
+//! the handler pool, or for the pull receiver when no handler is set. When the
+//! queue is full the message is dropped and counted: the listener never blocks,
+//! because a stalled subscriber gets disconnected by Redis and loses everything.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::hydra::Hydra;
+use crate::keys;
+use crate::pool::WorkerPool;
+use crate::records::Instance;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::umf::Umf;
+
+/// What a message handler returns on failure.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A message handler: runs on the worker pool with a handle for replying.
+pub(crate) type Handler = dyn Fn(&Hydra, Umf) -> std::result::Result<(), HandlerError> + Send + Sync;
+
+/// Builds a `Hydra` handle for a handler call, or `None` while shutting down.
+pub(crate) type HandleFactory = Box<dyn Fn() -> Option<Hydra> + Send + Sync>;
+
+/// The service Node lets broadcasts to fail silently for (spec §5).
+const ROUTER_SERVICE: &str = "hydra-router";
+/// How many timed-out request IDs are remembered to recognise late replies.
+const EXPIRED_REMEMBERED: usize = 65_536;
+/// How long shutdown waits for each worker to finish its current message.
+const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Tuning of the message runtime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessagingSettings {
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub max_message_bytes: usize,
+}
+
+/// Message counters since `init` (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MessageStats {
+    /// Payloads read from the service and instance channels.
+    pub received: u64,
+    /// Messages a handler returned `Ok` for.
+    pub handled: u64,
+    /// Messages whose handler returned an error or panicked.
+    pub failed: u64,
+    /// Of `failed`, those whose handler panicked.
+    pub panicked: u64,
+    /// Payloads dropped as not JSON, not UMF, or over the size limit.
+    pub invalid: u64,
+    /// Messages dropped because the handler queue (or pull queue) was full.
+    pub overflow: u64,
+    /// Messages dropped because there was no handler and no pull receiver.
+    pub unhandled: u64,
+    /// Replies delivered to a waiting `request`.
+    pub replies_matched: u64,
+    /// Replies that came after their `request` had timed out (discarded).
+    pub replies_late: u64,
+    /// Messages published by this handle.
+    pub sent: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    invalid: AtomicU64,
+    overflow: AtomicU64,
+    unhandled: AtomicU64,
+    replies_matched: AtomicU64,
+    replies_late: AtomicU64,
+    sent: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) -> u64 {
+    counter.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Incoming and outgoing messages of one `Hydra` handle.
+pub(crate) struct Messaging {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    settings: MessagingSettings,
+    counters: Counters,
+    pending: Mutex<HashMap<String, Sender<Umf>>>,
+    expired: Mutex<ExpiredRequests>,
+    handler: RwLock<Option<Arc<Handler>>>,
+    pool: Mutex<Option<WorkerPool>>,
+    pull: (Sender<Umf>, Receiver<Umf>),
+    pull_enabled: AtomicBool,
+    make_handle: HandleFactory,
+    warnings: RateLimitedWarnings,
+}
+
+impl Messaging {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        settings: MessagingSettings,
+        make_handle: HandleFactory,
+    ) -> Messaging {
+        Messaging {
+            store,
+            registry,
+            settings,
+            counters: Counters::default(),
+            pending: Mutex::new(HashMap::new()),
+            expired: Mutex::new(ExpiredRequests::default()),
+            handler: RwLock::new(None),
+            pool: Mutex::new(None),
+            pull: bounded(settings.queue_capacity.max(1)),
+            pull_enabled: AtomicBool::new(false),
+            make_handle,
+            warnings: RateLimitedWarnings::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> MessageStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MessageStats {
+            received: get(&c.received),
+            handled: get(&c.handled),
+            failed: get(&c.failed),
+            panicked: get(&c.panicked),
+            invalid: get(&c.invalid),
+            overflow: get(&c.overflow),
+            unhandled: get(&c.unhandled),
+            replies_matched: get(&c.replies_matched),
+            replies_late: get(&c.replies_late),
+            sent: get(&c.sent),
+        }
+    }
+
+    /// Installs the handler (replacing any) and starts the worker pool.
+    pub(crate) fn set_handler(&self, handler: Arc<Handler>) -> Result<()> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.is_none() {
+            let started = WorkerPool::start("worker", self.settings.workers, self.settings.queue_capacity)
+                .map_err(|e| Error::InvalidState(format!("cannot start worker threads: {e}")))?;
+            *pool = Some(started);
+        }
+        *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+        Ok(())
+    }
+
+    /// The pull receiver: messages arrive here when no handler is set.
+    pub(crate) fn receiver(&self) -> Receiver<Umf> {
+        self.pull_enabled.store(true, Ordering::SeqCst);
+        self.pull.1.clone()
+    }
+
+    /// Called by the listener thread for every payload.
+    pub(crate) fn dispatch(&self, channel: &str, payload: &[u8]) {
+        bump(&self.counters.received);
+        if payload.len() > self.settings.max_message_bytes {
+            self.drop_invalid(
+                channel,
+                &format!(
+                    "{} bytes, over the {} byte limit",
+                    payload.len(),
+                    self.settings.max_message_bytes
+                ),
+            );
+            return;
+        }
+        let umf = match std::str::from_utf8(payload)
+            .map_err(|_| Error::BadRequest("not UTF-8".into()))
+            .and_then(Umf::parse)
+        {
+            Ok(umf) => umf,
+            Err(e) => {
+                self.drop_invalid(channel, &e.to_string());
+                return;
+            }
+        };
+        if let Some(rmid) = umf.rmid.as_deref() {
+            let waiting = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(rmid);
+            if let Some(caller) = waiting {
+                bump(&self.counters.replies_matched);
+                let _ = caller.try_send(umf);
+                return;
+            }
+            if self.expired.lock().unwrap_or_else(|p| p.into_inner()).contains(rmid) {
+                bump(&self.counters.replies_late);
+                log::debug!("discarding late reply to {rmid}");
+                return;
+            }
+        }
+        if let Err(e) = umf.validate() {
+            self.drop_invalid(channel, &e.to_string());
+            return;
+        }
+        self.queue_for_consumer(umf);
+    }
+
+    fn queue_for_consumer(&self, umf: Umf) {
+        let handler = self.handler.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(handler) = handler {
+            let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(pool) = pool.as_ref() else {
+                bump(&self.counters.unhandled);
+                return;
+            };
+            let job = self.handler_job(handler, umf);
+            if pool.try_submit(job).is_err() {
+                let n = bump(&self.counters.overflow);
+                self.warnings.warn("overflow", || {
+                    format!("message handlers are saturated; dropped a message ({n} dropped so far)")
+                });
+            }
+        } else if self.pull_enabled.load(Ordering::SeqCst) {
+            if self.pull.0.try_send(umf).is_err() {
+                let n = bump(&self.counters.overflow);
+                self.warnings.warn("overflow", || {
+                    format!("message receiver is full; dropped a message ({n} dropped so far)")
+                });
+            }
+        } else {
+            let n = bump(&self.counters.unhandled);
+            self.warnings.warn("unhandled", || {
+                format!("no message handler or receiver is set; dropped a message ({n} so far)")
+            });
+        }
+    }
+
+    fn handler_job(&self, handler: Arc<Handler>, umf: Umf) -> crate::pool::Job {
+        let Some(hydra) = (self.make_handle)() else {
+            return Box::new(|| {});
+        };
+        Box::new(move || {
+            let messaging = hydra.messaging();
+            let mid = umf.mid.clone();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&hydra, umf))) {
+                Ok(Ok(())) => {
+                    bump(&messaging.counters.handled);
+                }
+                Ok(Err(e)) => {
+                    bump(&messaging.counters.failed);
+                    log::warn!("message handler failed on {mid}: {e}");
+                }
+                Err(_) => {
+                    bump(&messaging.counters.failed);
+                    bump(&messaging.counters.panicked);
+                    log::error!("message handler panicked on {mid}; the worker continues");
+                }
+            }
+        })
+    }
+
+    fn drop_invalid(&self, channel: &str, reason: &str) {
+        let n = bump(&self.counters.invalid);
+        self.warnings.warn("invalid", || {
+            format!("dropped an invalid message on {channel}: {reason} ({n} invalid so far)")
+        });
+    }
+
+    /// `sendMessage`: to the named instance, or to a random present one. A
+    /// publish nobody received (the instance died since its last heartbeat)
+    /// moves on to another instance.
+    pub(crate) fn send_message(&self, umf: &Umf) -> Result<()> {
+        let route = umf.to_route()?;
+        let service = route.service_name.to_lowercase();
+        let payload = umf.to_short_json();
+        if !route.instance.is_empty() {
+            let instance = self.find_instance(&service, &route.instance)?;
+            let receivers = self.publish(&keys::instance_channel(&service, &instance.instance_id), &payload)?;
+            if receivers == 0 {
+                self.registry.forget_presence(&service);
+                return Err(Error::ServiceUnavailable(format!(
+                    "Unavailable {service} instance named {}",
+                    route.instance
+                )));
+            }
+            return Ok(());
+        }
+        let mut instances = self.registry.cached_presence(&service)?;
+        let mut refreshed = false;
+        loop {
+            let Some(instance) = instances.pop() else {
+                if !refreshed {
+                    // The cache may predate new instances; ask Redis once.
+                    refreshed = true;
+                    self.registry.forget_presence(&service);
+                    instances = self.registry.cached_presence(&service)?;
+                    if !instances.is_empty() {
+                        continue;
+                    }
+                }
+                return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
+            };
+            let channel = keys::instance_channel(&service, &instance.instance_id);
+            if self.publish(&channel, &payload)? > 0 {
+                return Ok(());
+            }
+            if !refreshed {
+                refreshed = true;
+                self.registry.forget_presence(&service);
+            }
+        }
+    }
+
+    /// `sendBroadcastMessage`: every instance of the service.
+    pub(crate) fn send_broadcast_message(&self, umf: &Umf) -> Result<()> {
+        let route = umf.to_route()?;
+        let service = route.service_name.to_lowercase();
+        if self.registry.cached_presence(&service)?.is_empty() {
+            if service == ROUTER_SERVICE {
+                return Ok(());
+            }
+            return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
+        }
+        self.publish(&keys::service_channel(&service), &umf.to_short_json())?;
+        Ok(())
+    }
+
+    /// Request–reply: publishes `umf` (whose `from` the caller has set to this
+    /// instance) and waits for the message whose `rmid` is its `mid`.
+    pub(crate) fn request(&self, umf: Umf, timeout: Duration) -> Result<Umf> {
+        let mid = umf.mid.clone();
+        let (tx, rx) = bounded::<Umf>(1);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.contains_key(&mid) {
+                return Err(Error::BadRequest(format!(
+                    "a request with mid {mid} is already waiting for its reply"
+                )));
+            }
+            pending.insert(mid.clone(), tx);
+        }
+        if let Err(e) = self.send_message(&umf) {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&mid);
+            return Err(e);
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(reply) => Ok(reply),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::InvalidState(format!(
+                "shut down while request {mid} was waiting for its reply"
+            ))),
+            Err(RecvTimeoutError::Timeout) => {
+                let was_pending = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&mid)
+                    .is_some();
+                if !was_pending {
+                    // The reply won the race with the deadline: it is in the channel.
+                    if let Ok(reply) = rx.try_recv() {
+                        return Ok(reply);
+                    }
+                }
+                self.expired
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(mid.clone());
+                Err(Error::Timeout(format!(
+                    "no reply to message {mid} sent to {} within {timeout:?}",
+                    umf.to
+                )))
+            }
+        }
+    }
+
+    /// Wakes every waiting `request` with an error and stops the workers.
+    pub(crate) fn shutdown(&self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.handler.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = pool {
+            pool.shutdown(WORKER_JOIN_DEADLINE);
+        }
+    }
+
+    fn find_instance(&self, service: &str, instance_id: &str) -> Result<Instance> {
+        let pick = |list: Vec<Instance>| list.into_iter().find(|i| i.instance_id == instance_id);
+        if let Some(found) = pick(self.registry.cached_presence(service)?) {
+            return Ok(found);
+        }
+        self.registry.forget_presence(service);
+        pick(self.registry.cached_presence(service)?)
+            .ok_or_else(|| Error::ServiceUnavailable(format!("Unavailable {service} instance named {instance_id}")))
+    }
+
+    fn publish(&self, channel: &str, payload: &str) -> Result<u64> {
+        let receivers: u64 = self
+            .store
+            .run(|c| redis::cmd("PUBLISH").arg(channel).arg(payload).query(c))?;
+        bump(&self.counters.sent);
+        Ok(receivers)
+    }
+}
+
+/// `route` as `<instance>@<service>:/` when it names no instance.
+pub(crate) fn instance_route(instance_id: &str, service: &str) -> String {
+    format!("{instance_id}@{service}:/")
+}
+
+/// Message IDs of requests that timed out, remembered (bounded, oldest
+/// forgotten first) so their late replies are recognised and discarded.
+#[derive(Default)]
+struct ExpiredRequests {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl ExpiredRequests {
+    fn insert(&mut self, mid: String) {
+        if self.set.insert(mid.clone()) {
+            self.order.push_back(mid);
+        }
+        while self.order.len() > EXPIRED_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, mid: &str) -> bool {
+        self.set.contains(mid)
+    }
+}
+
+/// At most one warning per kind per second, so a flood of bad input cannot
+/// flood the log; counters carry the totals.
+#[derive(Default)]
+struct RateLimitedWarnings {
+    last: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl RateLimitedWarnings {
+    fn warn(&self, kind: &'static str, message: impl FnOnce() -> String) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last
+            .get(kind)
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            last.insert(kind, now);
+            log::warn!("{}", message());
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! A fixed pool of worker threads fed by a bounded crossbeam channel.
+//!
+//! Backpressure is explicit: [`WorkerPool::try_submit`] never blocks and hands
+//! the job back when the queue is full, so the caller decides (the pub/sub
+//! listener drops and counts; it must never stall, or Redis would disconnect it
+//! for an overflowing output buffer and every message in flight would be lost).
+
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+
+use crate::threads::OwnedThread;
+
+/// A unit of work.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Named worker threads (`hydra-<role>-<n>`) sharing one bounded queue.
+pub(crate) struct WorkerPool {
+    sender: Sender<Job>,
+    threads: Vec<OwnedThread>,
+}
+
+impl WorkerPool {
+    /// Starts `threads` workers with a queue of `capacity` jobs.
+    pub(crate) fn start(role: &str, threads: usize, capacity: usize) -> std::io::Result<WorkerPool> {
+        let (sender, receiver) = bounded::<Job>(capacity.max(1));
+        let threads = (0..threads.max(1))
+            .map(|n| {
+                let receiver = receiver.clone();
+                OwnedThread::spawn(&format!("hydra-{role}-{n}"), move || {
+                    for job in receiver.iter() {
+                        // Jobs catch their own panics to count them; this keeps
+                        // the worker alive whatever a job does.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            log::error!("a job panicked in a hydra worker; the worker continues");
+                        }
+                    }
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(WorkerPool { sender, threads })
+    }
+
+    /// Queues `job`, or gives it back when the queue is full.
+    pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
+        self.sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+
+    /// Lets queued jobs finish, then joins the workers, waiting at most
+    /// `deadline` for each.
+    pub(crate) fn shutdown(self, deadline: Duration) {
+        drop(self.sender);
+        for thread in self.threads {
+            thread.join(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn runs_jobs_survives_panics_and_refuses_when_full() {
+        let pool = WorkerPool::start("test", 2, 4).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for n in 0..4 {
+            let done = done.clone();
+            let tx = tx.clone();
+            pool.try_submit(Box::new(move || {
+                if n == 1 {
+                    panic!("job panics");
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                tx.send(()).unwrap();
+            }))
+            .unwrap_or_else(|_| panic!("queue has room"));
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+
+        // Block both workers, fill the queue, and the next job is handed back.
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam_channel::unbounded();
+        for _ in 0..2 {
+            let release_rx = release_rx.clone();
+            let started_tx = started_tx.clone();
+            pool.try_submit(Box::new(move || {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            }))
+            .unwrap_or_else(|_| panic!("queue has room"));
+        }
+        for _ in 0..2 {
+            started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        for _ in 0..4 {
+            pool.try_submit(Box::new(|| {}))
+                .unwrap_or_else(|_| panic!("queue has room"));
+        }
+        assert!(pool.try_submit(Box::new(|| {})).is_err(), "a full queue must refuse");
+        drop(release_tx);
+        pool.shutdown(Duration::from_secs(5));
+    }
+}
