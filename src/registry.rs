@@ -327,7 +327,7 @@ impl Registry {
             redis::cmd("HSET")
                 .arg(keys::configs(svc))
                 .arg(version)
-                .arg(text)
+                .arg(&text)
                 .query::<()>(c)
         })
     }

@@ -58,9 +58,31 @@ impl Store {
 
     /// Runs `f` on a pooled connection. A connection that saw an I/O error or a
     /// timeout is discarded, so the next call reconnects.
-    pub(crate) fn run<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
-        let mut conn = self.checkout()?;
+    ///
+    /// An idle pooled connection may have been closed by the server since its
+    /// last use (a Redis restart, an idle timeout); when `f` fails on one with
+    /// a dropped connection, it runs once more on a fresh connection. The
+    /// command may then run twice in the rare case the server executed it but
+    /// the reply was lost; Hydra's writes are idempotent or at-least-once.
+    pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let (mut conn, reused) = self.checkout()?;
         match f(&mut conn) {
+            Ok(value) => {
+                self.checkin(conn);
+                Ok(value)
+            }
+            Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
+                drop(conn);
+                let mut fresh = self.connect()?;
+                let result = f(&mut fresh);
+                self.finish(fresh, result)
+            }
+            Err(e) => self.finish(conn, Err(e)),
+        }
+    }
+
+    fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>) -> Result<T> {
+        match result {
             Ok(value) => {
                 self.checkin(conn);
                 Ok(value)
@@ -84,11 +106,12 @@ impl Store {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    fn checkout(&self) -> Result<Connection> {
+    /// A connection, and whether it was reused from the pool.
+    fn checkout(&self) -> Result<(Connection, bool)> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
-            Some(conn) => Ok(conn),
-            None => self.connect(),
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.connect()?, false)),
         }
     }
 

@@ -1,0 +1,432 @@
+//! Messaging against a private redis-server: send, instance targeting,
+//! broadcast, replies, request–reply under load, bad input, panicking and
+//! saturated handlers, and a Redis restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::{builder, init, raw, register, wait_for};
+use crossbeam_channel::{Receiver, unbounded};
+use hydra::{Error, Hydra, Umf};
+use hydra_testkit::RedisServer;
+use redis::Commands;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Registers a handler that forwards every message to the returned receiver.
+fn collect(hydra: &Hydra) -> Receiver<Umf> {
+    let (tx, rx) = unbounded();
+    hydra
+        .on_message(move |_, msg| {
+            let _ = tx.send(msg);
+            Ok(())
+        })
+        .unwrap();
+    rx
+}
+
+/// A responder that replies `{"echo": body}` to everything.
+fn echo(hydra: &Hydra) {
+    hydra
+        .on_message(|h, msg| {
+            h.reply(&msg, json!({"echo": msg.body}))?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_message_reaches_a_handler_intact() {
+    let server = RedisServer::start();
+    let receiver = register(&server, "receiver");
+    let inbox = collect(&receiver);
+    let sender = init(&server, "sender");
+    let body = json!({"text": "héllo ✓", "n": [1, 2.5, 12345678901234567890u64], "nested": {"z": 1, "a": null}});
+    let mut msg = sender.create_umf_message("receiver:/", body.clone());
+    msg.headers = Some(json!({"x-trace": "abc"}));
+    msg.message_type = Some("greeting".into());
+    sender.send_message(&msg).unwrap();
+    let got = inbox.recv_timeout(WAIT).unwrap();
+    assert_eq!(got, msg, "the message arrives field for field");
+    assert_eq!(got.body, body);
+    let stats = wait_for(WAIT, || Some(receiver.message_stats()).filter(|s| s.handled == 1)).unwrap();
+    assert_eq!(stats.received, 1);
+    assert_eq!(sender.message_stats().sent, 1);
+}
+
+#[test]
+fn instance_targeting_and_unavailable_reasons() {
+    let server = RedisServer::start();
+    let first = register(&server, "multi");
+    let second = register(&server, "multi");
+    let inbox_first = collect(&first);
+    let inbox_second = collect(&second);
+    let sender = init(&server, "sender");
+    for n in 0..20 {
+        let to = format!("{}@multi:/", second.get_instance_id());
+        sender
+            .send_message(&sender.create_umf_message(&to, json!({"n": n})))
+            .unwrap();
+    }
+    for n in 0..20 {
+        assert_eq!(inbox_second.recv_timeout(WAIT).unwrap().body, json!({"n": n}));
+    }
+    assert!(
+        inbox_first.try_recv().is_err(),
+        "a targeted message reached another instance"
+    );
+
+    // Untargeted messages go to one instance each, both get some.
+    for n in 0..40 {
+        sender
+            .send_message(&sender.create_umf_message("multi:/", json!({"n": n})))
+            .unwrap();
+    }
+    let mut counts = [0, 0];
+    let deadline = Instant::now() + WAIT;
+    while counts[0] + counts[1] < 40 && Instant::now() < deadline {
+        if inbox_first.recv_timeout(Duration::from_millis(20)).is_ok() {
+            counts[0] += 1;
+        }
+        if inbox_second.recv_timeout(Duration::from_millis(20)).is_ok() {
+            counts[1] += 1;
+        }
+    }
+    assert_eq!(counts[0] + counts[1], 40, "{counts:?}");
+    assert!(
+        counts[0] > 0 && counts[1] > 0,
+        "random choice never picked one instance: {counts:?}"
+    );
+
+    let err = sender
+        .send_message(&sender.create_umf_message("nobody:/", json!({})))
+        .unwrap_err();
+    assert!(matches!(err, Error::ServiceUnavailable(_)));
+    assert_eq!(err.to_string(), "Unavailable nobody instances");
+    assert_eq!(err.http_status(), 503);
+    let err = sender
+        .send_message(&sender.create_umf_message("abc123@multi:/", json!({})))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Unavailable multi instance named abc123");
+    let err = sender
+        .send_message(&sender.create_umf_message("no-route", json!({})))
+        .unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+}
+
+#[test]
+fn broadcasts_reach_every_instance() {
+    let server = RedisServer::start();
+    let instances: Vec<Hydra> = (0..3).map(|_| register(&server, "fanout")).collect();
+    let inboxes: Vec<Receiver<Umf>> = instances.iter().map(collect).collect();
+    let sender = init(&server, "sender");
+    sender
+        .send_broadcast_message(&sender.create_umf_message("fanout:/", json!({"all": true})))
+        .unwrap();
+    for inbox in &inboxes {
+        assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"all": true}));
+    }
+    // hydra-router absent: quietly fine, as in Node. Anyone else absent: 503.
+    sender
+        .send_broadcast_message(&sender.create_umf_message("hydra-router:/refresh", json!({"action": "refresh"})))
+        .unwrap();
+    let err = sender
+        .send_broadcast_message(&sender.create_umf_message("nobody:/", json!({})))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Unavailable nobody instances");
+}
+
+#[test]
+fn request_reply_timeout_and_late_replies() {
+    let server = RedisServer::start();
+    let responder = register(&server, "echo");
+    echo(&responder);
+    let caller = register(&server, "caller");
+    let reply = caller
+        .request(&caller.create_umf_message("echo:/", json!({"q": 1})), WAIT)
+        .unwrap();
+    assert_eq!(reply.body, json!({"echo": {"q": 1}}));
+    assert_eq!(reply.to, format!("{}@caller:/", caller.get_instance_id()));
+    assert_eq!(reply.from, "echo:/");
+
+    // A responder that answers too late: Timeout, then the late reply is
+    // discarded and counted, never handed to the next request.
+    let (release_tx, release_rx) = unbounded::<()>();
+    let slow = register(&server, "slow");
+    slow.on_message(move |h, msg| {
+        if msg.body["wait"] == true {
+            let _ = release_rx.recv_timeout(WAIT);
+        }
+        h.reply(&msg, json!({"answer": msg.body}))?;
+        Ok(())
+    })
+    .unwrap();
+    let started = Instant::now();
+    let err = caller
+        .request(
+            &caller.create_umf_message("slow:/", json!({"wait": true})),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    release_tx.send(()).unwrap();
+    wait_for(WAIT, || Some(()).filter(|_| caller.message_stats().replies_late == 1)).expect("late reply counted");
+    let reply = caller
+        .request(&caller.create_umf_message("slow:/", json!({"wait": false})), WAIT)
+        .unwrap();
+    assert_eq!(reply.body, json!({"answer": {"wait": false}}));
+
+    // Requests need a registered service; replies are addressed to it.
+    let unregistered = init(&server, "loner");
+    let err = unregistered
+        .request(&unregistered.create_umf_message("echo:/", json!({})), WAIT)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)));
+}
+
+#[test]
+fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
+    let server = RedisServer::start();
+    let responders: Vec<Hydra> = (0..2)
+        .map(|_| {
+            let h = Hydra::init(builder(&server, "echo").message_queue_capacity(20_000).build().unwrap()).unwrap();
+            h.register_service().unwrap();
+            echo(&h);
+            h
+        })
+        .collect();
+    let caller = register(&server, "caller");
+    let threads = 8;
+    let per_thread = 1250;
+    let barrier = Arc::new(Barrier::new(threads));
+    let mismatches = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let caller = caller.clone();
+            let barrier = barrier.clone();
+            let mismatches = mismatches.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..per_thread {
+                    let tag = format!("{t}-{i}");
+                    let msg = caller.create_umf_message("echo:/", json!({ "tag": tag }));
+                    let reply = caller.request(&msg, Duration::from_secs(20)).unwrap();
+                    if reply.body != json!({"echo": {"tag": tag}}) || reply.rmid.as_deref() != Some(msg.mid.as_str()) {
+                        mismatches.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert_eq!(mismatches.load(Ordering::SeqCst), 0);
+    let stats = caller.message_stats();
+    assert_eq!(stats.replies_matched, 10_000);
+    assert_eq!(stats.replies_late, 0);
+    let handled: u64 = responders.iter().map(|r| r.message_stats().handled).sum();
+    assert_eq!(handled, 10_000);
+}
+
+#[test]
+fn a_pull_receiver_gets_messages_when_no_handler_is_set() {
+    let server = RedisServer::start();
+    let puller = register(&server, "puller");
+    let inbox = puller.messages();
+    let sender = init(&server, "sender");
+    sender
+        .send_message(&sender.create_umf_message("puller:/", json!({"pulled": 1})))
+        .unwrap();
+    assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"pulled": 1}));
+}
+
+#[test]
+fn malformed_payloads_are_dropped_and_counted_on_both_channels() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let target = Hydra::init(builder(&server, "target").max_message_bytes(1024).build().unwrap()).unwrap();
+    target.register_service().unwrap();
+    let inbox = collect(&target);
+    let mut conn = raw(&server);
+    let service_channel = "hydra:service:mc:target".to_string();
+    let instance_channel = format!("hydra:service:mc:target:{}", target.get_instance_id());
+    let oversized = format!(
+        r#"{{"to":"target:/","frm":"x:/","bdy":{{"pad":"{}"}}}}"#,
+        "x".repeat(2000)
+    );
+    let garbage: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"42".to_vec(),
+        br#"{"to":"target:/"}"#.to_vec(),
+        br#"{"to":5,"frm":"x:/","bdy":{}}"#.to_vec(),
+        vec![0xff, 0xfe, b'{'],
+        oversized.into_bytes(),
+    ];
+    for channel in [&service_channel, &instance_channel] {
+        for payload in &garbage {
+            let receivers: i64 = conn.publish(channel, payload.as_slice()).unwrap();
+            assert_eq!(receivers, 1);
+        }
+    }
+    // A valid message after the garbage still arrives, and nothing else did.
+    let good = Umf::new("target:/", "x:/", json!({"ok": true}));
+    let _: i64 = conn.publish(&instance_channel, good.to_short_json()).unwrap();
+    assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"ok": true}));
+    assert!(inbox.try_recv().is_err());
+    let stats = target.message_stats();
+    assert_eq!(stats.invalid, 14);
+    assert_eq!(stats.received, 15);
+}
+
+#[test]
+fn a_panicking_or_failing_handler_does_not_kill_the_worker() {
+    let server = RedisServer::start();
+    let target = Hydra::init(builder(&server, "fragile").message_workers(1).build().unwrap()).unwrap();
+    target.register_service().unwrap();
+    let (tx, rx) = unbounded();
+    target
+        .on_message(move |_, msg| {
+            match msg.body["do"].as_str() {
+                Some("panic") => panic!("handler panics on purpose"),
+                Some("fail") => return Err("handler fails on purpose".into()),
+                _ => {}
+            }
+            tx.send(msg.body).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let sender = init(&server, "sender");
+    for action in ["panic", "fail", "panic", "work"] {
+        sender
+            .send_message(&sender.create_umf_message("fragile:/", json!({"do": action})))
+            .unwrap();
+    }
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"do": "work"}));
+    let stats = target.message_stats();
+    assert_eq!((stats.failed, stats.panicked, stats.handled), (3, 2, 1));
+}
+
+#[test]
+fn a_saturated_pool_drops_and_counts_instead_of_growing() {
+    let server = RedisServer::start();
+    let target = Hydra::init(
+        builder(&server, "busy")
+            .message_workers(1)
+            .message_queue_capacity(2)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    target.register_service().unwrap();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let (started_tx, started_rx) = unbounded::<()>();
+    target
+        .on_message(move |_, _| {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv_timeout(WAIT);
+            Ok(())
+        })
+        .unwrap();
+    let sender = init(&server, "sender");
+    sender
+        .send_message(&sender.create_umf_message("busy:/", json!({"n": 0})))
+        .unwrap();
+    started_rx.recv_timeout(WAIT).unwrap(); // the one worker is now busy
+    for n in 1..20 {
+        sender
+            .send_message(&sender.create_umf_message("busy:/", json!({"n": n})))
+            .unwrap();
+    }
+    let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.received == 20)).unwrap();
+    assert_eq!(stats.overflow, 17, "1 running + 2 queued, the rest dropped: {stats:?}");
+    for _ in 0..3 {
+        release_tx.send(()).unwrap();
+    }
+    let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled == 3)).unwrap();
+    assert_eq!(stats.handled, 3);
+}
+
+#[test]
+fn messages_flow_again_after_a_redis_restart() {
+    common::init_logging();
+    let mut server = RedisServer::start();
+    let target = register(&server, "survivor");
+    let inbox = collect(&target);
+    let sender = init(&server, "sender");
+    sender
+        .send_message(&sender.create_umf_message("survivor:/", json!({"before": true})))
+        .unwrap();
+    assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"before": true}));
+
+    server.restart();
+    // Wait until the listener has resubscribed and the heartbeat re-registered.
+    let mut conn = raw(&server);
+    let channel = format!("hydra:service:mc:survivor:{}", target.get_instance_id());
+    wait_for(Duration::from_secs(5), || {
+        let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query::<Vec<(String, i64)>>(&mut conn)
+            .ok()?
+            .pop()?;
+        let present: bool = conn
+            .exists(format!("hydra:service:survivor:{}:presence", target.get_instance_id()))
+            .ok()?;
+        (subscribers == 1 && present).then_some(())
+    })
+    .expect("listener did not resubscribe within 5 s of Redis coming back");
+    sender
+        .send_message(&sender.create_umf_message("survivor:/", json!({"after": true})))
+        .unwrap();
+    assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"after": true}));
+}
+
+#[test]
+fn replies_go_to_via_when_set() {
+    let server = RedisServer::start();
+    let responder = register(&server, "echo");
+    echo(&responder);
+    let router = register(&server, "relay");
+    let relay_inbox = collect(&router);
+    let origin = register(&server, "origin");
+    let origin_inbox = collect(&origin);
+    let mut msg = origin.create_umf_message("echo:/", json!({"via": "test"}));
+    msg.via = Some(format!("{}@relay:/", router.get_instance_id()));
+    msg.forward = Some("someone@elsewhere:/".into());
+    origin.send_message(&msg).unwrap();
+    let reply = relay_inbox.recv_timeout(WAIT).unwrap();
+    assert_eq!(reply.rmid.as_deref(), Some(msg.mid.as_str()));
+    assert_eq!(reply.forward.as_deref(), Some("someone@elsewhere:/"));
+    assert_eq!(reply.body, json!({"echo": {"via": "test"}}));
+    assert!(origin_inbox.recv_timeout(Duration::from_millis(300)).is_err());
+}
+
+#[test]
+fn shutdown_wakes_waiting_requests() {
+    let server = RedisServer::start();
+    let silent = register(&server, "silent");
+    silent.on_message(|_, _| Ok(())).unwrap();
+    let caller = register(&server, "caller");
+    let waiter = {
+        let caller = caller.clone();
+        std::thread::spawn(move || {
+            caller.request(
+                &caller.create_umf_message("silent:/", json!({})),
+                Duration::from_secs(30),
+            )
+        })
+    };
+    wait_for(WAIT, || Some(()).filter(|_| silent.message_stats().handled == 1)).unwrap();
+    let started = Instant::now();
+    caller.shutdown().unwrap();
+    let result: Result<Umf, Error> = waiter.join().unwrap();
+    assert!(matches!(result, Err(Error::InvalidState(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
