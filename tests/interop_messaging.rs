@@ -22,7 +22,12 @@ fn node_service(server: &RedisServer, name: &str) -> (NodePeer, String) {
     }});
     node.call("init", json!([config])).unwrap();
     node.call("registerService", json!([])).unwrap();
-    let id = node.call("getInstanceID", json!([])).unwrap().as_str().unwrap().to_string();
+    let id = node
+        .call("getInstanceID", json!([]))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     // Node's registerService resolves before its SUBSCRIBEs complete.
     let mut conn = raw(server);
     let channel = format!("hydra:service:mc:{name}:{id}");
@@ -55,7 +60,8 @@ fn echo(hydra: &Hydra) {
 }
 
 fn node_message(node: &NodePeer) -> Value {
-    node.wait_event("message", WAIT).expect("the Node peer received no message")
+    node.wait_event("message", WAIT)
+        .expect("the Node peer received no message")
 }
 
 #[test]
@@ -89,7 +95,8 @@ fn node_to_rust_and_rust_to_node() {
 
     // Instance-targeted from our side.
     let to = format!("{node_id}@node-svc:/");
-    ours.send_message(&ours.create_umf_message(&to, json!({"targeted": true}))).unwrap();
+    ours.send_message(&ours.create_umf_message(&to, json!({"targeted": true})))
+        .unwrap();
     assert_eq!(node_message(&node)["bdy"], json!({"targeted": true}));
 }
 
@@ -101,13 +108,17 @@ fn node_replies_to_our_request() {
     let requester = {
         let ours = ours.clone();
         std::thread::spawn(move || {
-            ours.request(&ours.create_umf_message("node-responder:/", json!({"question": 42})), WAIT)
+            ours.request(
+                &ours.create_umf_message("node-responder:/", json!({"question": 42})),
+                WAIT,
+            )
         })
     };
     let received = node_message(&node);
     assert_eq!(received["bdy"], json!({"question": 42}));
     assert_eq!(received["frm"], format!("{}@rust-caller:/", ours.get_instance_id()));
-    node.call("sendReplyMessage", json!([received, {"body": {"answer": 42}}])).unwrap();
+    node.call("sendReplyMessage", json!([received, {"body": {"answer": 42}}]))
+        .unwrap();
     let reply = requester.join().unwrap().expect("Node's reply reached our request");
     assert_eq!(reply.body, json!({"answer": 42}));
     assert_eq!(reply.rmid.as_deref(), received["mid"].as_str());
@@ -143,12 +154,17 @@ fn broadcasts_both_ways() {
     let (node_b, _) = node_service(&server, "node-many");
 
     node_a
-        .call("sendBroadcastMessage", json!([{"to": "rust-many:/", "from": "node-many:/", "body": {"all": "rust"}}]))
+        .call(
+            "sendBroadcastMessage",
+            json!([{"to": "rust-many:/", "from": "node-many:/", "body": {"all": "rust"}}]),
+        )
         .unwrap();
     assert_eq!(inbox_a.recv_timeout(WAIT).unwrap().body, json!({"all": "rust"}));
     assert_eq!(inbox_b.recv_timeout(WAIT).unwrap().body, json!({"all": "rust"}));
 
-    ours_a.send_broadcast_message(&ours_a.create_umf_message("node-many:/", json!({"all": "node"}))).unwrap();
+    ours_a
+        .send_broadcast_message(&ours_a.create_umf_message("node-many:/", json!({"all": "node"})))
+        .unwrap();
     assert_eq!(node_message(&node_a)["bdy"], json!({"all": "node"}));
     assert_eq!(node_message(&node_b)["bdy"], json!({"all": "node"}));
 }
@@ -162,7 +178,11 @@ fn node_targets_one_of_our_instances() {
     let (node, _) = node_service(&server, "node-sender");
     let to = format!("{}@rust-pair:/", second.get_instance_id());
     for n in 0..5 {
-        node.call("sendMessage", json!([{"to": to, "from": "node-sender:/", "body": {"n": n}}])).unwrap();
+        node.call(
+            "sendMessage",
+            json!([{"to": to, "from": "node-sender:/", "body": {"n": n}}]),
+        )
+        .unwrap();
     }
     for n in 0..5 {
         assert_eq!(inbox_second.recv_timeout(WAIT).unwrap().body, json!({"n": n}));
@@ -181,7 +201,10 @@ fn replies_follow_via_across_languages() {
     let reply = node_message(&relay);
     assert_eq!(reply["bdy"], json!({"echo": {"relayed": true}}));
     assert_eq!(reply["fwd"], "client-7@browser:/");
-    assert!(asker.wait_event("message", Duration::from_millis(300)).is_none(), "the reply went to from, not via");
+    assert!(
+        asker.wait_event("message", Duration::from_millis(300)).is_none(),
+        "the reply went to from, not via"
+    );
 }
 
 fn node_call_send(asker: &NodePeer, relay_id: &str) {
