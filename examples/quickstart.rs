@@ -1,4 +1,5 @@
-//! Two services register, each finds the other, and both shut down cleanly.
+//! Two services register, each finds the other, one asks the other a question
+//! over pub/sub (request–reply), and both shut down cleanly.
 //!
 //! Run with `scripts/demo`, or `cargo run --example quickstart` with
 //! `HYDRA_REDIS_URL` pointing at a Redis (default `redis://127.0.0.1:6379/15`).
@@ -6,6 +7,7 @@
 use std::time::Duration;
 
 use hydra::{Config, Hydra, Instance};
+use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -31,6 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("Redis: {}", billing.config().redis().display_url());
 
+    // invoices answers requests; handlers run on a worker pool.
+    invoices.on_message(|h, msg| {
+        let total = msg.body["amount"].as_f64().unwrap_or(0.0) * 1.2;
+        h.reply(&msg, json!({"invoice": "INV-1042", "total": total}))?;
+        Ok(())
+    })?;
+
     for hydra in [&billing, &invoices] {
         let info = hydra.register_service()?;
         println!(
@@ -48,7 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names: Vec<String> = billing.get_services()?.into_iter().map(|s| s.service_name).collect();
     println!("services registered in this Redis db: {}", names.join(", "));
 
-    invoices.send_to_health_log("info", "rendered invoice #1042")?;
+    println!("\n-- messaging --");
+    let question = billing.create_umf_message("invoices:/", json!({"amount": 100}));
+    let answer = billing.request(&question, Duration::from_secs(2))?;
+    println!("billing  asked    invoices {}", question.to_short_json());
+    println!("invoices answered billing  {}", answer.to_short_json());
+    invoices.send_to_health_log("info", "rendered invoice INV-1042")?;
 
     println!("\n-- presence and health records --");
     for svc in billing.get_service_health_all()? {
