@@ -179,7 +179,12 @@ impl Hydra {
         let messaging = inner.messaging.clone();
         let deliver = Box::new(move |channel: &str, payload: &[u8]| messaging.dispatch(channel, payload));
         let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
-        let listener = Listener::spawn(inner.store.clone(), channels, deliver, subscribed_tx)
+        let messaging = inner.messaging.clone();
+        let on_subscribed = Box::new(move || {
+            messaging.note_subscribed();
+            let _ = subscribed_tx.try_send(());
+        });
+        let listener = Listener::spawn(inner.store.clone(), channels, deliver, on_subscribed)
             .map_err(|e| Error::InvalidState(format!("cannot start the listener thread: {e}")))?;
         let deadline = inner.config.connect_timeout + inner.config.command_timeout;
         if subscribed.recv_timeout(deadline).is_err() {

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::store::Store;
 use crate::threads::OwnedThread;
 
@@ -35,13 +33,13 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Starts listening on `channels`. `subscribed` gets a signal each time
-    /// the subscription is (re-)established.
+    /// Starts listening on `channels`. `subscribed` runs each time the
+    /// subscription is (re-)established.
     pub(crate) fn spawn(
         store: Arc<Store>,
         channels: Vec<String>,
         deliver: Deliver,
-        subscribed: Sender<()>,
+        subscribed: Box<dyn Fn() + Send + 'static>,
     ) -> std::io::Result<Listener> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
@@ -58,7 +56,7 @@ impl Listener {
     }
 }
 
-fn run(store: &Store, channels: &[String], deliver: &Deliver, subscribed: &Sender<()>, stop: &AtomicBool) {
+fn run(store: &Store, channels: &[String], deliver: &Deliver, subscribed: &dyn Fn(), stop: &AtomicBool) {
     let mut backoff = FIRST_BACKOFF;
     let mut lost_since: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
@@ -72,7 +70,7 @@ fn run(store: &Store, channels: &[String], deliver: &Deliver, subscribed: &Sende
                     );
                 }
                 backoff = FIRST_BACKOFF;
-                let _ = subscribed.try_send(());
+                subscribed();
             })
         });
         match outcome {

@@ -75,6 +75,9 @@ pub struct MessageStats {
     pub replies_late: u64,
     /// Messages published by this handle.
     pub sent: u64,
+    /// Times the listener subscribed; more than 1 means it recovered from a
+    /// lost or frozen connection.
+    pub subscriptions: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +92,7 @@ struct Counters {
     replies_matched: AtomicU64,
     replies_late: AtomicU64,
     sent: AtomicU64,
+    subscriptions: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) -> u64 {
@@ -148,6 +152,7 @@ impl Messaging {
             replies_matched: get(&c.replies_matched),
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
+            subscriptions: get(&c.subscriptions),
         }
     }
 
@@ -167,6 +172,11 @@ impl Messaging {
     pub(crate) fn receiver(&self) -> Receiver<Umf> {
         self.pull_enabled.store(true, Ordering::SeqCst);
         self.pull.1.clone()
+    }
+
+    /// Called by the listener thread each time its subscription is established.
+    pub(crate) fn note_subscribed(&self) {
+        bump(&self.counters.subscriptions);
     }
 
     /// Called by the listener thread for every payload.

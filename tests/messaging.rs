@@ -55,6 +55,7 @@ fn a_message_reaches_a_handler_intact() {
     assert_eq!(got.body, body);
     let stats = wait_for(WAIT, || Some(receiver.message_stats()).filter(|s| s.handled == 1)).unwrap();
     assert_eq!(stats.received, 1);
+    assert_eq!(stats.subscriptions, 1);
     assert_eq!(sender.message_stats().sent, 1);
 }
 
@@ -386,6 +387,44 @@ fn messages_flow_again_after_a_redis_restart() {
         .send_message(&sender.create_umf_message("survivor:/", json!({"after": true})))
         .unwrap();
     assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"after": true}));
+}
+
+#[test]
+fn a_frozen_redis_is_detected_and_the_listener_recovers() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let target = register(&server, "patient");
+    let inbox = collect(&target);
+    let sender = init(&server, "sender");
+    // Frozen long enough for the listener's quiet-line ping to time out.
+    server.freeze();
+    std::thread::sleep(Duration::from_secs(4));
+    server.resume();
+    let mut conn = raw(&server);
+    let channel = format!("hydra:service:mc:patient:{}", target.get_instance_id());
+    // The listener drops the frozen connection and subscribes on a new one.
+    let mut sent = 0;
+    let arrived = wait_for(Duration::from_secs(8), || {
+        if target.message_stats().subscriptions < 2 {
+            return None;
+        }
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query(&mut conn).ok()?;
+        (counts.first()?.1 >= 1).then_some(())?;
+        sent += 1;
+        sender
+            .send_message(&sender.create_umf_message("patient:/", json!({"n": sent})))
+            .ok()?;
+        inbox.recv_timeout(Duration::from_millis(500)).ok()
+    });
+    assert!(
+        arrived.is_some(),
+        "no message arrived after Redis was frozen and resumed"
+    );
+    assert!(
+        target.message_stats().subscriptions >= 2,
+        "the frozen connection was never replaced"
+    );
+    assert!(target.is_registered());
 }
 
 #[test]

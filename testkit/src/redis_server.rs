@@ -59,6 +59,28 @@ impl RedisServer {
         self.port
     }
 
+    /// OS process ID of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Freezes the server (SIGSTOP) so that connections stay open but nothing
+    /// answers: a half-open link as seen from clients. [`RedisServer::resume`] thaws it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("server is running").to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// `redis://127.0.0.1:<port>/<db>`.
     pub fn url(&self, db: u8) -> String {
         format!("redis://127.0.0.1:{}/{db}", self.port)
@@ -162,6 +184,9 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-CONT"); // a frozen server cannot be killed cleanly otherwise
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- redis-server log (port {}, {}) ---\n{}",
