@@ -54,6 +54,15 @@ pub(crate) struct Inner {
     service_ip: String,
     service_port: u16,
     state: Mutex<State>,
+    tasks: Mutex<Vec<Box<dyn BackgroundTask>>>,
+}
+
+/// Something running in the background on behalf of a `Hydra` handle (a queue
+/// worker, an HTTP server, …): stopped and joined by `shutdown`, after the
+/// instance has been deregistered and before the message runtime stops.
+pub(crate) trait BackgroundTask: Send {
+    /// Stops the task and joins its threads, within a deadline.
+    fn stop(self: Box<Self>);
 }
 
 enum State {
@@ -107,6 +116,7 @@ impl Hydra {
                 service_ip,
                 service_port,
                 state: Mutex::new(State::Initialized),
+                tasks: Mutex::new(Vec::new()),
             }
         });
         Ok(Hydra { inner })
@@ -317,6 +327,28 @@ impl Hydra {
         &self.inner.messaging
     }
 
+    #[allow(dead_code)] // for the queue and HTTP modules
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    #[allow(dead_code)] // for the queue and HTTP modules
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// Hands a background task to this handle; `shutdown` stops it. Refused
+    /// (and the task stopped) when the handle has already been shut down.
+    #[allow(dead_code)] // for the queue and HTTP modules
+    pub(crate) fn add_task(&self, task: Box<dyn BackgroundTask>) -> Result<()> {
+        if matches!(*self.inner.lock_state(), State::ShutDown) {
+            task.stop();
+            return Err(Error::InvalidState("this Hydra instance has been shut down".into()));
+        }
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        Ok(())
+    }
+
     /// Every registered service's record (`getServices`).
     pub fn get_services(&self) -> Result<Vec<ServiceRecord>> {
         self.inner.registry.get_services()
@@ -428,18 +460,21 @@ impl Inner {
 
     fn shutdown(&self) -> Result<()> {
         let previous = std::mem::replace(&mut *self.lock_state(), State::ShutDown);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         let State::Registered {
             registration,
             heartbeat,
             listener,
         } = previous
         else {
+            tasks.into_iter().for_each(|task| task.stop());
             self.messaging.shutdown();
             return Ok(());
         };
         // Stop beating first, or the heartbeat would bring presence back.
         heartbeat.stop();
         let result = registration.deregister();
+        tasks.into_iter().for_each(|task| task.stop());
         listener.stop();
         self.messaging.shutdown();
         match &result {
