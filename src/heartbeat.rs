@@ -75,6 +75,11 @@ impl Registration {
         }
     }
 
+    /// Publishes another service port from the next write on.
+    pub(crate) fn set_port(&self, port: u16) {
+        self.node.port.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The first registration: the service record (last registrant wins, as in
     /// Node), presence, the `nodes` entry and health, in one round trip.
     pub(crate) fn register(&self) -> Result<()> {

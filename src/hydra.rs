@@ -3,6 +3,7 @@
 //! exist; discovery calls work with or without registering; `shutdown` (or
 //! dropping the last clone) removes the instance again.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::config::{Config, PortSpec, parse_label};
 use crate::error::{Error, Result};
 use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
+use crate::http::HttpState;
 use crate::keys;
 use crate::listener::Listener;
 use crate::messaging::{HandlerError, MessageStats, Messaging, MessagingSettings, instance_route};
@@ -52,9 +54,21 @@ pub(crate) struct Inner {
     messaging: Arc<Messaging>,
     instance_id: String,
     service_ip: String,
-    service_port: u16,
+    service_port: AtomicU16,
     state: Mutex<State>,
     tasks: Mutex<Vec<Box<dyn BackgroundTask>>>,
+    http: HttpState,
+}
+
+/// A weak reference to a `Hydra` handle, for runtime parts that must not keep
+/// the instance alive (handlers get a handle from it per call).
+#[derive(Clone)]
+pub(crate) struct WeakHydra(std::sync::Weak<Inner>);
+
+impl WeakHydra {
+    pub(crate) fn upgrade(&self) -> Option<Hydra> {
+        self.0.upgrade().map(|inner| Hydra { inner })
+    }
 }
 
 /// Something running in the background on behalf of a `Hydra` handle (a queue
@@ -114,7 +128,8 @@ impl Hydra {
                 store,
                 registry,
                 service_ip,
-                service_port,
+                service_port: AtomicU16::new(service_port),
+                http: HttpState::new(),
                 state: Mutex::new(State::Initialized),
                 tasks: Mutex::new(Vec::new()),
             }
@@ -144,7 +159,7 @@ impl Hydra {
             instance_id: inner.instance_id.clone(),
             process_id: std::process::id(),
             ip: inner.service_ip.clone(),
-            port: inner.service_port,
+            port: inner.service_port.load(Ordering::SeqCst).into(),
             port_is_fixed: matches!(inner.config.service_port, PortSpec::Fixed(_)),
             host_name: host::hostname(),
         };
@@ -173,7 +188,7 @@ impl Hydra {
             inner.config.service_name,
             inner.instance_id,
             inner.service_ip,
-            inner.service_port,
+            inner.service_port.load(Ordering::SeqCst),
             inner.store.target()
         );
         Ok(self.service_info())
@@ -220,7 +235,7 @@ impl Hydra {
         ServiceInfo {
             service_name: self.inner.config.service_name.clone(),
             service_ip: self.inner.service_ip.clone(),
-            service_port: self.inner.service_port,
+            service_port: self.inner.service_port.load(Ordering::SeqCst),
         }
     }
 
@@ -327,19 +342,37 @@ impl Hydra {
         &self.inner.messaging
     }
 
-    #[allow(dead_code)] // for the queue and HTTP modules
+    pub(crate) fn http(&self) -> &HttpState {
+        &self.inner.http
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakHydra {
+        WeakHydra(Arc::downgrade(&self.inner))
+    }
+
+    /// Moves the published port (the HTTP server had to listen elsewhere) and
+    /// republishes at once when registered.
+    pub(crate) fn set_service_port(&self, port: u16) {
+        self.inner.service_port.store(port, Ordering::SeqCst);
+        if let State::Registered { registration, .. } = &*self.inner.lock_state() {
+            registration.set_port(port);
+            if let Err(e) = registration.beat(false) {
+                log::warn!("could not publish the new port {port} at once ({e}); the next heartbeat will");
+            }
+        }
+    }
+
+    #[allow(dead_code)] // for the queue module
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.inner.store
     }
 
-    #[allow(dead_code)] // for the queue and HTTP modules
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
     }
 
     /// Hands a background task to this handle; `shutdown` stops it. Refused
     /// (and the task stopped) when the handle has already been shut down.
-    #[allow(dead_code)] // for the queue and HTTP modules
     pub(crate) fn add_task(&self, task: Box<dyn BackgroundTask>) -> Result<()> {
         if matches!(*self.inner.lock_state(), State::ShutDown) {
             task.stop();

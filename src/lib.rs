@@ -32,6 +32,7 @@ mod config;
 mod error;
 mod heartbeat;
 mod host;
+pub mod http;
 mod hydra;
 pub mod keys;
 mod listener;
@@ -50,6 +51,7 @@ pub use config::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
+pub use http::{ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, RequestOptions};
 pub use hydra::{Hydra, ServiceInfo};
 pub use messaging::{HandlerError, MessageStats};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::threads::OwnedThread;
 
@@ -17,6 +17,7 @@ pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Named worker threads (`hydra-<role>-<n>`) sharing one bounded queue.
 pub(crate) struct WorkerPool {
     sender: Sender<Job>,
+    receiver: Receiver<Job>,
     threads: Vec<OwnedThread>,
 }
 
@@ -38,7 +39,11 @@ impl WorkerPool {
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(WorkerPool { sender, threads })
+        Ok(WorkerPool {
+            sender,
+            receiver,
+            threads,
+        })
     }
 
     /// Queues `job`, or gives it back when the queue is full.
@@ -48,10 +53,28 @@ impl WorkerPool {
         })
     }
 
+    /// A `try_submit` that can live on another thread (e.g. an acceptor).
+    /// Workers keep running until it is dropped too.
+    pub(crate) fn submitter(&self) -> impl Fn(Job) -> Result<(), Job> + Send + 'static {
+        let sender = self.sender.clone();
+        move |job| {
+            sender.try_send(job).map_err(|e| match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            })
+        }
+    }
+
+    /// How many jobs are waiting, readable from anywhere.
+    pub(crate) fn backlog_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let receiver = self.receiver.clone();
+        move || receiver.len()
+    }
+
     /// Lets queued jobs finish, then joins the workers, waiting at most
     /// `deadline` for each.
     pub(crate) fn shutdown(self, deadline: Duration) {
         drop(self.sender);
+        drop(self.receiver);
         for thread in self.threads {
             thread.join(deadline);
         }

@@ -117,18 +117,16 @@ pub(crate) struct NodeTemplate {
     pub instance_id: String,
     pub process_id: u32,
     pub ip: String,
-    pub port: u16,
+    /// Atomic: the HTTP server may move to another port after registration.
+    pub port: std::sync::atomic::AtomicU16,
     pub port_is_fixed: bool,
     pub host_name: String,
 }
 
 impl NodeTemplate {
     pub(crate) fn to_wire(&self, updated_on: &str) -> String {
-        let port = if self.port_is_fixed {
-            json!(self.port.to_string())
-        } else {
-            json!(self.port)
-        };
+        let port = self.port.load(std::sync::atomic::Ordering::Relaxed);
+        let port = if self.port_is_fixed { json!(port.to_string()) } else { json!(port) };
         json!({
             "serviceName": self.service_name,
             "serviceDescription": self.service_description,
@@ -258,7 +256,7 @@ mod tests {
             instance_id: "0854153e6e78488f94dc5209441c9921".into(),
             process_id: 8942,
             ip: "127.0.0.1".into(),
-            port: 15555,
+            port: 15555.into(),
             port_is_fixed: true,
             host_name: "vm".into(),
         };

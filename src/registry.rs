@@ -94,22 +94,10 @@ impl Registry {
     /// Every registered service (`getServices`): the services named in the
     /// `nodes` hash and in our own index, with their `:service` records.
     pub(crate) fn get_services(&self) -> Result<Vec<ServiceRecord>> {
-        let (nodes, indexed): (Vec<String>, Vec<String>) = self
-            .store
-            .run(|c| redis::pipe().hvals(keys::NODES).smembers(keys::SERVICE_INDEX).query(c))?;
-        let mut names: BTreeSet<String> = indexed.into_iter().collect();
-        for text in &nodes {
-            match Instance::parse(text) {
-                Ok(instance) => {
-                    names.insert(instance.service_name);
-                }
-                Err(reason) => self.warned.warn(keys::NODES, text, &reason),
-            }
-        }
+        let names = self.service_names()?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = names.into_iter().collect();
         let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
         let records: Vec<Option<String>> = self.store.run(|c| redis::cmd("MGET").arg(&service_keys).query(c))?;
         Ok(service_keys
@@ -122,6 +110,24 @@ impl Registry {
                     .ok()
             })
             .collect())
+    }
+
+    /// Names of every service known to the registry, sorted: those with
+    /// entries in the `nodes` hash and those in our own index.
+    pub(crate) fn service_names(&self) -> Result<Vec<String>> {
+        let (nodes, indexed): (Vec<String>, Vec<String>) = self
+            .store
+            .run(|c| redis::pipe().hvals(keys::NODES).smembers(keys::SERVICE_INDEX).query(c))?;
+        let mut names: BTreeSet<String> = indexed.into_iter().collect();
+        for text in &nodes {
+            match Instance::parse(text) {
+                Ok(instance) => {
+                    names.insert(instance.service_name);
+                }
+                Err(reason) => self.warned.warn(keys::NODES, text, &reason),
+            }
+        }
+        Ok(names.into_iter().collect())
     }
 
     /// The `:service` record of `name` (`findService`).

@@ -1,0 +1,296 @@
+//! `make_api_request`: HTTP calls to service instances found in the registry,
+//! with round-robin or random balancing and failover (spec §6).
+//!
+//! Differences from Node, all without changing what goes over the wire: the
+//! default balance is round-robin (Node: random); a failed instance is skipped
+//! for this call only (Node empties its shared 3 s cache, §6.4); a `statusCode`
+//! in a JSON body does not override the real HTTP status (§15.12); DELETE
+//! carries its body when the body is not `{}` (Node drops DELETE bodies).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::http::envelope::merge_json_body;
+use crate::records::Instance;
+use crate::registry::Registry;
+use crate::umf::Umf;
+
+/// Node's `REQUEST_TIMEOUT`: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response body read into memory.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How `make_api_request` picks among present instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Each call goes to the next instance (per service), in a stable order.
+    #[default]
+    RoundRobin,
+    /// A random instance per call, as Node does.
+    Random,
+}
+
+/// Per-call options of `make_api_request`.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RequestOptions {
+    /// Timeout of one attempt when the message has no `timeout` (default 30 s).
+    pub timeout: Option<Duration>,
+    /// Instance choice (default round-robin).
+    pub balance: Option<Balance>,
+}
+
+impl RequestOptions {
+    /// Options with this per-attempt timeout.
+    pub fn timeout(timeout: Duration) -> RequestOptions {
+        RequestOptions {
+            timeout: Some(timeout),
+            ..RequestOptions::default()
+        }
+    }
+
+    /// Sets the balance.
+    pub fn with_balance(mut self, balance: Balance) -> RequestOptions {
+        self.balance = Some(balance);
+        self
+    }
+}
+
+/// A service's HTTP answer (any status: HTTP errors are results, not `Err`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Response headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+    /// Which instance answered.
+    pub instance_id: String,
+}
+
+impl ApiResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the content type mentions `json` (Node's test).
+    pub fn is_json(&self) -> bool {
+        self.header("content-type").is_some_and(|t| t.contains("json"))
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::Malformed(format!("response body of {} is not JSON: {e}", self.instance_id)))
+    }
+
+    /// Node's response object: for a JSON body, the Hydra envelope with the
+    /// body's keys merged in (the real status wins); otherwise the bare envelope
+    /// for the status.
+    pub fn envelope(&self) -> Value {
+        match self.json().ok().filter(|_| self.is_json()) {
+            Some(body) => merge_json_body(self.status, body),
+            None => merge_json_body(self.status, Value::Object(Default::default())),
+        }
+    }
+
+    /// `result` of a Hydra envelope body, if the body is one.
+    pub fn result(&self) -> Option<Value> {
+        self.json().ok()?.get("result").cloned()
+    }
+}
+
+/// The HTTP side of a `Hydra` handle: one keep-alive agent and the
+/// round-robin positions.
+pub(crate) struct HttpClient {
+    agent: ureq::Agent,
+    next: Mutex<HashMap<String, usize>>,
+}
+
+impl HttpClient {
+    pub(crate) fn new() -> HttpClient {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("hydra-rs/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections_per_host(32)
+            .build()
+            .new_agent();
+        HttpClient {
+            agent,
+            next: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn make_api_request(
+        &self,
+        registry: &Registry,
+        message: &Umf,
+        options: RequestOptions,
+    ) -> Result<ApiResponse> {
+        message.validate()?;
+        let route = message.to_route()?;
+        let method = route
+            .http_method
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| Error::BadRequest("HTTP method not specified in `to` field".into()))?
+            .to_ascii_uppercase();
+        if route.api_route.is_empty() {
+            return Err(Error::BadRequest("message `to` field does not specify a valid route".into()));
+        }
+        let service = route.service_name.to_lowercase();
+        let mut instances = registry.cached_presence(&service)?;
+        if instances.is_empty() {
+            registry.forget_presence(&service);
+            instances = registry.cached_presence(&service)?;
+        }
+        if instances.is_empty() {
+            return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
+        }
+        let order = self.order(&service, instances, &route.instance, options.balance.unwrap_or_default());
+        let timeout = message
+            .timeout
+            .as_ref()
+            .and_then(|n| n.as_f64())
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .or(options.timeout)
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let request = PreparedRequest::new(&method, &route.api_route, message);
+        let mut failed = false;
+        for instance in &order {
+            match self.attempt(instance, &request, timeout) {
+                Ok(response) => {
+                    if failed {
+                        registry.forget_presence(&service);
+                    }
+                    return Ok(response);
+                }
+                Err(e) => {
+                    failed = true;
+                    log::warn!(
+                        "{method} {} to {service} instance {} at {}:{} failed: {e}; trying the next instance",
+                        route.api_route,
+                        instance.instance_id,
+                        instance.ip,
+                        instance.port
+                    );
+                }
+            }
+        }
+        registry.forget_presence(&service);
+        Err(Error::ServiceUnavailable(format!("An instance of {service} is unavailable")))
+    }
+
+    /// The order to try instances in: a pinned instance first, then the
+    /// balance's choice.
+    fn order(&self, service: &str, mut instances: Vec<Instance>, pinned: &str, balance: Balance) -> Vec<Instance> {
+        match balance {
+            Balance::Random => fastrand::shuffle(&mut instances),
+            Balance::RoundRobin => {
+                instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+                let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+                let position = next.entry(service.to_string()).or_insert(0);
+                let start = *position % instances.len();
+                *position = position.wrapping_add(1);
+                instances.rotate_left(start);
+            }
+        }
+        if let Some(index) = instances.iter().position(|i| !pinned.is_empty() && i.instance_id == pinned) {
+            let chosen = instances.remove(index);
+            instances.insert(0, chosen);
+        }
+        instances
+    }
+
+    fn attempt(&self, instance: &Instance, request: &PreparedRequest, timeout: Duration) -> std::result::Result<ApiResponse, String> {
+        let host = if instance.ip.contains(':') { format!("[{}]", instance.ip) } else { instance.ip.clone() };
+        let url = format!("http://{host}:{}{}", instance.port, request.path);
+        let mut builder = ureq::http::Request::builder().method(request.method.as_str()).uri(&url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let result = match &request.body {
+            Some(body) => {
+                let req = builder.body(body.clone()).map_err(|e| format!("invalid request: {e}"))?;
+                use ureq::RequestExt;
+                req.with_agent(&self.agent).configure().timeout_global(Some(timeout)).run()
+            }
+            None => {
+                let req = builder.body(()).map_err(|e| format!("invalid request: {e}"))?;
+                use ureq::RequestExt;
+                req.with_agent(&self.agent).configure().timeout_global(Some(timeout)).run()
+            }
+        };
+        let mut response = result.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(MAX_RESPONSE_BYTES)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading the response failed: {e}"))?;
+        Ok(ApiResponse {
+            status,
+            headers,
+            body,
+            instance_id: instance.instance_id.clone(),
+        })
+    }
+}
+
+/// Method, path, headers and body, built once per call (spec §6.2).
+struct PreparedRequest {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl PreparedRequest {
+    fn new(method: &str, path: &str, message: &Umf) -> PreparedRequest {
+        let empty_object = message.body.as_object().is_some_and(|o| o.is_empty());
+        let with_body = matches!(method, "POST" | "PUT" | "PATCH") || (method == "DELETE" && !empty_object);
+        let mut headers = Vec::new();
+        if with_body {
+            headers.push(("content-type".to_string(), "application/json".to_string()));
+        }
+        if let Some(Value::Object(extra)) = &message.headers {
+            for (name, value) in extra {
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                headers.push((name.to_ascii_lowercase(), value));
+            }
+        }
+        if let Some(authorization) = &message.authorization {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+            headers.push(("authorization".to_string(), authorization.clone()));
+        }
+        PreparedRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers,
+            body: with_body.then(|| message.body.to_string().into_bytes()),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The embedded HTTP/1.1 server for a service's routes (what hydra-express
+//! gives a Node service).
+//!
+//! One acceptor thread (`hydra-http`) hands connections to a worker pool
+//! (`hydra-http-N`) over a bounded queue; when the queue is full the acceptor
+//! answers 503 itself and closes. Workers read whole requests under limits
+//! (URL, headers, body → 414/431/413) and deadlines (per read and per request,
+//! against slow clients), run the handler under `catch_unwind` (a panic → 500
+//! envelope), and keep connections alive only while nobody else is waiting.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::http::handler::{HttpRequest, HttpResponse, HttpRoutes};
+use crate::hydra::{BackgroundTask, Hydra};
+use crate::pool::WorkerPool;
+use crate::threads::OwnedThread;
+
+/// Limits and sizes of the embedded server.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HttpSettings {
+    /// Largest request body; larger → 413 (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Largest request line + headers; larger → 431 (default 16 KiB).
+    pub max_head_bytes: usize,
+    /// Longest request target (path + query); longer → 414 (default 8 KiB).
+    pub max_url_bytes: usize,
+    /// Longest wait for any single read (default 10 s).
+    pub read_timeout: Duration,
+    /// Longest time to receive one whole request, head and body (default 30 s).
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept (default 5 s).
+    pub keep_alive: Duration,
+    /// Worker threads (default 8).
+    pub workers: usize,
+    /// Connections that may wait for a worker; beyond it → 503 (default 1024).
+    pub queue_capacity: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings {
+            max_body_bytes: 1024 * 1024,
+            max_head_bytes: 16 * 1024,
+            max_url_bytes: 8 * 1024,
+            read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            workers: 8,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// Counters of the embedded server (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HttpStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests answered (any status).
+    pub requests: u64,
+    /// Requests refused as malformed or over a limit (4xx from the server itself).
+    pub rejected: u64,
+    /// Handlers that panicked (answered 500).
+    pub panicked: u64,
+    /// Connections refused with 503 because every worker was busy.
+    pub overloaded: u64,
+    /// Connections closed because the client was too slow.
+    pub timed_out: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    rejected: AtomicU64,
+    panicked: AtomicU64,
+    overloaded: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> HttpStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HttpStats {
+            connections: get(&self.connections),
+            requests: get(&self.requests),
+            rejected: get(&self.rejected),
+            panicked: get(&self.panicked),
+            overloaded: get(&self.overloaded),
+            timed_out: get(&self.timed_out),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Everything a worker needs to serve a connection.
+struct Shared {
+    routes: HttpRoutes,
+    settings: HttpSettings,
+    counters: Arc<Counters>,
+    make_handle: Box<dyn Fn() -> Option<Hydra> + Send + Sync>,
+    pool_backlog: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// A running server: stopped by `Hydra::shutdown`.
+pub(crate) struct HttpServer {
+    stop: Arc<AtomicBool>,
+    address: SocketAddr,
+    acceptor: OwnedThread,
+    pool: WorkerPool,
+}
+
+impl HttpServer {
+    pub(crate) fn start(
+        listener: TcpListener,
+        routes: HttpRoutes,
+        settings: HttpSettings,
+        counters: Arc<Counters>,
+        make_handle: Box<dyn Fn() -> Option<Hydra> + Send + Sync>,
+    ) -> io::Result<HttpServer> {
+        let address = listener.local_addr()?;
+        let pool = WorkerPool::start("http", settings.workers, settings.queue_capacity)?;
+        let backlog = pool.backlog_probe();
+        let shared = Arc::new(Shared {
+            routes,
+            settings,
+            counters: counters.clone(),
+            make_handle,
+            pool_backlog: Box::new(backlog),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let stop = stop.clone();
+            let submit = pool.submitter();
+            OwnedThread::spawn("hydra-http", move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    bump(&shared.counters.connections);
+                    let job_shared = shared.clone();
+                    let job_stream = match stream.try_clone() {
+                        Ok(s) => s,
+                        Err(_) => continue,
+                    };
+                    if submit(Box::new(move || serve_connection(job_stream, &job_shared))).is_err() {
+                        bump(&shared.counters.overloaded);
+                        refuse_overloaded(stream);
+                    }
+                }
+            })?
+        };
+        Ok(HttpServer {
+            stop,
+            address,
+            acceptor,
+            pool,
+        })
+    }
+}
+
+impl BackgroundTask for HttpServer {
+    fn stop(self: Box<Self>) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the acceptor out of accept().
+        let wake = match self.address {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            other => other,
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        self.acceptor.join(Duration::from_secs(3));
+        self.pool.shutdown(Duration::from_secs(5));
+    }
+}
+
+fn refuse_overloaded(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let response = HttpResponse::error(503, "server is overloaded; try again");
+    let _ = write_response(&mut stream, &response, false);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// A connection plus bytes read past the current request.
+struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+enum ReadError {
+    /// The peer closed cleanly between requests.
+    Closed,
+    /// Too slow: no byte within the read timeout, or over the request deadline.
+    TimedOut,
+    /// Answer with this status and close.
+    Reject(u16, String),
+    Io,
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    let settings = &shared.settings;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(settings.read_timeout));
+    let mut conn = Connection {
+        stream,
+        buffer: Vec::with_capacity(4096),
+    };
+    let mut first = true;
+    loop {
+        let idle_limit = if first { settings.read_timeout } else { settings.keep_alive };
+        first = false;
+        match read_request(&mut conn, settings, idle_limit) {
+            Ok((request, keep_alive)) => {
+                let response = dispatch(shared, request);
+                bump(&shared.counters.requests);
+                // Keep the connection only while no other connection waits.
+                let keep = keep_alive && (shared.pool_backlog)() == 0;
+                if write_response(&mut conn.stream, &response, keep).is_err() || !keep {
+                    break;
+                }
+            }
+            Err(ReadError::Reject(status, reason)) => {
+                bump(&shared.counters.rejected);
+                bump(&shared.counters.requests);
+                let _ = write_response(&mut conn.stream, &HttpResponse::error(status, &reason), false);
+                break;
+            }
+            Err(ReadError::TimedOut) => {
+                bump(&shared.counters.timed_out);
+                break;
+            }
+            Err(ReadError::Closed) | Err(ReadError::Io) => break,
+        }
+    }
+    let _ = conn.stream.shutdown(Shutdown::Both);
+}
+
+/// Reads one request. `idle_limit` bounds the wait for its first byte.
+fn read_request(
+    conn: &mut Connection,
+    settings: &HttpSettings,
+    idle_limit: Duration,
+) -> Result<(HttpRequest, bool), ReadError> {
+    let started = Instant::now();
+    // Head: until the blank line.
+    let head_end = loop {
+        if let Some(end) = find_head_end(&conn.buffer) {
+            break end;
+        }
+        if conn.buffer.len() > settings.max_head_bytes {
+            return Err(head_too_large(&conn.buffer, settings));
+        }
+        let limit = if conn.buffer.is_empty() { idle_limit } else { settings.read_timeout };
+        let got = read_more(conn, started, limit, settings)?;
+        if got == 0 {
+            return Err(if conn.buffer.is_empty() {
+                ReadError::Closed
+            } else {
+                ReadError::Reject(400, "incomplete request head".into())
+            });
+        }
+    };
+    if head_end > settings.max_head_bytes {
+        return Err(head_too_large(&conn.buffer, settings));
+    }
+    let mut header_slots = [httparse::EMPTY_HEADER; 100];
+    let mut parsed = httparse::Request::new(&mut header_slots);
+    match parsed.parse(&conn.buffer[..head_end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(ReadError::Reject(400, "incomplete request head".into())),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Reject(431, "too many request headers".into()));
+        }
+        Err(e) => return Err(ReadError::Reject(400, format!("malformed request: {e}"))),
+    }
+    let method = parsed.method.unwrap_or("").to_ascii_uppercase();
+    let target = parsed.path.unwrap_or("");
+    if target.len() > settings.max_url_bytes {
+        return Err(ReadError::Reject(414, format!("request URL is longer than {} bytes", settings.max_url_bytes)));
+    }
+    if !target.starts_with('/') {
+        return Err(ReadError::Reject(400, "request target must be a path".into()));
+    }
+    let version = parsed.version.unwrap_or(1);
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let value = std::str::from_utf8(header.value)
+            .map_err(|_| ReadError::Reject(400, format!("header {} is not UTF-8", header.name)))?;
+        headers.push((header.name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let connection = header("connection").unwrap_or("").to_ascii_lowercase();
+    let keep_alive = if version == 0 {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    let chunked = header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    let length = match header("content-length") {
+        Some(text) if !chunked => Some(
+            text.parse::<usize>()
+                .map_err(|_| ReadError::Reject(400, format!("bad content-length {text:?}")))?,
+        ),
+        _ => None,
+    };
+    if length.is_some_and(|n| n > settings.max_body_bytes) {
+        return Err(ReadError::Reject(413, format!("request body is larger than {} bytes", settings.max_body_bytes)));
+    }
+    let expects_continue = header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.to_string(), String::new()),
+    };
+    conn.buffer.drain(..head_end);
+    if expects_continue && (length.unwrap_or(0) > 0 || chunked) {
+        conn.stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| ReadError::Io)?;
+    }
+    let body = if chunked {
+        read_chunked(conn, started, settings)?
+    } else {
+        let length = length.unwrap_or(0);
+        while conn.buffer.len() < length {
+            if read_more(conn, started, settings.read_timeout, settings)? == 0 {
+                return Err(ReadError::Reject(400, "request body ended early".into()));
+            }
+        }
+        conn.buffer.drain(..length).collect()
+    };
+    Ok((
+        HttpRequest {
+            method,
+            path,
+            query,
+            params: Default::default(),
+            headers,
+            body,
+        },
+        keep_alive,
+    ))
+}
+
+fn head_too_large(buffer: &[u8], settings: &HttpSettings) -> ReadError {
+    // A request line alone over the URL limit is a long URL, not big headers.
+    let line_end = buffer.windows(2).position(|w| w == b"\r\n").unwrap_or(buffer.len());
+    if line_end > settings.max_url_bytes {
+        ReadError::Reject(414, format!("request URL is longer than {} bytes", settings.max_url_bytes))
+    } else {
+        ReadError::Reject(431, format!("request headers are larger than {} bytes", settings.max_head_bytes))
+    }
+}
+
+fn find_head_end(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Reads what is available, within both the per-read limit and the request deadline.
+fn read_more(conn: &mut Connection, started: Instant, limit: Duration, settings: &HttpSettings) -> Result<usize, ReadError> {
+    let remaining = settings.request_timeout.saturating_sub(started.elapsed());
+    let wait = limit.min(remaining);
+    if wait.is_zero() {
+        return Err(ReadError::TimedOut);
+    }
+    conn.stream.set_read_timeout(Some(wait)).map_err(|_| ReadError::Io)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        match conn.stream.read(&mut chunk) {
+            Ok(n) => {
+                conn.buffer.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(ReadError::TimedOut);
+            }
+            Err(_) => return Err(ReadError::Io),
+        }
+    }
+}
+
+/// Decodes a chunked body (extensions and trailers ignored), within the limit.
+fn read_chunked(conn: &mut Connection, started: Instant, settings: &HttpSettings) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(p) = conn.buffer.windows(2).position(|w| w == b"\r\n") {
+                break p;
+            }
+            if conn.buffer.len() > 1024 {
+                return Err(ReadError::Reject(400, "malformed chunk size".into()));
+            }
+            if read_more(conn, started, settings.read_timeout, settings)? == 0 {
+                return Err(ReadError::Reject(400, "chunked body ended early".into()));
+            }
+        };
+        let size_text = String::from_utf8_lossy(&conn.buffer[..line_end]).to_string();
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| ReadError::Reject(400, format!("malformed chunk size {size_text:?}")))?;
+        conn.buffer.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers end with an empty line.
+            loop {
+                if let Some(p) = conn.buffer.windows(2).position(|w| w == b"\r\n") {
+                    let empty = p == 0;
+                    conn.buffer.drain(..p + 2);
+                    if empty {
+                        return Ok(body);
+                    }
+                    continue;
+                }
+                if read_more(conn, started, settings.read_timeout, settings)? == 0 {
+                    return Ok(body);
+                }
+            }
+        }
+        if body.len() + size > settings.max_body_bytes {
+            return Err(ReadError::Reject(413, format!("request body is larger than {} bytes", settings.max_body_bytes)));
+        }
+        while conn.buffer.len() < size + 2 {
+            if read_more(conn, started, settings.read_timeout, settings)? == 0 {
+                return Err(ReadError::Reject(400, "chunked body ended early".into()));
+            }
+        }
+        body.extend(conn.buffer.drain(..size));
+        conn.buffer.drain(..2);
+    }
+}
+
+/// Finds the route and runs its handler; 404 / 405 envelopes otherwise.
+fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
+    let mut path_matched = false;
+    let mut found = None;
+    for entry in &shared.routes.entries {
+        if let Some(params) = entry.pattern.matches(&request.path) {
+            path_matched = true;
+            if entry.method == request.method {
+                found = Some((entry.handler.clone(), params));
+                break;
+            }
+        }
+    }
+    let Some((handler, params)) = found else {
+        return if path_matched {
+            HttpResponse::error(405, &format!("method {} is not allowed on {}", request.method, request.path))
+        } else {
+            HttpResponse::error(404, &format!("no route for {} {}", request.method, request.path))
+        };
+    };
+    request.params = params;
+    let Some(hydra) = (shared.make_handle)() else {
+        return HttpResponse::error(503, "service is shutting down");
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&hydra, &request))) {
+        Ok(response) => response,
+        Err(_) => {
+            bump(&shared.counters.panicked);
+            log::error!("HTTP handler for {} {} panicked; answered 500", request.method, request.path);
+            HttpResponse::error(500, "the request handler failed")
+        }
+    }
+}
+
+fn write_response(stream: &mut TcpStream, response: &HttpResponse, keep_alive: bool) -> io::Result<()> {
+    let (reason, _) = crate::http::envelope::status_text(response.status);
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason);
+    for (name, value) in &response.headers {
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        // Header values must not break the framing.
+        if value.contains(['\r', '\n']) || name.contains(['\r', '\n', ':']) {
+            continue;
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("x-process-id: {}\r\n", std::process::id()));
+    head.push_str(&format!("content-length: {}\r\n", response.body.len()));
+    head.push_str(if keep_alive { "connection: keep-alive\r\n\r\n" } else { "connection: close\r\n\r\n" });
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    stream.write_all(&bytes)?;
+    stream.flush()
+}
