@@ -1,19 +1,22 @@
 //! An echo service: answers every message with a reply whose body is
-//! `{"echo": <original body>}`. It is the peer that tests in other languages
-//! talk to. Runs until SIGINT or SIGTERM, then shuts down cleanly.
+//! `{"echo": <original body>}`, and serves `GET /v1/<name>/echo` and
+//! `POST /v1/<name>/echo` (the JSON body it received as `result`, plus the
+//! headers it saw under `result.headers`). It is the peer that tests in other
+//! languages talk to. Runs until SIGINT or SIGTERM, then shuts down cleanly.
 //!
 //! ```text
 //! cargo run --example echo -- --name echo-svc
 //! HYDRA_REDIS_URL=redis://127.0.0.1:6379/15 HYDRA_SERVICE=echo-svc cargo run --example echo
 //! ```
 //!
-//! Prints `ready <instanceID> <serviceName>` once it can receive messages.
+//! Prints `ready <instanceID> <serviceName> <port>` once it can receive
+//! messages and requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hydra::{Config, ConfigBuilder, Hydra};
+use hydra::{Config, ConfigBuilder, HttpRequest, HttpResponse, HttpRoutes, Hydra};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })?;
     let info = hydra.register_service()?;
-    println!("ready {} {}", hydra.get_instance_id(), info.service_name);
+    let path = format!("/v1/{}/echo", info.service_name);
+    let port = hydra.serve_http(HttpRoutes::new().get(&path, echo_http).post(&path, echo_http))?;
+    println!("ready {} {} {port}", hydra.get_instance_id(), info.service_name);
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -41,6 +46,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.failed
     );
     Ok(())
+}
+
+/// The JSON body received (an object, or `{}`), with the request headers
+/// added under `headers`.
+fn echo_http(_: &Hydra, request: &HttpRequest) -> HttpResponse {
+    let body = match request.json() {
+        Ok(serde_json::Value::Null) => json!({}),
+        Ok(body) => body,
+        Err(e) => return HttpResponse::error(400, &e.to_string()),
+    };
+    let mut result = match body {
+        serde_json::Value::Object(map) => map,
+        other => serde_json::Map::from_iter([("body".to_string(), other)]),
+    };
+    let headers: serde_json::Map<String, serde_json::Value> =
+        request.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    result.insert("headers".into(), serde_json::Value::Object(headers));
+    HttpResponse::send_response(200, serde_json::Value::Object(result))
 }
 
 /// `--name NAME`, else `HYDRA_SERVICE` when it is a bare name, else Node's
