@@ -60,9 +60,11 @@ const FLOOR_ECHO_SERVICE: &str = "fcho";
 const FLOOR_CALLER_SERVICE: &str = "floor-caller";
 /// Requests in flight in the concurrent measurements.
 const IN_FLIGHT: usize = 32;
-/// Floor responder threads in the concurrent measurement (hydra-rs's default
-/// message workers: 4). The sequential floor uses the first.
-const FLOOR_RESPONDERS: usize = 4;
+/// Message workers of the hydra-rs echo service (its default).
+const RESPONDER_WORKERS: usize = 4;
+/// Floor responder threads in the concurrent measurement, as many as the
+/// hydra-rs responder's workers. The sequential floor uses the first.
+const FLOOR_RESPONDERS: usize = RESPONDER_WORKERS;
 /// Requests before any measurement, per subject.
 const WARMUP: usize = 500;
 /// Requests at the start of every round, untimed (the floor opens new
@@ -150,9 +152,7 @@ impl Subject for FloorSubject {
             }
             let deadline = Instant::now() + REQUEST_TIMEOUT;
             loop {
-                let msg = pubsub
-                    .get_message()
-                    .map_err(|e| format!("no reply to {mid}: {e}"))?;
+                let msg = pubsub.get_message().map_err(|e| format!("no reply to {mid}: {e}"))?;
                 let reply: Value =
                     serde_json::from_slice(msg.get_payload_bytes()).map_err(|e| format!("reply is not JSON: {e}"))?;
                 if reply.get("rmid").and_then(Value::as_str) == Some(mid.as_str()) {
@@ -265,12 +265,15 @@ fn floor_respond(
             eprintln!("floor responder: dropped a message that is not a JSON object");
             continue;
         };
-        let (Some(Value::String(frm)), Some(Value::String(mid))) = (request.remove("frm"), request.remove("mid")) else {
+        let (Some(Value::String(frm)), Some(Value::String(mid))) = (request.remove("frm"), request.remove("mid"))
+        else {
             eprintln!("floor responder: dropped a message without frm/mid");
             continue;
         };
         // `<instance>@<service>:/…` → that instance's channel.
-        let Some((instance, service)) = frm.split_once('@').and_then(|(i, rest)| Some((i, rest.split_once(':')?.0)))
+        let Some((instance, service)) = frm
+            .split_once('@')
+            .and_then(|(i, rest)| Some((i, rest.split_once(':')?.0)))
         else {
             eprintln!("floor responder: dropped a message from {frm:?}");
             continue;
@@ -350,7 +353,11 @@ impl Tally {
         self.samples.sort_unstable();
         let n = self.samples.len();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: usize| self.samples.get((n * q / 100).min(n.saturating_sub(1))).map_or(f64::NAN, |&d| us(d));
+        let at = |q: usize| {
+            self.samples
+                .get((n * q / 100).min(n.saturating_sub(1)))
+                .map_or(f64::NAN, |&d| us(d))
+        };
         Stats {
             n,
             p50: at(50),
@@ -394,7 +401,10 @@ impl Probe {
                 .ok_or_else(|| format!("INFO stats has no {name}"))?;
             Ok(text.trim().parse()?)
         };
-        Ok((field("total_commands_processed")? - 1, field("total_connections_received")?))
+        Ok((
+            field("total_commands_processed")? - 1,
+            field("total_connections_received")?,
+        ))
     }
 }
 
@@ -549,15 +559,14 @@ fn run() -> BoxResult<bool> {
     let mut raw = client.get_connection()?;
     redis::cmd("FLUSHDB").query::<()>(&mut raw)?;
     let version = redis_version(&mut raw)?;
-    let probe = Probe {
-        conn: Mutex::new(raw),
-    };
+    let probe = Probe { conn: Mutex::new(raw) };
 
     let responder = Hydra::init(
         Config::builder()
             .service_name(ECHO_SERVICE)
             .service_ip("127.0.0.1")
             .redis_url(&url)
+            .message_workers(RESPONDER_WORKERS)
             .build()?,
     )?;
     responder.register_service()?;
@@ -573,7 +582,6 @@ fn run() -> BoxResult<bool> {
             .build()?,
     )?;
     caller.register_service()?;
-    let workers = responder.config().messaging.message_workers;
     let hydra = HydraSubject { caller: caller.clone() };
 
     let floor_responders = (0..FLOOR_RESPONDERS)
@@ -589,7 +597,7 @@ fn run() -> BoxResult<bool> {
 
     println!(
         "bench_messaging: redis-server {version} on 127.0.0.1:{} db {DB}; responders in this process \
-         (hydra-rs echo: {workers} message workers; floor: {FLOOR_RESPONDERS} responder threads, \
+         (hydra-rs echo: {RESPONDER_WORKERS} message workers; floor: {FLOOR_RESPONDERS} responder threads, \
          1 for sequential); body {} bytes",
         server.port(),
         body(1_000_000).to_string().len()
@@ -605,23 +613,25 @@ fn run() -> BoxResult<bool> {
     // Alternate which subject goes first, so drift falls on both.
     for round in 0..SEQ_ROUNDS {
         for k in order(round) {
+            let (n, wall) = (seq[k].samples.len(), seq[k].wall);
             sequential_round(subjects[k].1, &probe, SEQ_ROUND_BUDGET, &mut seq[k])?;
             eprintln!(
-                "  sequential round {}/{SEQ_ROUNDS}: {} at {} requests",
+                "  sequential round {}/{SEQ_ROUNDS}: {:<18} {:>6.0} msgs/s",
                 round + 1,
                 subjects[k].0,
-                seq[k].samples.len()
+                (seq[k].samples.len() - n) as f64 / (seq[k].wall - wall).as_secs_f64()
             );
         }
     }
     for round in 0..FLIGHT_ROUNDS {
         for k in order(round) {
+            let (n, wall) = (flight[k].samples.len(), flight[k].wall);
             in_flight_round(subjects[k].1, &probe, FLIGHT_ROUND_BUDGET, &mut flight[k])?;
             eprintln!(
-                "  {IN_FLIGHT} in flight round {}/{FLIGHT_ROUNDS}: {} at {} requests",
+                "  {IN_FLIGHT} in flight round {}/{FLIGHT_ROUNDS}: {:<18} {:>6.0} msgs/s",
                 round + 1,
                 subjects[k].0,
-                flight[k].samples.len()
+                (flight[k].samples.len() - n) as f64 / (flight[k].wall - wall).as_secs_f64()
             );
         }
     }
@@ -686,7 +696,7 @@ fn run() -> BoxResult<bool> {
 
 /// Subject indices in the order round `round` runs them.
 fn order(round: usize) -> [usize; 2] {
-    if round % 2 == 0 { [0, 1] } else { [1, 0] }
+    if round.is_multiple_of(2) { [0, 1] } else { [1, 0] }
 }
 
 fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {

@@ -126,7 +126,11 @@ pub(crate) struct NodeTemplate {
 impl NodeTemplate {
     pub(crate) fn to_wire(&self, updated_on: &str) -> String {
         let port = self.port.load(std::sync::atomic::Ordering::Relaxed);
-        let port = if self.port_is_fixed { json!(port.to_string()) } else { json!(port) };
+        let port = if self.port_is_fixed {
+            json!(port.to_string())
+        } else {
+            json!(port)
+        };
         json!({
             "serviceName": self.service_name,
             "serviceDescription": self.service_description,

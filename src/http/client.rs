@@ -147,7 +147,9 @@ impl HttpClient {
             .ok_or_else(|| Error::BadRequest("HTTP method not specified in `to` field".into()))?
             .to_ascii_uppercase();
         if route.api_route.is_empty() {
-            return Err(Error::BadRequest("message `to` field does not specify a valid route".into()));
+            return Err(Error::BadRequest(
+                "message `to` field does not specify a valid route".into(),
+            ));
         }
         let service = route.service_name.to_lowercase();
         let mut instances = registry.cached_presence(&service)?;
@@ -158,7 +160,12 @@ impl HttpClient {
         if instances.is_empty() {
             return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
         }
-        let order = self.order(&service, instances, &route.instance, options.balance.unwrap_or_default());
+        let order = self.order(
+            &service,
+            instances,
+            &route.instance,
+            options.balance.unwrap_or_default(),
+        );
         let timeout = message
             .timeout
             .as_ref()
@@ -190,7 +197,9 @@ impl HttpClient {
             }
         }
         registry.forget_presence(&service);
-        Err(Error::ServiceUnavailable(format!("An instance of {service} is unavailable")))
+        Err(Error::ServiceUnavailable(format!(
+            "An instance of {service} is unavailable"
+        )))
     }
 
     /// The order to try instances in: a pinned instance first, then the
@@ -207,15 +216,27 @@ impl HttpClient {
                 instances.rotate_left(start);
             }
         }
-        if let Some(index) = instances.iter().position(|i| !pinned.is_empty() && i.instance_id == pinned) {
+        if let Some(index) = instances
+            .iter()
+            .position(|i| !pinned.is_empty() && i.instance_id == pinned)
+        {
             let chosen = instances.remove(index);
             instances.insert(0, chosen);
         }
         instances
     }
 
-    fn attempt(&self, instance: &Instance, request: &PreparedRequest, timeout: Duration) -> std::result::Result<ApiResponse, String> {
-        let host = if instance.ip.contains(':') { format!("[{}]", instance.ip) } else { instance.ip.clone() };
+    fn attempt(
+        &self,
+        instance: &Instance,
+        request: &PreparedRequest,
+        timeout: Duration,
+    ) -> std::result::Result<ApiResponse, String> {
+        let host = if instance.ip.contains(':') {
+            format!("[{}]", instance.ip)
+        } else {
+            instance.ip.clone()
+        };
         let url = format!("http://{host}:{}{}", instance.port, request.path);
         let mut builder = ureq::http::Request::builder().method(request.method.as_str()).uri(&url);
         for (name, value) in &request.headers {
@@ -223,14 +244,22 @@ impl HttpClient {
         }
         let result = match &request.body {
             Some(body) => {
-                let req = builder.body(body.clone()).map_err(|e| format!("invalid request: {e}"))?;
+                let req = builder
+                    .body(body.clone())
+                    .map_err(|e| format!("invalid request: {e}"))?;
                 use ureq::RequestExt;
-                req.with_agent(&self.agent).configure().timeout_global(Some(timeout)).run()
+                req.with_agent(&self.agent)
+                    .configure()
+                    .timeout_global(Some(timeout))
+                    .run()
             }
             None => {
                 let req = builder.body(()).map_err(|e| format!("invalid request: {e}"))?;
                 use ureq::RequestExt;
-                req.with_agent(&self.agent).configure().timeout_global(Some(timeout)).run()
+                req.with_agent(&self.agent)
+                    .configure()
+                    .timeout_global(Some(timeout))
+                    .run()
             }
         };
         let mut response = result.map_err(|e| e.to_string())?;
@@ -238,7 +267,12 @@ impl HttpClient {
         let headers = response
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         response

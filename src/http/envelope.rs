@@ -13,27 +13,42 @@ pub fn status_text(code: u16) -> (String, String) {
         201 => Some(("Created", "Request fulfilled and new resource created")),
         202 => Some(("Accepted", "Request accepted for processing")),
         204 => Some(("No Content", "Request succeeded, no content to return")),
-        301 => Some(("Moved Permanently", "The resource has been assigned a new permanent URI")),
+        301 => Some((
+            "Moved Permanently",
+            "The resource has been assigned a new permanent URI",
+        )),
         302 => Some(("Found", "The resource resides temporarily under a different URI")),
         304 => Some(("Not Modified", "Resource has not been modified since the last request")),
         400 => Some(("Bad Request", "Request is invalid, missing parameters?")),
         401 => Some(("Unauthorized", "User isn't authorized to access this resource")),
         402 => Some(("Payment Required", "This code is not yet in use")),
-        403 => Some(("Forbidden", "The server understood the request but refused to fulfill it")),
+        403 => Some((
+            "Forbidden",
+            "The server understood the request but refused to fulfill it",
+        )),
         404 => Some(("Not Found", "The requested resource was not found on the server")),
         405 => Some(("Method not allowed", "The method used is not allowed on this resource")),
         406 => Some((
             "Not Acceptable",
             "The resource can't generate a response the client will accept",
         )),
-        409 => Some(("Conflict", "The request conflicts with the current state of the resource")),
+        409 => Some((
+            "Conflict",
+            "The request conflicts with the current state of the resource",
+        )),
         413 => Some((
             "Request Entity Too Large",
             "The request is larger than the server is willing or able to process",
         )),
-        429 => Some(("Too Many Requests", "The user has sent too many requests in a given amount of time")),
+        429 => Some((
+            "Too Many Requests",
+            "The user has sent too many requests in a given amount of time",
+        )),
         500 => Some(("Server Error", "An error occurred on the server")),
-        501 => Some(("Method Not Implemented", "The requested method isn't supported by the server")),
+        501 => Some((
+            "Method Not Implemented",
+            "The requested method isn't supported by the server",
+        )),
         502 => Some(("Connection Refused", "The remote server refused the connection")),
         503 => Some((
             "Service Unavailable",
@@ -106,7 +121,10 @@ mod tests {
             error_envelope(503, "Unavailable nope-service instances").to_string(),
             r#"{"statusCode":503,"statusMessage":"Service Unavailable","statusDescription":"The server is currently unable to handle the request due to a temporary overloading or maintenance of the server","result":{"reason":"Unavailable nope-service instances"}}"#
         );
-        assert_eq!(status_text(418), ("418".to_string(), "Unknown statusCode 418".to_string()));
+        assert_eq!(
+            status_text(418),
+            ("418".to_string(), "Unknown statusCode 418".to_string())
+        );
     }
 
     #[test]

@@ -71,7 +71,11 @@ impl Hydra {
     pub fn register_routes(&self, routes: &[String]) -> Result<()> {
         let svc = self.get_service_name().to_string();
         let mut all: Vec<String> = routes.to_vec();
-        for automatic in [format!("[get]/{svc}"), format!("[get]/{svc}/"), format!("[get]/{svc}/:rest")] {
+        for automatic in [
+            format!("[get]/{svc}"),
+            format!("[get]/{svc}/"),
+            format!("[get]/{svc}/:rest"),
+        ] {
             if !all.contains(&automatic) {
                 all.push(automatic);
             }
@@ -150,7 +154,9 @@ impl Hydra {
         let listener = match TcpListener::bind(("0.0.0.0", wanted)) {
             Ok(listener) => listener,
             Err(e) if matches!(self.config().service_port(), PortSpec::Fixed(_)) => {
-                return Err(Error::InvalidState(format!("cannot listen on servicePort {wanted}: {e}")));
+                return Err(Error::InvalidState(format!(
+                    "cannot listen on servicePort {wanted}: {e}"
+                )));
             }
             Err(_) => {
                 let port = host::choose_port(self.config().service_port())?;

@@ -70,7 +70,11 @@ fn parse(chars: &[char], mut i: usize, in_group: bool) -> (Vec<Token>, usize) {
                     end += 1;
                 }
                 let name: String = chars[start..end].iter().collect();
-                tokens.push(if c == ':' { Token::Param(name) } else { Token::Splat(name) });
+                tokens.push(if c == ':' {
+                    Token::Param(name)
+                } else {
+                    Token::Splat(name)
+                });
                 i = end;
             }
             '(' if has_closing(chars, i) => {
@@ -117,13 +121,7 @@ type Continuation<'a> = dyn FnMut(usize, &mut Params) -> bool + 'a;
 
 /// Backtracking matcher: tries to match `tokens` at `pos`, then calls `done`
 /// with the position reached; succeeds if some way through makes `done` true.
-fn match_tokens(
-    tokens: &[Token],
-    input: &[char],
-    pos: usize,
-    params: &mut Params,
-    done: &mut Continuation,
-) -> bool {
+fn match_tokens(tokens: &[Token], input: &[char], pos: usize, params: &mut Params, done: &mut Continuation) -> bool {
     let Some((first, rest)) = tokens.split_first() else {
         return done(pos, params);
     };
@@ -157,9 +155,7 @@ fn match_tokens(
         }
         Token::Optional(inner) => {
             let saved = params.len();
-            let mut with_group = |after: usize, params: &mut Params| {
-                match_tokens(rest, input, after, params, done)
-            };
+            let mut with_group = |after: usize, params: &mut Params| match_tokens(rest, input, after, params, done);
             if match_tokens(inner, input, pos, params, &mut with_group) {
                 return true;
             }
@@ -200,6 +196,10 @@ mod tests {
         assert_eq!(params("/svc/:rest", "/svc/anything"), p(&[("rest", "anything")]));
         assert_eq!(params("/a/:x.json", "/a/report.json"), p(&[("x", "report")]));
         assert_eq!(params("/weird(", "/weird("), p(&[]));
-        assert_eq!(params("/v1/x", "/v1/x?q=1"), None, "query strings are stripped by the caller");
+        assert_eq!(
+            params("/v1/x", "/v1/x?q=1"),
+            None,
+            "query strings are stripped by the caller"
+        );
     }
 }

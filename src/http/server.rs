@@ -216,7 +216,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     };
     let mut first = true;
     loop {
-        let idle_limit = if first { settings.read_timeout } else { settings.keep_alive };
+        let idle_limit = if first {
+            settings.read_timeout
+        } else {
+            settings.keep_alive
+        };
         first = false;
         match read_request(&mut conn, settings, idle_limit) {
             Ok((request, keep_alive)) => {
@@ -259,7 +263,11 @@ fn read_request(
         if conn.buffer.len() > settings.max_head_bytes {
             return Err(head_too_large(&conn.buffer, settings));
         }
-        let limit = if conn.buffer.is_empty() { idle_limit } else { settings.read_timeout };
+        let limit = if conn.buffer.is_empty() {
+            idle_limit
+        } else {
+            settings.read_timeout
+        };
         let got = read_more(conn, started, limit, settings)?;
         if got == 0 {
             return Err(if conn.buffer.is_empty() {
@@ -285,7 +293,10 @@ fn read_request(
     let method = parsed.method.unwrap_or("").to_ascii_uppercase();
     let target = parsed.path.unwrap_or("");
     if target.len() > settings.max_url_bytes {
-        return Err(ReadError::Reject(414, format!("request URL is longer than {} bytes", settings.max_url_bytes)));
+        return Err(ReadError::Reject(
+            414,
+            format!("request URL is longer than {} bytes", settings.max_url_bytes),
+        ));
     }
     if !target.starts_with('/') {
         return Err(ReadError::Reject(400, "request target must be a path".into()));
@@ -313,7 +324,10 @@ fn read_request(
         _ => None,
     };
     if length.is_some_and(|n| n > settings.max_body_bytes) {
-        return Err(ReadError::Reject(413, format!("request body is larger than {} bytes", settings.max_body_bytes)));
+        return Err(ReadError::Reject(
+            413,
+            format!("request body is larger than {} bytes", settings.max_body_bytes),
+        ));
     }
     let expects_continue = header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
     let (path, query) = match target.split_once('?') {
@@ -354,9 +368,15 @@ fn head_too_large(buffer: &[u8], settings: &HttpSettings) -> ReadError {
     // A request line alone over the URL limit is a long URL, not big headers.
     let line_end = buffer.windows(2).position(|w| w == b"\r\n").unwrap_or(buffer.len());
     if line_end > settings.max_url_bytes {
-        ReadError::Reject(414, format!("request URL is longer than {} bytes", settings.max_url_bytes))
+        ReadError::Reject(
+            414,
+            format!("request URL is longer than {} bytes", settings.max_url_bytes),
+        )
     } else {
-        ReadError::Reject(431, format!("request headers are larger than {} bytes", settings.max_head_bytes))
+        ReadError::Reject(
+            431,
+            format!("request headers are larger than {} bytes", settings.max_head_bytes),
+        )
     }
 }
 
@@ -365,7 +385,12 @@ fn find_head_end(buffer: &[u8]) -> Option<usize> {
 }
 
 /// Reads what is available, within both the per-read limit and the request deadline.
-fn read_more(conn: &mut Connection, started: Instant, limit: Duration, settings: &HttpSettings) -> Result<usize, ReadError> {
+fn read_more(
+    conn: &mut Connection,
+    started: Instant,
+    limit: Duration,
+    settings: &HttpSettings,
+) -> Result<usize, ReadError> {
     let remaining = settings.request_timeout.saturating_sub(started.elapsed());
     let wait = limit.min(remaining);
     if wait.is_zero() {
@@ -425,7 +450,10 @@ fn read_chunked(conn: &mut Connection, started: Instant, settings: &HttpSettings
             }
         }
         if body.len() + size > settings.max_body_bytes {
-            return Err(ReadError::Reject(413, format!("request body is larger than {} bytes", settings.max_body_bytes)));
+            return Err(ReadError::Reject(
+                413,
+                format!("request body is larger than {} bytes", settings.max_body_bytes),
+            ));
         }
         while conn.buffer.len() < size + 2 {
             if read_more(conn, started, settings.read_timeout, settings)? == 0 {
@@ -452,7 +480,10 @@ fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
     }
     let Some((handler, params)) = found else {
         return if path_matched {
-            HttpResponse::error(405, &format!("method {} is not allowed on {}", request.method, request.path))
+            HttpResponse::error(
+                405,
+                &format!("method {} is not allowed on {}", request.method, request.path),
+            )
         } else {
             HttpResponse::error(404, &format!("no route for {} {}", request.method, request.path))
         };
@@ -465,7 +496,11 @@ fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
         Ok(response) => response,
         Err(_) => {
             bump(&shared.counters.panicked);
-            log::error!("HTTP handler for {} {} panicked; answered 500", request.method, request.path);
+            log::error!(
+                "HTTP handler for {} {} panicked; answered 500",
+                request.method,
+                request.path
+            );
             HttpResponse::error(500, "the request handler failed")
         }
     }
@@ -486,7 +521,11 @@ fn write_response(stream: &mut TcpStream, response: &HttpResponse, keep_alive: b
     }
     head.push_str(&format!("x-process-id: {}\r\n", std::process::id()));
     head.push_str(&format!("content-length: {}\r\n", response.body.len()));
-    head.push_str(if keep_alive { "connection: keep-alive\r\n\r\n" } else { "connection: close\r\n\r\n" });
+    head.push_str(if keep_alive {
+        "connection: keep-alive\r\n\r\n"
+    } else {
+        "connection: close\r\n\r\n"
+    });
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(&response.body);
     stream.write_all(&bytes)?;

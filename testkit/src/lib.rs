@@ -3,8 +3,10 @@
 //! benchmark programs; never by the library itself.
 #![deny(missing_docs)]
 
+mod express_peer;
 mod node_peer;
 mod redis_server;
 
+pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
 pub use redis_server::RedisServer;
