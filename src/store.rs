@@ -13,8 +13,10 @@ use redis::{Client, Connection, RedisError};
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
 
-/// Idle connections kept for reuse; more may be open while busy.
-const MAX_IDLE: usize = 8;
+/// Idle connections kept for reuse; more may be open while busy. Generous, so
+/// that many threads sharing one handle do not open and close a connection per
+/// call once they outnumber the pool (which would also pile up TIME_WAIT sockets).
+const MAX_IDLE: usize = 64;
 /// After a failed connect, further connects fail immediately for this long,
 /// doubling up to `MAX_RETRY_GAP`, so a dead Redis costs callers nothing.
 const FIRST_RETRY_GAP: Duration = Duration::from_millis(50);

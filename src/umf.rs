@@ -106,27 +106,42 @@ impl Umf {
 
     /// [`Umf::parse`] from an already parsed JSON value.
     pub fn from_value(value: Value) -> Result<Umf> {
-        let Value::Object(map) = value else {
+        let Value::Object(mut map) = value else {
             return Err(Error::BadRequest("UMF message must be a JSON object".into()));
         };
-        let field = |long: &str, short: &str| -> Option<&Value> {
-            [long, short]
-                .into_iter()
-                .filter_map(|name| map.get(name))
-                .find(|v| is_truthy(v))
+        // Values are moved out of the map, not cloned: bodies can be large.
+        let mut field = |long: &str, short: &str| -> Option<Value> {
+            let long_value = map.remove(long).filter(is_truthy);
+            let short_value = if short == long {
+                None
+            } else {
+                map.remove(short).filter(is_truthy)
+            };
+            long_value.or(short_value)
         };
-        let text = |long: &str, short: &str| -> Result<Option<String>> {
+        let mut text = |long: &str, short: &str| -> Result<Option<String>> {
             match field(long, short) {
                 None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::String(s)) => Ok(Some(s)),
                 Some(other) => Err(Error::BadRequest(format!(
                     "UMF field \"{long}\" must be a string, got {other}"
                 ))),
             }
         };
+        let to = text("to", "to")?.unwrap_or_default();
+        let from = text("from", "frm")?.unwrap_or_default();
+        let mid = text("mid", "mid")?.unwrap_or_else(new_mid);
+        let rmid = text("rmid", "rmid")?;
+        let signature = text("signature", "sig")?;
+        let timestamp = text("timestamp", "ts")?.unwrap_or_else(timestamp::now_iso);
+        let message_type = text("type", "typ")?;
+        let version = text("version", "ver")?.unwrap_or_else(|| UMF_VERSION.to_string());
+        let via = text("via", "via")?;
+        let forward = text("forward", "fwd")?;
+        let authorization = text("authorization", "aut")?;
         let timeout = match field("timeout", "tmo") {
             None => None,
-            Some(Value::Number(n)) => Some(n.clone()),
+            Some(Value::Number(n)) => Some(n),
             Some(Value::String(s)) => Some(
                 s.trim()
                     .parse::<Number>()
@@ -139,20 +154,20 @@ impl Umf {
             }
         };
         Ok(Umf {
-            to: text("to", "to")?.unwrap_or_default(),
-            from: text("from", "frm")?.unwrap_or_default(),
-            headers: field("headers", "hdr").cloned(),
-            mid: text("mid", "mid")?.unwrap_or_else(new_mid),
-            rmid: text("rmid", "rmid")?,
-            signature: text("signature", "sig")?,
+            to,
+            from,
+            headers: field("headers", "hdr"),
+            mid,
+            rmid,
+            signature,
             timeout,
-            timestamp: text("timestamp", "ts")?.unwrap_or_else(timestamp::now_iso),
-            message_type: text("type", "typ")?,
-            version: text("version", "ver")?.unwrap_or_else(|| UMF_VERSION.to_string()),
-            via: text("via", "via")?,
-            forward: text("forward", "fwd")?,
-            body: field("body", "bdy").cloned().unwrap_or(Value::Null),
-            authorization: text("authorization", "aut")?,
+            timestamp,
+            message_type,
+            version,
+            via,
+            forward,
+            body: field("body", "bdy").unwrap_or(Value::Null),
+            authorization,
         })
     }
 
@@ -172,12 +187,12 @@ impl Umf {
 
     /// Compact short-form JSON in Node's key order: what goes on the wire.
     pub fn to_short_json(&self) -> String {
-        Value::Object(self.to_map(false)).to_string()
+        serde_json::to_string(&WireView::new(self, false)).expect("a UMF message serializes")
     }
 
     /// Compact long-form JSON in Node's key order (Node's `JSON.stringify(msg)`).
     pub fn to_long_json(&self) -> String {
-        Value::Object(self.to_map(true)).to_string()
+        serde_json::to_string(&WireView::new(self, true)).expect("a UMF message serializes")
     }
 
     /// The short form as a JSON object.
@@ -262,6 +277,61 @@ impl Umf {
     /// A reply to `self` whose body is `body` (see [`reply_with`](Umf::reply_with)).
     pub fn reply(&self, body: Value) -> Umf {
         self.reply_with(Umf::new("", "", body))
+    }
+}
+
+/// A borrowed view of a message that serializes in Node's key order, short or
+/// long names, skipping absent and JavaScript-falsy fields, without copying.
+struct WireView<'a> {
+    umf: &'a Umf,
+    long: bool,
+}
+
+impl<'a> WireView<'a> {
+    fn new(umf: &'a Umf, long: bool) -> WireView<'a> {
+        WireView { umf, long }
+    }
+}
+
+impl serde::Serialize for WireView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.umf;
+        fn text(s: &str) -> Option<&str> {
+            (!s.is_empty()).then_some(s)
+        }
+        fn opt(s: &Option<String>) -> Option<&str> {
+            s.as_deref().filter(|s| !s.is_empty())
+        }
+        let headers = m.headers.as_ref().filter(|v| is_truthy(v));
+        let timeout = m.timeout.as_ref().filter(|n| n.as_f64().is_some_and(|f| f != 0.0));
+        let body = Some(&m.body).filter(|v| is_truthy(v));
+        let mut map = serializer.serialize_map(None)?;
+        let put_text = |map: &mut S::SerializeMap, (long, short): (&str, &str), value: Option<&str>| match value {
+            Some(v) => map.serialize_entry(if self.long { long } else { short }, v),
+            None => Ok(()),
+        };
+        put_text(&mut map, FIELDS[0], text(&m.to))?;
+        put_text(&mut map, FIELDS[1], text(&m.from))?;
+        if let Some(h) = headers {
+            map.serialize_entry(if self.long { FIELDS[2].0 } else { FIELDS[2].1 }, h)?;
+        }
+        put_text(&mut map, FIELDS[3], text(&m.mid))?;
+        put_text(&mut map, FIELDS[4], opt(&m.rmid))?;
+        put_text(&mut map, FIELDS[5], opt(&m.signature))?;
+        if let Some(t) = timeout {
+            map.serialize_entry(if self.long { FIELDS[6].0 } else { FIELDS[6].1 }, t)?;
+        }
+        put_text(&mut map, FIELDS[7], text(&m.timestamp))?;
+        put_text(&mut map, FIELDS[8], opt(&m.message_type))?;
+        put_text(&mut map, FIELDS[9], text(&m.version))?;
+        put_text(&mut map, FIELDS[10], opt(&m.via))?;
+        put_text(&mut map, FIELDS[11], opt(&m.forward))?;
+        if let Some(b) = body {
+            map.serialize_entry(if self.long { FIELDS[12].0 } else { FIELDS[12].1 }, b)?;
+        }
+        put_text(&mut map, FIELDS[13], opt(&m.authorization))?;
+        map.end()
     }
 }
 
