@@ -525,3 +525,23 @@ fn a_taken_port_moves_and_presence_follows() {
     );
     drop(squatter);
 }
+
+#[test]
+fn registering_routes_tells_a_present_hydra_router_to_refresh() {
+    let server = RedisServer::start();
+    let router = register(&server, "hydra-router");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    router
+        .on_message(move |_, msg| {
+            let _ = tx.send(msg);
+            Ok(())
+        })
+        .unwrap();
+    let _svc = serving(&server, "web");
+    let refresh = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("hydra-router got no refresh");
+    assert_eq!(refresh.to, "hydra-router:/refresh");
+    assert_eq!(refresh.from, "web:/");
+    assert_eq!(refresh.body, json!({"action": "refresh", "serviceName": "web"}));
+}
