@@ -405,6 +405,12 @@ fn hostile_input_is_refused_and_the_service_keeps_serving() {
     assert!(raw_exchange(port, long_url.as_bytes()).starts_with("HTTP/1.1 414"));
     let fat_headers = format!("GET /v1/tough/hello/x HTTP/1.1\r\nx-fat: {}\r\n\r\n", "h".repeat(3000));
     assert!(raw_exchange(port, fat_headers.as_bytes()).starts_with("HTTP/1.1 431"));
+    // HEAD is answered like GET, without the body.
+    let head = raw_exchange(
+        port,
+        b"HEAD /v1/tough/hello/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // A valid chunked body is decoded.
     let ok_chunked = "POST /v1/tough/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
     assert!(raw_exchange(port, ok_chunked.as_bytes()).starts_with("HTTP/1.1 200"));

@@ -186,7 +186,7 @@ impl BackgroundTask for HttpServer {
 fn refuse_overloaded(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let response = HttpResponse::error(503, "server is overloaded; try again");
-    let _ = write_response(&mut stream, &response, false);
+    let _ = write_response(&mut stream, &response, false, false);
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -224,18 +224,21 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         first = false;
         match read_request(&mut conn, settings, idle_limit) {
             Ok((request, keep_alive)) => {
+                // HEAD is GET without the body (content-length is that of the body).
+                let head_only = request.method == "HEAD";
                 let response = dispatch(shared, request);
                 bump(&shared.counters.requests);
                 // Keep the connection only while no other connection waits.
                 let keep = keep_alive && (shared.pool_backlog)() == 0;
-                if write_response(&mut conn.stream, &response, keep).is_err() || !keep {
+                if write_response(&mut conn.stream, &response, keep, head_only).is_err() || !keep {
                     break;
                 }
             }
             Err(ReadError::Reject(status, reason)) => {
                 bump(&shared.counters.rejected);
                 bump(&shared.counters.requests);
-                let _ = write_response(&mut conn.stream, &HttpResponse::error(status, &reason), false);
+                let _ = write_response(&mut conn.stream, &HttpResponse::error(status, &reason), false, false);
+                linger(&mut conn.stream);
                 break;
             }
             Err(ReadError::TimedOut) => {
@@ -246,6 +249,21 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         }
     }
     let _ = conn.stream.shutdown(Shutdown::Both);
+}
+
+/// Closes our side, then reads and discards what the client is still sending
+/// (briefly), so that it sees our error response instead of a reset.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 8192];
+    let mut drained = 0;
+    while drained < 256 * 1024 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 /// Reads one request. `idle_limit` bounds the wait for its first byte.
@@ -469,10 +487,15 @@ fn read_chunked(conn: &mut Connection, started: Instant, settings: &HttpSettings
 fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
     let mut path_matched = false;
     let mut found = None;
+    let method = if request.method == "HEAD" {
+        "GET"
+    } else {
+        request.method.as_str()
+    };
     for entry in &shared.routes.entries {
         if let Some(params) = entry.pattern.matches(&request.path) {
             path_matched = true;
-            if entry.method == request.method {
+            if entry.method == method {
                 found = Some((entry.handler.clone(), params));
                 break;
             }
@@ -506,7 +529,12 @@ fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
     }
 }
 
-fn write_response(stream: &mut TcpStream, response: &HttpResponse, keep_alive: bool) -> io::Result<()> {
+fn write_response(
+    stream: &mut TcpStream,
+    response: &HttpResponse,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
     let (reason, _) = crate::http::envelope::status_text(response.status);
     let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason);
     for (name, value) in &response.headers {
@@ -527,7 +555,9 @@ fn write_response(stream: &mut TcpStream, response: &HttpResponse, keep_alive: b
         "connection: close\r\n\r\n"
     });
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&response.body);
+    if !head_only {
+        bytes.extend_from_slice(&response.body);
+    }
     stream.write_all(&bytes)?;
     stream.flush()
 }
