@@ -1,12 +1,13 @@
 //! Two services register, each finds the other, one asks the other a question
-//! over pub/sub (request–reply), and both shut down cleanly.
+//! over pub/sub (request–reply) and calls its HTTP route, and both shut down
+//! cleanly.
 //!
 //! Run with `scripts/demo`, or `cargo run --example quickstart` with
 //! `HYDRA_REDIS_URL` pointing at a Redis (default `redis://127.0.0.1:6379/15`).
 
 use std::time::Duration;
 
-use hydra::{Config, Hydra, Instance};
+use hydra::{Config, HttpResponse, HttpRoutes, Hydra, Instance, RequestOptions};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,6 +52,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    // invoices also serves an HTTP route; its routes are registered in Redis.
+    let port = invoices.serve_http(HttpRoutes::new().get("/v1/invoices/:id", |h, req| {
+        HttpResponse::send_response(
+            200,
+            json!({"invoice": req.param("id"), "servedBy": h.get_instance_id()}),
+        )
+    }))?;
+    println!("invoices serves HTTP on port {port}");
+
     println!("\n-- discovery --");
     show_presence("billing", "invoices", &billing.get_service_presence("invoices")?);
     show_presence("invoices", "billing", &invoices.get_service_presence("billing")?);
@@ -63,6 +73,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("billing  asked    invoices {}", question.to_short_json());
     println!("invoices answered billing  {}", answer.to_short_json());
     invoices.send_to_health_log("info", "rendered invoice INV-1042")?;
+
+    println!("\n-- HTTP --");
+    let call = billing.create_umf_message("invoices:[get]/v1/invoices/INV-1042", json!({}));
+    let response = billing.make_api_request(&call, RequestOptions::default())?;
+    println!(
+        "GET invoices /v1/invoices/INV-1042 -> {} {}",
+        response.status,
+        String::from_utf8_lossy(&response.body)
+    );
+    println!(
+        "routes known to Redis: {:?}",
+        billing.get_all_service_routes()?.get("invoices")
+    );
 
     println!("\n-- presence and health records --");
     for svc in billing.get_service_health_all()? {

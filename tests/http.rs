@@ -551,3 +551,27 @@ fn registering_routes_tells_a_present_hydra_router_to_refresh() {
     assert_eq!(refresh.from, "web:/");
     assert_eq!(refresh.body, json!({"action": "refresh", "serviceName": "web"}));
 }
+
+#[test]
+fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
+    let server = RedisServer::start();
+    let svc = serving(&server, "web");
+    let client = init(&server, "client");
+    // ureq keeps this connection alive; the server keeps a worker on it.
+    assert_eq!(
+        call(&client, "web:[get]/v1/web/hello/x", json!({})).unwrap().status,
+        200
+    );
+    let started = Instant::now();
+    svc.shutdown().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let port = svc.service_info().service_port;
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "still listening after shutdown"
+    );
+}

@@ -8,10 +8,11 @@
 //! against slow clients), run the handler under `catch_unwind` (a panic → 500
 //! envelope), and keep connections alive only while nobody else is waiting.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http::handler::{HttpRequest, HttpResponse, HttpRoutes};
@@ -104,6 +105,8 @@ fn bump(counter: &AtomicU64) {
 
 /// Everything a worker needs to serve a connection.
 struct Shared {
+    stop: Arc<AtomicBool>,
+    open: OpenConnections,
     routes: HttpRoutes,
     settings: HttpSettings,
     counters: Arc<Counters>,
@@ -111,9 +114,38 @@ struct Shared {
     pool_backlog: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
+/// Connections being served, so that stopping can cut idle keep-alive reads short.
+#[derive(Default)]
+struct OpenConnections {
+    next_id: AtomicU64,
+    streams: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl OpenConnections {
+    fn add(&self, stream: &TcpStream) -> Option<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let clone = stream.try_clone().ok()?;
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).insert(id, clone);
+        Some(id)
+    }
+
+    fn remove(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.streams.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
+    }
+
+    fn close_all(&self) {
+        for stream in self.streams.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
 /// A running server: stopped by `Hydra::shutdown`.
 pub(crate) struct HttpServer {
     stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     address: SocketAddr,
     acceptor: OwnedThread,
     pool: WorkerPool,
@@ -130,16 +162,19 @@ impl HttpServer {
         let address = listener.local_addr()?;
         let pool = WorkerPool::start("http", settings.workers, settings.queue_capacity)?;
         let backlog = pool.backlog_probe();
+        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
+            stop: stop.clone(),
+            open: OpenConnections::default(),
             routes,
             settings,
             counters: counters.clone(),
             make_handle,
             pool_backlog: Box::new(backlog),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let stop = stop.clone();
+            let shared = shared.clone();
             let submit = pool.submitter();
             OwnedThread::spawn("hydra-http", move || {
                 for stream in listener.incoming() {
@@ -162,6 +197,7 @@ impl HttpServer {
         };
         Ok(HttpServer {
             stop,
+            shared,
             address,
             acceptor,
             pool,
@@ -179,6 +215,8 @@ impl BackgroundTask for HttpServer {
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         self.acceptor.join(Duration::from_secs(3));
+        // Idle keep-alive connections would hold their workers for seconds.
+        self.shared.open.close_all();
         self.pool.shutdown(Duration::from_secs(5));
     }
 }
@@ -214,8 +252,9 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         stream,
         buffer: Vec::with_capacity(4096),
     };
+    let registered = shared.open.add(&conn.stream);
     let mut first = true;
-    loop {
+    while !shared.stop.load(Ordering::SeqCst) {
         let idle_limit = if first {
             settings.read_timeout
         } else {
@@ -248,6 +287,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Err(ReadError::Closed) | Err(ReadError::Io) => break,
         }
     }
+    shared.open.remove(registered);
     let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
