@@ -53,6 +53,54 @@ pub fn instance_channel(svc: &str, instance_id: &str) -> String {
     format!("{CHANNEL_PREFIX}:{svc}:{instance_id}")
 }
 
+/// `hydra:service:<svc>:mqrecieved` (sic) — messages waiting, newest at the
+/// head (`LPUSH`), taken from the tail.
+pub fn queue_received(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqrecieved")
+}
+
+/// `hydra:service:<svc>:mqinprogress` — messages being processed.
+pub fn queue_in_progress(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqinprogress")
+}
+
+/// `hydra:service:<svc>:mqincomplete` — messages marked not completed (Node),
+/// and hydra-rs's dead letters.
+pub fn queue_incomplete(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqincomplete")
+}
+
+/// `hydra:service:<svc>:mqconsumers` — sorted set of hydra-rs queue consumer
+/// slots, scored by the time (ms, Redis clock) their lease runs out. Ours
+/// only; no Node read glob matches it.
+pub fn queue_consumers(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqconsumers")
+}
+
+/// `hydra:service:<svc>:mqstaging:<slot>` — a message a slot has taken with a
+/// blocking move and not yet recorded as in progress. Ours only.
+pub fn queue_staging(svc: &str, slot: &str) -> String {
+    format!("{PREFIX}:{svc}:mqstaging:{slot}")
+}
+
+/// `hydra:service:<svc>:mqclaimed:<slot>` — the messages in `mqinprogress` a
+/// hydra-rs slot holds. Ours only.
+pub fn queue_claimed(svc: &str, slot: &str) -> String {
+    format!("{PREFIX}:{svc}:mqclaimed:{slot}")
+}
+
+/// `hydra:service:<svc>:mqdeliveries` — hash: SHA-1 of a message's JSON →
+/// deliveries that ended without completion. Ours only.
+pub fn queue_deliveries(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqdeliveries")
+}
+
+/// `hydra:service:<svc>:mqreaper` — short-lived lock (`SET NX PX`) that lets
+/// one consumer at a time look for the messages of dead consumers. Ours only.
+pub fn queue_reaper(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:mqreaper")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

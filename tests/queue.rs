@@ -1,0 +1,744 @@
+//! Service queues against a private redis-server: Node-compatible
+//! queue/take/mark, blocking takes, workers with retries and dead letters,
+//! statistics, redrive, shutdown, Redis restarts, and at-least-once delivery
+//! while consumer processes are killed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{init, raw, wait_for};
+use crossbeam_channel::unbounded;
+use hydra::umf::INVALID_UMF_REASON;
+use hydra::{Error, Hydra, QueueOptions, QueuedMessage, Umf};
+use hydra_testkit::RedisServer;
+use redis::Commands;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn q(svc: &str, list: &str) -> String {
+    format!("hydra:service:{svc}:{list}")
+}
+
+fn message(to: &str, body: Value) -> Umf {
+    Umf::new(to, "tester:/", body)
+}
+
+fn fast(vt_ms: u64, max_deliveries: u32) -> QueueOptions {
+    QueueOptions::new()
+        .with_visibility_timeout(Duration::from_millis(vt_ms))
+        .with_max_deliveries(max_deliveries)
+}
+
+#[test]
+fn queue_message_refuses_invalid_messages_like_node() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "producer");
+    for bad in [
+        Umf::new("jobs:/", "", json!({"a": 1})),
+        Umf::new("", "me:/", json!({"a": 1})),
+        Umf::new("jobs:/", "me:/", Value::Null),
+        Umf::new("jobs:/", "me:/", json!("")),
+    ] {
+        let err = hydra.queue_message(&bad).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadRequest(r) if r == INVALID_UMF_REASON),
+            "{err:?}"
+        );
+        assert_eq!(err.http_status(), 400);
+    }
+    let err = hydra.queue_message(&message("jobs", json!({"a": 1}))).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadRequest(r) if r == "route field has invalid number of routable segments"),
+        "{err:?}"
+    );
+    let keys: Vec<String> = raw(&server).keys("*").unwrap();
+    assert!(keys.is_empty(), "nothing written: {keys:?}");
+}
+
+#[test]
+fn queue_message_writes_the_short_form_javascript_would_print() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "producer");
+    let mut m = Umf::parse(
+        r#"{"to":"jobs:/work","from":"producer:/","mid":"m-1","timestamp":"2026-01-02T03:04:05.006Z",
+            "type":"t","body":{"n":1.50,"big":123456789012345678901234567890,"2":"index","s":"é\u0007/"}}"#,
+    )
+    .unwrap();
+    m.headers = Some(json!({"x": 1e21}));
+    hydra.queue_message(&m).unwrap();
+    let items: Vec<String> = raw(&server).lrange(q("jobs", "mqrecieved"), 0, -1).unwrap();
+    assert_eq!(
+        items,
+        vec![
+            r#"{"to":"jobs:/work","frm":"producer:/","hdr":{"x":1e+21},"mid":"m-1","ts":"2026-01-02T03:04:05.006Z","typ":"t","ver":"UMF/1.4.6","bdy":{"2":"index","n":1.5,"big":1.2345678901234568e+29,"s":"é\u0007/"}}"#
+        ]
+    );
+}
+
+#[test]
+fn take_is_fifo_and_marks_work_like_node() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let mut conn = raw(&server);
+    assert!(hydra.get_queued_message("jobs").unwrap().is_none());
+    for n in 0..3 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    let first = hydra.get_queued_message("jobs").unwrap().unwrap();
+    let second = hydra.get_queued_message("jobs").unwrap().unwrap();
+    let third = hydra.get_queued_message("jobs").unwrap().unwrap();
+    assert!(hydra.get_queued_message("jobs").unwrap().is_none());
+    assert_eq!(
+        [&first, &second, &third].map(|m| m.message.body["n"].as_i64().unwrap()),
+        [0, 1, 2]
+    );
+    assert_eq!(first.queue(), "jobs");
+    assert_eq!(first.delivery_count(), 1);
+    let in_progress: Vec<String> = conn.lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(in_progress, vec![third.raw(), second.raw(), first.raw()]);
+
+    assert!(hydra.mark_queue_message(&second, true, None).unwrap());
+    assert!(!hydra.mark_queue_message(&second, true, None).unwrap(), "already gone");
+    assert!(hydra.mark_queue_message(&first, false, Some("failed it")).unwrap());
+    assert!(hydra.mark_queue_message(&third, false, None).unwrap());
+    let in_progress: i64 = conn.llen(q("jobs", "mqinprogress")).unwrap();
+    assert_eq!(in_progress, 0);
+    let incomplete: Vec<String> = conn.lrange(q("jobs", "mqincomplete"), 0, -1).unwrap();
+    let reasons: Vec<Value> = incomplete
+        .iter()
+        .map(|s| serde_json::from_str::<Value>(s).unwrap()["bdy"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            json!({"n": 0, "reason": "failed it"}),
+            json!({"n": 2, "reason": "reason not provided"})
+        ]
+    );
+    // The rest of the item is unchanged, in the same key order.
+    assert_eq!(
+        incomplete[0],
+        first
+            .raw()
+            .replace(r#""bdy":{"n":0}"#, r#""bdy":{"n":0,"reason":"failed it"}"#)
+    );
+}
+
+#[test]
+fn marking_uses_the_queue_the_message_came_from() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "someone-else");
+    hydra.queue_message(&message("jobs:/", json!({"a": 1}))).unwrap();
+    let taken = hydra.get_queued_message("jobs").unwrap().unwrap();
+    hydra.mark_queue_message(&taken, false, Some("no")).unwrap();
+    let mut conn = raw(&server);
+    assert_eq!(conn.llen::<_, i64>(q("jobs", "mqinprogress")).unwrap(), 0);
+    assert_eq!(conn.llen::<_, i64>(q("jobs", "mqincomplete")).unwrap(), 1);
+    assert!(!conn.exists::<_, bool>(q("someone-else", "mqincomplete")).unwrap());
+}
+
+#[test]
+fn blocking_take_waits_for_a_message_or_times_out() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let started = Instant::now();
+    assert!(
+        hydra
+            .get_queued_message_timeout("jobs", Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+
+    let producer = {
+        let hydra = hydra.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            hydra.queue_message(&message("jobs:/", json!({"late": true}))).unwrap();
+        })
+    };
+    let started = Instant::now();
+    // Longer than the command timeout (1 s): the wait must not be cut short.
+    let got = hydra
+        .get_queued_message_timeout("jobs", Duration::from_secs(3))
+        .unwrap()
+        .expect("the message that arrived during the wait");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(got.message.body, json!({"late": true}));
+    producer.join().unwrap();
+    assert_eq!(raw(&server).llen::<_, i64>(q("jobs", "mqinprogress")).unwrap(), 1);
+    // The pooled connection is usable with its normal timeout afterwards.
+    assert!(hydra.get_queued_message("jobs").unwrap().is_none());
+}
+
+#[test]
+fn items_that_are_not_umf_are_moved_aside() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let mut conn = raw(&server);
+    let _: () = conn.lpush(q("jobs", "mqrecieved"), "not json").unwrap();
+    let _: () = conn.lpush(q("jobs", "mqrecieved"), "[1,2]").unwrap();
+    let _: () = conn.lpush(q("jobs", "mqrecieved"), &b"\xff\xfe"[..]).unwrap();
+    hydra.queue_message(&message("jobs:/", json!({"ok": 1}))).unwrap();
+    let got = hydra.get_queued_message("jobs").unwrap().unwrap();
+    assert_eq!(got.message.body, json!({"ok": 1}));
+    let aside: Vec<Vec<u8>> = conn.lrange(q("jobs", "mqincomplete"), 0, -1).unwrap();
+    assert_eq!(
+        aside,
+        vec![b"not json".to_vec(), b"[1,2]".to_vec(), b"\xff\xfe".to_vec()]
+    );
+    let in_progress: Vec<String> = conn.lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(in_progress, vec![got.raw()]);
+}
+
+#[test]
+fn worker_runs_handlers_concurrently_and_completes_messages() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let barrier = Arc::new(Barrier::new(4));
+    let (tx, rx) = unbounded();
+    let worker = {
+        let barrier = barrier.clone();
+        hydra
+            .queue_worker("jobs", 4, move |m: &QueuedMessage| {
+                let n = m.message.body["n"].as_i64().unwrap();
+                if n < 4 {
+                    // The first four are only released when all four run at once.
+                    barrier.wait();
+                }
+                tx.send((n, m.delivery_count(), std::thread::current().name().map(String::from)))
+                    .unwrap();
+                Ok(())
+            })
+            .unwrap()
+    };
+    for n in 0..20 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    let mut seen: Vec<i64> = (0..20)
+        .map(|_| {
+            let (n, deliveries, thread) = rx.recv_timeout(WAIT).expect("every message handled");
+            assert_eq!(deliveries, 1);
+            assert!(thread.unwrap().starts_with("hydra-queue-"));
+            n
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    let stats = wait_for(WAIT, || Some(worker.stats()).filter(|s| s.completed == 20)).expect("all marked");
+    assert_eq!((stats.taken, stats.failed, stats.dead_lettered), (20, 0, 0));
+    let queue = hydra.queue_stats("jobs").unwrap();
+    assert_eq!((queue.waiting, queue.in_progress, queue.incomplete), (0, 0, 0));
+    assert_eq!(queue.consumers, 4);
+    hydra.shutdown().unwrap();
+}
+
+#[test]
+fn poison_message_ends_in_the_dead_letter_list_after_n_attempts() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let worker = {
+        let attempts = attempts.clone();
+        hydra
+            .queue_worker_with("jobs", 2, fast(1000, 3), move |m: &QueuedMessage| {
+                attempts.lock().unwrap().push(m.delivery_count());
+                if m.message.body["kind"] == "panic" {
+                    panic!("handler exploded");
+                }
+                Err(format!("cannot handle {}", m.message.body["kind"]).into())
+            })
+            .unwrap()
+    };
+    hydra
+        .queue_message(&message("jobs:/", json!({"kind": "error"})))
+        .unwrap();
+    let stats = wait_for(WAIT, || Some(worker.stats()).filter(|s| s.dead_lettered == 1)).expect("dead-lettered");
+    assert_eq!((stats.failed, stats.retried, stats.completed), (3, 2, 0));
+    assert_eq!(*attempts.lock().unwrap(), vec![1, 2, 3]);
+    let mut conn = raw(&server);
+    let dead: Vec<String> = conn.lrange(q("jobs", "mqincomplete"), 0, -1).unwrap();
+    assert_eq!(dead.len(), 1);
+    let dead: Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(
+        dead["bdy"],
+        json!({"kind": "error", "reason": "cannot handle \"error\""})
+    );
+
+    // A panicking handler is treated the same way, and the threads live on.
+    attempts.lock().unwrap().clear();
+    hydra
+        .queue_message(&message("jobs:/", json!({"kind": "panic"})))
+        .unwrap();
+    let stats = wait_for(WAIT, || Some(worker.stats()).filter(|s| s.dead_lettered == 2)).expect("dead-lettered");
+    assert_eq!((stats.failed, stats.panicked), (6, 3));
+    let dead: Vec<String> = conn.lrange(q("jobs", "mqincomplete"), 1, 1).unwrap();
+    let dead: Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(dead["bdy"]["reason"], "handler panicked: handler exploded");
+    let queue = hydra.queue_stats("jobs").unwrap();
+    assert_eq!((queue.waiting, queue.in_progress, queue.incomplete), (0, 0, 2));
+    let deliveries: i64 = conn.hlen(q("jobs", "mqdeliveries")).unwrap();
+    assert_eq!(deliveries, 0, "counts of dead letters are forgotten");
+}
+
+#[test]
+fn redrive_puts_dead_letters_back_in_order() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    for n in 0..3 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+        let m = hydra.get_queued_message("jobs").unwrap().unwrap();
+        hydra.mark_queue_message(&m, false, Some("broken")).unwrap();
+    }
+    hydra.queue_message(&message("jobs:/", json!({"n": "new"}))).unwrap();
+    assert_eq!(hydra.queue_stats("jobs").unwrap().incomplete, 3);
+    assert_eq!(hydra.redrive_dead_letters("jobs").unwrap(), 3);
+    assert_eq!(hydra.redrive_dead_letters("jobs").unwrap(), 0);
+    let order: Vec<Value> = std::iter::from_fn(|| hydra.get_queued_message("jobs").unwrap())
+        .map(|m| m.message.body)
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            json!({"n": "new"}),
+            json!({"n": 0, "reason": "broken"}),
+            json!({"n": 1, "reason": "broken"}),
+            json!({"n": 2, "reason": "broken"}),
+        ]
+    );
+}
+
+#[test]
+fn queue_stats_reports_lengths_and_the_oldest_waiting_age() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let empty = hydra.queue_stats("jobs").unwrap();
+    assert_eq!(
+        (empty.waiting, empty.in_progress, empty.incomplete, empty.consumers),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(empty.oldest_waiting_age, None);
+    for n in 0..4 {
+        let mut m = message("jobs:/", json!({"n": n}));
+        if n == 2 {
+            m.timestamp = hydra_iso(std::time::SystemTime::now() - Duration::from_secs(30));
+        }
+        hydra.queue_message(&m).unwrap();
+    }
+    let taken = hydra.get_queued_message("jobs").unwrap().unwrap();
+    hydra.mark_queue_message(&taken, false, None).unwrap();
+    hydra.get_queued_message("jobs").unwrap().unwrap();
+    // Waiting: 3, then 2 (next to be taken, 30 s old).
+    let stats = hydra.queue_stats("jobs").unwrap();
+    assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (2, 1, 1));
+    let age = stats.oldest_waiting_age.unwrap();
+    assert!(
+        age >= Duration::from_millis(29_000) && age < Duration::from_secs(40),
+        "{age:?}"
+    );
+    let json = serde_json::to_value(&stats).unwrap();
+    assert!(json["oldest_waiting_ms"].as_u64().unwrap() >= 29_000, "{json}");
+}
+
+fn hydra_iso(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[test]
+fn shutdown_stops_workers_promptly_and_deregisters_them() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let handled = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let handled = handled.clone();
+        hydra
+            .queue_worker("jobs", 3, move |_: &QueuedMessage| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap()
+    };
+    assert_eq!(hydra.queue_stats("jobs").unwrap().consumers, 3);
+    // Let every thread settle into its blocking wait.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    hydra.shutdown().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "blocked takes were interrupted: {:?}",
+        started.elapsed()
+    );
+    let mut conn = raw(&server);
+    assert!(!conn.exists::<_, bool>(q("jobs", "mqconsumers")).unwrap());
+    let other = init(&server, "producer");
+    other.queue_message(&message("jobs:/", json!({}))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    assert_eq!(other.queue_stats("jobs").unwrap().waiting, 1);
+    worker.stop(); // idempotent
+    let err = hydra.queue_worker("jobs", 1, |_| Ok(())).unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err:?}");
+}
+
+#[test]
+fn worker_options_are_checked() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    for (concurrency, options) in [
+        (0, QueueOptions::new()),
+        (1000, QueueOptions::new()),
+        (1, fast(10, 5)),
+        (1, fast(1000, 0)),
+    ] {
+        let err = hydra
+            .queue_worker_with("jobs", concurrency, options, |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+    }
+    assert!(matches!(
+        hydra.queue_worker("a:b", 1, |_| Ok(())).unwrap_err(),
+        Error::BadRequest(_)
+    ));
+}
+
+#[test]
+fn messages_taken_without_a_lease_are_never_reaped() {
+    // What Node's getQueuedMessage (and ours) leaves in mqinprogress belongs
+    // to a consumer the reaper cannot see: it must stay, however long.
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    hydra.queue_message(&message("jobs:/", json!({"held": true}))).unwrap();
+    let held = hydra.get_queued_message("jobs").unwrap().unwrap();
+    let (tx, rx) = unbounded();
+    let worker = hydra
+        .queue_worker_with("jobs", 2, fast(200, 5), move |m: &QueuedMessage| {
+            tx.send(m.message.body.clone()).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200)); // six visibility timeouts
+    hydra.queue_message(&message("jobs:/", json!({"fresh": true}))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"fresh": true}));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "held message was taken"
+    );
+    let in_progress: Vec<String> = raw(&server).lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(in_progress, vec![held.raw()]);
+    assert_eq!(worker.stats().requeued, 0);
+    assert!(hydra.mark_queue_message(&held, true, None).unwrap());
+}
+
+#[test]
+fn workers_resume_after_a_redis_restart() {
+    common::init_logging();
+    let mut server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let (tx, rx) = unbounded();
+    let worker = hydra
+        .queue_worker_with("jobs", 2, fast(1000, 5), move |m: &QueuedMessage| {
+            tx.send(m.message.body.clone()).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    hydra.queue_message(&message("jobs:/", json!({"before": 1}))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"before": 1}));
+    std::thread::sleep(Duration::from_millis(100)); // waiting in BLMOVE again
+    server.restart(); // empty, same port
+    let restarted = Instant::now();
+    // Enqueue through a fresh handle so only the worker has to recover.
+    let producer = init(&server, "producer");
+    producer.queue_message(&message("jobs:/", json!({"after": 1}))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"after": 1}));
+    eprintln!("worker resumed {:?} after the restart", restarted.elapsed());
+    // The keeper registers the slots again, so the worker is visible.
+    wait_for(WAIT, || {
+        (producer.queue_stats("jobs").ok()?.consumers == 2).then_some(())
+    })
+    .expect("slots registered again");
+    wait_for(WAIT, || (worker.stats().completed == 2).then_some(())).expect("both completed");
+    assert!(worker.stats().redis_errors >= 1);
+    hydra.shutdown().unwrap();
+}
+
+#[test]
+fn new_keys_do_not_match_node_read_globs() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    // A handler that holds its message, so the slot lists exist.
+    let (started_tx, started) = unbounded();
+    let (release, released) = unbounded::<()>();
+    let _worker = hydra
+        .queue_worker_with("jobs", 2, fast(1000, 5), move |_: &QueuedMessage| {
+            started_tx.send(()).unwrap();
+            let _ = released.recv_timeout(WAIT);
+            Ok(())
+        })
+        .unwrap();
+    hydra.queue_message(&message("jobs:/", json!({"a": 1}))).unwrap();
+    hydra.queue_message(&message("jobs:/", json!({"a": 2}))).unwrap();
+    hydra.queue_message(&message("jobs:/", json!({"a": 3}))).unwrap();
+    started.recv_timeout(WAIT).unwrap();
+    started.recv_timeout(WAIT).unwrap();
+    let mut conn = raw(&server);
+    let all: Vec<String> = conn.keys("*").unwrap();
+    assert!(all.iter().any(|k| k.contains(":mqclaimed:")), "{all:?}");
+    assert!(all.iter().any(|k| k.ends_with(":mqconsumers")), "{all:?}");
+    for glob in [
+        "*:service",
+        "*:routes",
+        "*:jobs:*:presence",
+        "*:jobs:*:health",
+        "*:jobs:*:health:log",
+    ] {
+        let hits: Vec<String> = conn.keys(glob).unwrap();
+        assert!(hits.is_empty(), "{glob} matches {hits:?}");
+    }
+    drop(release);
+}
+
+/// Runs `queue_consumer_child` as a separate process.
+struct ChildConsumer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildConsumer {
+    fn spawn(server: &RedisServer, mode: &str) -> ChildConsumer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "queue_consumer_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("HYDRA_TEST_QUEUE_CHILD_URL", server.url(15))
+            .env("HYDRA_TEST_QUEUE_CHILD_MODE", mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // The harness prints "test queue_consumer_child ... " unterminated.
+                for word in ["ready", "took"] {
+                    if let Some((_, rest)) = line.split_once(&format!("{word} ")) {
+                        let _ = tx.send(format!("{word} {}", rest.trim()));
+                    }
+                }
+            }
+        });
+        let consumer = ChildConsumer {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        };
+        consumer.expect("ready");
+        consumer
+    }
+
+    fn expect(&self, word: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("child never said {word}"));
+            if let Some(rest) = line.strip_prefix(&format!("{word} ")) {
+                return rest.to_string();
+            }
+        }
+    }
+
+    /// SIGKILL: no cleanup runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Closing stdin asks the child to shut down cleanly.
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "child did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Re-run of this test binary as a consumer process (see `ChildConsumer`).
+/// Modes: `hang` takes one message, prints `took <mid>` and holds it until
+/// killed; `work` counts every message it handles in the hash
+/// `test:processed` (field = body.n), taking 5 ms each on 2 threads.
+/// Ignored so it never counts as a test of its own.
+#[test]
+#[ignore = "child process of the queue crash tests"]
+fn queue_consumer_child() {
+    let Ok(url) = std::env::var("HYDRA_TEST_QUEUE_CHILD_URL") else {
+        return;
+    };
+    let mode = std::env::var("HYDRA_TEST_QUEUE_CHILD_MODE").unwrap();
+    let config = hydra::Config::builder()
+        .service_name("queue-child")
+        .redis_url(&url)
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    let options = fast(1000, 1000);
+    let worker = if mode == "hang" {
+        hydra
+            .queue_worker_with("jobs", 1, options, |m: &QueuedMessage| {
+                println!("took {}", m.message.mid);
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(())
+            })
+            .unwrap()
+    } else {
+        let counter = Mutex::new(redis::Client::open(url.as_str()).unwrap().get_connection().unwrap());
+        hydra
+            .queue_worker_with("jobs", 2, options, move |m: &QueuedMessage| {
+                let n = m.message.body["n"].as_u64().ok_or("no n")?;
+                counter.lock().unwrap().hincr::<_, _, _, ()>("test:processed", n, 1)?;
+                std::thread::sleep(Duration::from_millis(5));
+                Ok(())
+            })
+            .unwrap()
+    };
+    println!("ready {}", worker.consumer_id());
+    // Until the parent closes stdin (or kills us).
+    let _ = std::io::stdin().lines().count();
+    hydra.shutdown().unwrap();
+}
+
+#[test]
+fn a_killed_consumers_message_is_redelivered_after_the_visibility_timeout() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let child = ChildConsumer::spawn(&server, "hang");
+    let sent = message("jobs:/", json!({"job": 1}));
+    hydra.queue_message(&sent).unwrap();
+    assert_eq!(child.expect("took"), sent.mid);
+    let (tx, rx) = unbounded();
+    let _worker = hydra
+        .queue_worker_with("jobs", 1, fast(1000, 5), move |m: &QueuedMessage| {
+            tx.send((Instant::now(), m.message.mid.clone(), m.delivery_count()))
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "taken from a live consumer"
+    );
+    let killed = Instant::now();
+    child.kill();
+    let (at, mid, deliveries) = rx.recv_timeout(WAIT).expect("redelivered");
+    let latency = at - killed;
+    eprintln!("redelivered {latency:?} after the kill (visibility timeout 1 s)");
+    assert_eq!((mid, deliveries), (sent.mid, 2));
+    assert!(
+        latency >= Duration::from_millis(700) && latency <= Duration::from_millis(2500),
+        "{latency:?}"
+    );
+    wait_for(WAIT, || {
+        let s = hydra.queue_stats("jobs").ok()?;
+        (s.waiting + s.in_progress == 0).then_some(())
+    })
+    .expect("completed");
+}
+
+#[test]
+fn every_message_is_completed_while_consumers_are_killed() {
+    const MESSAGES: u64 = 10_000;
+    const CONSUMERS: usize = 4;
+    let server = RedisServer::start();
+    let hydra = init(&server, "producer");
+    let mut conn = raw(&server);
+    for n in 0..MESSAGES {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    let started = Instant::now();
+    let mut consumers: Vec<Option<ChildConsumer>> = (0..CONSUMERS)
+        .map(|_| Some(ChildConsumer::spawn(&server, "work")))
+        .collect();
+    let mut kills = 0;
+    let done = |conn: &mut redis::Connection| -> bool {
+        let processed: u64 = conn.hlen("test:processed").unwrap();
+        let stats = hydra.queue_stats("jobs").unwrap();
+        processed == MESSAGES && stats.waiting == 0 && stats.in_progress == 0
+    };
+    while !done(&mut conn) {
+        assert!(started.elapsed() < Duration::from_secs(90), "not done after 90 s");
+        std::thread::sleep(Duration::from_secs(1));
+        if done(&mut conn) {
+            break;
+        }
+        let slot = kills % CONSUMERS;
+        consumers[slot].take().unwrap().kill();
+        kills += 1;
+        consumers[slot] = Some(ChildConsumer::spawn(&server, "work"));
+    }
+    let elapsed = started.elapsed();
+    for consumer in consumers.into_iter().flatten() {
+        consumer.stop();
+    }
+    let processed: HashMap<u64, u64> = conn.hgetall("test:processed").unwrap();
+    assert_eq!(processed.len() as u64, MESSAGES, "every message processed");
+    assert!((0..MESSAGES).all(|n| processed.get(&n).is_some_and(|c| *c >= 1)));
+    let duplicates: u64 = processed.values().map(|c| c - 1).sum();
+    let stats = hydra.queue_stats("jobs").unwrap();
+    assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (0, 0, 0));
+    let leftovers: Vec<String> = conn.keys("hydra:service:jobs:mq*:*").unwrap();
+    assert!(leftovers.is_empty(), "slot lists left: {leftovers:?}");
+    let counts: i64 = conn.hlen(q("jobs", "mqdeliveries")).unwrap();
+    eprintln!(
+        "crash test: {MESSAGES} messages, {CONSUMERS} consumers, {kills} SIGKILLs in {elapsed:?}: \
+         {duplicates} duplicate deliveries, {counts} delivery counters left"
+    );
+    assert!(kills >= 3, "the test must actually kill consumers ({kills})");
+    assert_eq!(counts, 0, "completed messages forget their counts");
+}
+
+#[test]
+fn delivery_count_survives_into_the_handler_after_retries() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let calls = Arc::new(AtomicU32::new(0));
+    let (tx, rx) = unbounded();
+    let _worker = {
+        let calls = calls.clone();
+        hydra
+            .queue_worker_with("jobs", 1, fast(1000, 5), move |m: &QueuedMessage| {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err("transient".into());
+                }
+                tx.send(m.delivery_count()).unwrap();
+                Ok(())
+            })
+            .unwrap()
+    };
+    hydra.queue_message(&message("jobs:/", json!({"x": 1}))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), 3);
+    wait_for(WAIT, || {
+        let count: i64 = raw(&server).hlen(q("jobs", "mqdeliveries")).ok()?;
+        (count == 0).then_some(())
+    })
+    .expect("count forgotten on completion");
+}
