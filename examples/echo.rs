@@ -1,8 +1,9 @@
 //! An echo service: answers every message with a reply whose body is
 //! `{"echo": <original body>}`, and serves `GET /v1/<name>/echo` and
 //! `POST /v1/<name>/echo` (the JSON body it received as `result`, plus the
-//! headers it saw under `result.headers`). It is the peer that tests in other
-//! languages talk to. Runs until SIGINT or SIGTERM, then shuts down cleanly.
+//! headers it saw under `result.headers`). It also works its own service
+//! queue: every queued message is completed with `{"echo": <body>}` logged.
+//! It is the peer that tests in other languages talk to. Runs until SIGINT or SIGTERM, then shuts down cleanly.
 //!
 //! ```text
 //! cargo run --example echo -- --name echo-svc
@@ -29,6 +30,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let info = hydra.register_service()?;
     let path = format!("/v1/{}/echo", info.service_name);
     let port = hydra.serve_http(HttpRoutes::new().get(&path, echo_http).post(&path, echo_http))?;
+    let queue = hydra.queue_worker(&info.service_name, 1, |queued| {
+        log::info!("{}", json!({ "echo": queued.message.body }));
+        Ok(())
+    })?;
     println!("ready {} {} {port}", hydra.get_instance_id(), info.service_name);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -41,9 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats = hydra.message_stats();
     hydra.shutdown()?;
     println!(
-        "stopped after {} messages ({} failed)",
+        "stopped after {} messages ({} failed) and {} queued messages",
         stats.handled + stats.failed,
-        stats.failed
+        stats.failed,
+        queue.stats().completed
     );
     Ok(())
 }

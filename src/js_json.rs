@@ -192,7 +192,11 @@ fn shortest_digits(x: f64) -> (String, i32) {
     let Some(upper) = increment(&lower) else {
         return (digits, exponent);
     };
-    let even = if lower.as_bytes()[k - 1].is_multiple_of(2) { lower } else { upper };
+    let even = if lower.as_bytes()[k - 1].is_multiple_of(2) {
+        lower
+    } else {
+        upper
+    };
     // Only a candidate if it reads back as `x`.
     let reads_back = format!("{even}e{}", exponent - (k as i32 - 1)).parse::<f64>() == Ok(x);
     if reads_back {

@@ -176,6 +176,37 @@ pub(crate) fn complete(conn: &mut Connection, keys: &QueueKeys, slot: &Slot, raw
     Ok(held == 1)
 }
 
+/// [`complete`] and [`take`] in one round trip: whether the slot still held
+/// the completed message, and the next one if any.
+pub(crate) fn complete_and_take(
+    conn: &mut Connection,
+    keys: &QueueKeys,
+    slot: &Slot,
+    raw: &[u8],
+    lease: Duration,
+) -> RedisResult<(bool, Option<Taken>)> {
+    let reply: Vec<redis::Value> = scripts::COMPLETE_AND_TAKE
+        .key(&slot.claimed)
+        .key(&keys.in_progress)
+        .key(&keys.deliveries)
+        .key(&keys.received)
+        .key(&keys.consumers)
+        .arg(raw)
+        .arg(&slot.id)
+        .arg(ms(lease))
+        .invoke(conn)?;
+    let mut reply = reply.into_iter();
+    let held: i64 = redis::from_redis_value(reply.next().unwrap_or(redis::Value::Int(0)))?;
+    let taken = match (reply.next(), reply.next()) {
+        (Some(raw), Some(failures)) => Some(Taken {
+            raw: redis::from_redis_value(raw)?,
+            failures: redis::from_redis_value(failures)?,
+        }),
+        _ => None,
+    };
+    Ok((held == 1, taken))
+}
+
 /// Counts a failed delivery: retry below `max_deliveries`, else `dead_letter`
 /// goes to `mqincomplete` (`max_deliveries` 0: at once).
 pub(crate) fn fail(

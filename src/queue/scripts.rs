@@ -95,6 +95,30 @@ return 1
     )
 });
 
+/// [`COMPLETE`] the slot's message and [`TAKE`] the next one, in one round
+/// trip: the path of a busy worker.
+///
+/// KEYS: claimed, mqinprogress, deliveries, mqrecieved, consumers.
+/// ARGV: completed message, slot, lease ms.
+/// Returns {held} when the queue is empty, else {held, message, failed
+/// deliveries so far}; `held` as for [`COMPLETE`].
+pub(crate) static COMPLETE_AND_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    with_helpers(
+        r"
+local held = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if held == 1 then
+  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[1]))
+end
+local raw = redis.call('LMOVE', KEYS[4], KEYS[2], 'RIGHT', 'LEFT')
+if not raw then return {held} end
+redis.call('LPUSH', KEYS[1], raw)
+redis.call('ZADD', KEYS[5], 'NX', now_ms() + tonumber(ARGV[3]), ARGV[2])
+return {held, raw, tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(raw)) or 0)}
+",
+    )
+});
+
 /// A delivery failed: count it; below the limit the message goes back to the
 /// far end of mqrecieved (after everything waiting), at the limit it goes to
 /// mqincomplete as the given dead letter.

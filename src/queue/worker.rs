@@ -422,7 +422,8 @@ impl Core {
     }
 
     /// Writes a pending verdict, gives back orphans, then takes and handles
-    /// one message (its verdict left pending for the next step).
+    /// one message (its verdict left pending for the next step). A completion
+    /// and the next take share one round trip when they can.
     fn step(
         &self,
         c: &mut Connection,
@@ -431,11 +432,31 @@ impl Core {
         rewriting: bool,
         dirty: &mut bool,
     ) -> redis::RedisResult<()> {
+        let lease = self.options.visibility_timeout;
+        let mut taken: Option<Option<Taken>> = None; // Some: a take was tried
         if let Some(v) = verdict.as_ref() {
-            self.record(c, slot, v, rewriting)?;
+            match v {
+                Verdict::Complete { raw, mid } if !*dirty && !self.is_stopping() => {
+                    // Whatever its outcome, the take part may have moved a
+                    // message: a failure leaves the slot dirty.
+                    let (held, next) =
+                        claims::complete_and_take(c, &self.keys, slot, raw, lease).inspect_err(|_| *dirty = true)?;
+                    self.note_completed(held, mid, rewriting);
+                    taken = Some(next);
+                }
+                _ => self.record(c, slot, v, rewriting)?,
+            }
             *verdict = None;
         }
         if self.is_stopping() {
+            // A message taken with the last completion goes back at once.
+            if matches!(taken, Some(Some(_))) {
+                *dirty = true;
+            }
+            if *dirty {
+                claims::release(c, &self.keys, &[slot], false)?;
+                *dirty = false;
+            }
             return Ok(());
         }
         if *dirty {
@@ -448,19 +469,35 @@ impl Core {
                 );
             }
         }
-        let lease = self.options.visibility_timeout;
-        let taken = match claims::take(c, &self.keys, slot, lease) {
-            Ok(Some(taken)) => Ok(Some(taken)),
-            Ok(None) if self.is_stopping() => Ok(None),
-            Ok(None) => claims::take_blocking(c, &self.keys, slot, lease, BLOCK),
-            Err(e) => Err(e),
-        }
-        .inspect_err(|_| *dirty = true)?;
+        let taken = match taken {
+            Some(Some(taken)) => Some(taken),
+            Some(None) => claims::take_blocking(c, &self.keys, slot, lease, BLOCK).inspect_err(|_| *dirty = true)?,
+            None => match claims::take(c, &self.keys, slot, lease) {
+                Ok(Some(taken)) => Ok(Some(taken)),
+                Ok(None) if self.is_stopping() => Ok(None),
+                Ok(None) => claims::take_blocking(c, &self.keys, slot, lease, BLOCK),
+                Err(e) => Err(e),
+            }
+            .inspect_err(|_| *dirty = true)?,
+        };
         if let Some(taken) = taken {
             bump(&self.counters.taken);
             *verdict = Some(self.handle(taken));
         }
         Ok(())
+    }
+
+    fn note_completed(&self, held: bool, mid: &str, rewriting: bool) {
+        if held {
+            bump(&self.counters.completed);
+        } else if rewriting {
+            log::debug!(
+                "queue {}: completion of {mid} was already written (its reply had been lost)",
+                self.keys.service
+            );
+        } else {
+            self.note_lost(mid);
+        }
     }
 
     /// Runs the handler on a message and decides what to write.
@@ -531,11 +568,8 @@ impl Core {
         };
         match verdict {
             Verdict::Complete { raw, mid } => {
-                if claims::complete(c, &self.keys, slot, raw)? {
-                    bump(&self.counters.completed);
-                } else {
-                    note_lost(mid);
-                }
+                let held = claims::complete(c, &self.keys, slot, raw)?;
+                self.note_completed(held, mid, rewriting);
             }
             Verdict::Fail {
                 raw,

@@ -1,0 +1,465 @@
+//! Queue benchmark: enqueue → take → complete throughput with 1 and 8
+//! workers, side by side with a floor measured in the same run (raw
+//! redis-rs issuing Hydra's queue commands), and the recovery latency after
+//! a consumer process is killed.
+//!
+//! ```text
+//! cargo run --release --example bench_queue
+//! ```
+//!
+//! Target: hydra-rs `queue_worker` end-to-end throughput ≥ 0.7× the floor's,
+//! with 1 and with 8 workers; recovery ≈ the visibility timeout. The program
+//! is a report: it exits 0 whether or not the targets are met, and non-zero
+//! only when a message was lost or left behind.
+//!
+//! It starts its own `redis-server` on a free loopback port and uses db 15.
+//! For each worker count W (1, 8) and round, three subjects each move
+//! `MESSAGES` messages through a fresh queue, in two timed phases:
+//!
+//! - **enqueue**: W threads enqueue `MESSAGES / W` messages each. The floor
+//!   builds short-form UMF JSON (fresh uuid `mid`, JavaScript timestamp) and
+//!   `LPUSH`es it; both hydra-rs subjects call `queue_message` (validation,
+//!   route parsing, JavaScript-exact JSON).
+//! - **take + complete**: W threads drain the queue. The floor does Node
+//!   Hydra's `RPOPLPUSH mqrecieved mqinprogress`, parses the JSON, and
+//!   `LREM mqinprogress 1 <item>` — the same commands, issued raw.
+//!   *hydra-rs get/mark* does the same through `get_queued_message` and
+//!   `mark_queue_message` (no lease). *hydra-rs queue_worker* runs a worker
+//!   with W threads whose handler reads the body: each message costs one Lua
+//!   script to take it (into `mqinprogress` and the thread's claimed list,
+//!   with its lease) and one to complete it, so that a consumer's death loses
+//!   nothing. The phase ends when the worker has marked every message.
+//!
+//! End-to-end msgs/s is messages over the sum of both phases. Subjects run in
+//! a different order each round so that drift falls on all alike.
+//!
+//! Recovery: a child process (this program with `--hang-consumer`) runs a
+//! queue worker whose handler takes one message and never returns; it is
+//! killed with SIGKILL, and the time until this process's own worker on the
+//! same queue receives the message is measured. Both use a visibility
+//! timeout of `RECOVERY_VT`. A lease runs out one visibility timeout after
+//! its last renewal (renewals every quarter of it) and reapers look every
+//! quarter of it, so the expected latency is the timeout ± a quarter.
+
+use std::error::Error;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use hydra::umf::UMF_VERSION;
+use hydra::{Config, Hydra, QueueOptions, QueuedMessage, Umf, keys};
+use hydra_testkit::RedisServer;
+use serde_json::{Value, json};
+
+const DB: u8 = 15;
+const MESSAGES: u64 = 12_000;
+const ROUNDS: usize = 3;
+const WORKER_COUNTS: [usize; 2] = [1, 8];
+/// 64 bytes of padding in every body.
+const PAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const TARGET: f64 = 0.7;
+const RECOVERY_VT: Duration = Duration::from_secs(2);
+const RECOVERY_TRIALS: usize = 5;
+/// Longest a drain may take before the benchmark gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Subject {
+    Floor,
+    GetMark,
+    Worker,
+}
+
+const SUBJECTS: [Subject; 3] = [Subject::Floor, Subject::GetMark, Subject::Worker];
+
+impl Subject {
+    fn label(self) -> &'static str {
+        match self {
+            Subject::Floor => "raw redis-rs floor (LPUSH / RPOPLPUSH / LREM)",
+            Subject::GetMark => "hydra-rs get_queued_message + mark_queue_message",
+            Subject::Worker => "hydra-rs queue_worker (leased, crash-safe)",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Subject::Floor => "floor",
+            Subject::GetMark => "getmark",
+            Subject::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    messages: u64,
+    enqueue: Duration,
+    drain: Duration,
+}
+
+impl Tally {
+    fn rate(&self, d: Duration) -> f64 {
+        self.messages as f64 / d.as_secs_f64()
+    }
+    fn end_to_end(&self) -> f64 {
+        self.rate(self.enqueue + self.drain)
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--hang-consumer") {
+        return match hang_consumer(&args[2]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench_queue child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench_queue: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> BoxResult<bool> {
+    let server = RedisServer::start();
+    let url = server.url(DB);
+    let client = redis::Client::open(url.as_str())?;
+    let mut probe = client.get_connection()?;
+    let version = redis_version(&mut probe)?;
+    let hydra = Hydra::init(
+        Config::builder()
+            .service_name("bench-queue")
+            .service_ip("127.0.0.1")
+            .redis_url(&url)
+            .build()?,
+    )?;
+    println!(
+        "bench_queue: redis-server {version} on 127.0.0.1:{} db {DB}; {MESSAGES} messages per run, \
+         body {} bytes, {ROUNDS} rounds; {} CPUs",
+        server.port(),
+        body(1_000_000).to_string().len(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let mut ok = true;
+    let mut results: Vec<(usize, Subject, Tally)> = Vec::new();
+    for workers in WORKER_COUNTS {
+        let mut tallies = [Tally::default(); 3];
+        for round in 0..ROUNDS {
+            for k in order(round) {
+                let subject = SUBJECTS[k];
+                let queue = format!("bq-{}-{workers}-{round}", subject.tag());
+                let enqueue = enqueue(subject, &hydra, &client, &queue, workers)?;
+                let drain = drain(subject, &hydra, &client, &queue, workers)?;
+                let stats = hydra.queue_stats(&queue)?;
+                if stats.waiting + stats.in_progress + stats.incomplete != 0 {
+                    ok = false;
+                    eprintln!("ERROR {queue}: left behind {stats:?}");
+                }
+                let t = &mut tallies[k];
+                t.messages += MESSAGES;
+                t.enqueue += enqueue;
+                t.drain += drain;
+                eprintln!(
+                    "  {workers} worker(s), round {}/{ROUNDS}: {:<8} enqueue {:>7.0}/s, take+complete {:>7.0}/s",
+                    round + 1,
+                    subject.tag(),
+                    MESSAGES as f64 / enqueue.as_secs_f64(),
+                    MESSAGES as f64 / drain.as_secs_f64()
+                );
+            }
+        }
+        for (k, subject) in SUBJECTS.into_iter().enumerate() {
+            results.push((workers, subject, tallies[k]));
+        }
+    }
+
+    println!();
+    println!("| subject | workers | enqueue msgs/s | take + complete msgs/s | end-to-end msgs/s | vs floor |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for &(workers, subject, tally) in &results {
+        let floor = results
+            .iter()
+            .find(|(w, s, _)| *w == workers && *s == Subject::Floor)
+            .map(|(_, _, t)| t.end_to_end())
+            .unwrap_or(f64::NAN);
+        println!(
+            "| {} | {workers} | {:.0} | {:.0} | {:.0} | {:.2}× |",
+            subject.label(),
+            tally.rate(tally.enqueue),
+            tally.rate(tally.drain),
+            tally.end_to_end(),
+            tally.end_to_end() / floor
+        );
+    }
+    println!();
+    for workers in WORKER_COUNTS {
+        let get = |s: Subject| {
+            results
+                .iter()
+                .find(|(w, x, _)| *w == workers && *x == s)
+                .map(|(_, _, t)| t.end_to_end())
+                .unwrap_or(f64::NAN)
+        };
+        let ratio = get(Subject::Worker) / get(Subject::Floor);
+        println!(
+            "target, {workers} worker(s): queue_worker end-to-end ≥ {TARGET}× floor: {:.2}× — {}",
+            ratio,
+            if ratio >= TARGET { "met" } else { "NOT met" }
+        );
+    }
+
+    println!();
+    let latencies = recovery(&hydra, &url)?;
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    println!("| visibility timeout | trials | min | median | max |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:?} | {} | {:.2} s | {:.2} s | {:.2} s |",
+        RECOVERY_VT,
+        sorted.len(),
+        sorted[0].as_secs_f64(),
+        sorted[sorted.len() / 2].as_secs_f64(),
+        sorted[sorted.len() - 1].as_secs_f64()
+    );
+    println!("recovery: time from SIGKILL of the consumer holding a message to its redelivery to another consumer");
+    hydra.shutdown()?;
+    Ok(ok)
+}
+
+/// Subject indices in the order round `round` runs them.
+fn order(round: usize) -> [usize; 3] {
+    match round % 3 {
+        0 => [0, 1, 2],
+        1 => [2, 0, 1],
+        _ => [1, 2, 0],
+    }
+}
+
+fn body(n: u64) -> Value {
+    json!({"n": n, "pad": PAD})
+}
+
+/// W threads enqueue `MESSAGES / W` each; returns the wall time.
+fn enqueue(
+    subject: Subject,
+    hydra: &Hydra,
+    client: &redis::Client,
+    queue: &str,
+    workers: usize,
+) -> BoxResult<Duration> {
+    let per = MESSAGES / workers as u64;
+    assert_eq!(per * workers as u64, MESSAGES);
+    let start = Arc::new(Barrier::new(workers + 1));
+    let to = format!("{queue}:/");
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let start = start.clone();
+            let (hydra, client, to, queue) = (hydra.clone(), client.clone(), to.clone(), queue.to_string());
+            thread::spawn(move || -> BoxResult<()> {
+                let mut conn = match subject {
+                    Subject::Floor => Some(client.get_connection()?),
+                    _ => None,
+                };
+                let key = keys::queue_received(&queue);
+                start.wait();
+                for i in 0..per {
+                    let n = w as u64 * per + i;
+                    match conn.as_mut() {
+                        Some(conn) => {
+                            let item = json!({
+                                "to": to, "frm": "bench-queue:/", "mid": uuid::Uuid::new_v4().hyphenated().to_string(),
+                                "ts": now_iso(), "ver": UMF_VERSION, "bdy": body(n),
+                            });
+                            redis::cmd("LPUSH").arg(&key).arg(item.to_string()).query::<()>(conn)?;
+                        }
+                        None => hydra.queue_message(&Umf::new(to.as_str(), "bench-queue:/", body(n)))?,
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for t in threads {
+        t.join().map_err(|_| "an enqueue thread panicked")??;
+    }
+    Ok(began.elapsed())
+}
+
+/// W consumers take and complete every message; returns the wall time.
+fn drain(subject: Subject, hydra: &Hydra, client: &redis::Client, queue: &str, workers: usize) -> BoxResult<Duration> {
+    if subject == Subject::Worker {
+        let seen = Arc::new(AtomicU64::new(0));
+        let began = Instant::now();
+        let worker = {
+            let seen = seen.clone();
+            hydra.queue_worker_with(queue, workers, QueueOptions::new(), move |m: &QueuedMessage| {
+                m.message.body["n"].as_u64().ok_or("no n")?;
+                seen.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })?
+        };
+        while worker.stats().completed < MESSAGES {
+            if began.elapsed() > PHASE_TIMEOUT {
+                return Err(format!("worker drained only {:?} in {PHASE_TIMEOUT:?}", worker.stats()).into());
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        let elapsed = began.elapsed();
+        worker.stop();
+        let stats = worker.stats();
+        if stats.taken != MESSAGES || seen.load(Ordering::Relaxed) != MESSAGES {
+            return Err(format!("worker saw {:?}", stats).into());
+        }
+        return Ok(elapsed);
+    }
+    let start = Arc::new(Barrier::new(workers + 1));
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..workers)
+        .map(|_| {
+            let (start, done) = (start.clone(), done.clone());
+            let (hydra, client, queue) = (hydra.clone(), client.clone(), queue.to_string());
+            thread::spawn(move || -> BoxResult<()> {
+                let mut conn = match subject {
+                    Subject::Floor => Some(client.get_connection()?),
+                    _ => None,
+                };
+                let (received, in_progress) = (keys::queue_received(&queue), keys::queue_in_progress(&queue));
+                start.wait();
+                loop {
+                    match conn.as_mut() {
+                        Some(conn) => {
+                            let item: Option<Vec<u8>> =
+                                redis::cmd("RPOPLPUSH").arg(&received).arg(&in_progress).query(conn)?;
+                            let Some(item) = item else { break };
+                            let value: Value = serde_json::from_slice(&item)?;
+                            value["bdy"]["n"].as_u64().ok_or("no n")?;
+                            redis::cmd("LREM")
+                                .arg(&in_progress)
+                                .arg(1)
+                                .arg(&item)
+                                .query::<()>(conn)?;
+                        }
+                        None => {
+                            let Some(m) = hydra.get_queued_message(&queue)? else {
+                                break;
+                            };
+                            m.message.body["n"].as_u64().ok_or("no n")?;
+                            hydra.mark_queue_message(&m, true, None)?;
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for t in threads {
+        t.join().map_err(|_| "a drain thread panicked")??;
+    }
+    let elapsed = began.elapsed();
+    if done.load(Ordering::Relaxed) != MESSAGES {
+        return Err(format!("drained {} of {MESSAGES}", done.load(Ordering::Relaxed)).into());
+    }
+    Ok(elapsed)
+}
+
+/// Kills a consumer holding a message, `RECOVERY_TRIALS` times; returns the
+/// time from each kill to the redelivery.
+fn recovery(hydra: &Hydra, url: &str) -> BoxResult<Vec<Duration>> {
+    let queue = "bq-recovery";
+    let mut latencies = Vec::new();
+    for trial in 0..RECOVERY_TRIALS {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--hang-consumer", url])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().ok_or("no child stdout")?).lines();
+        let mut expect = |word: &str| -> BoxResult<String> {
+            for line in lines.by_ref() {
+                if let Some(rest) = line?.strip_prefix(word) {
+                    return Ok(rest.trim().to_string());
+                }
+            }
+            Err(format!("child exited before {word:?}").into())
+        };
+        expect("ready")?;
+        let message = hydra.create_umf_message(&format!("{queue}:/"), json!({"trial": trial}));
+        hydra.queue_message(&message)?;
+        let took = expect("took")?;
+        if took != message.mid {
+            return Err(format!("child took {took}, expected {}", message.mid).into());
+        }
+        // Another consumer of the same queue, in this process.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let options = QueueOptions::new().with_visibility_timeout(RECOVERY_VT);
+        let worker = hydra.queue_worker_with(queue, 1, options, move |m: &QueuedMessage| {
+            tx.send((Instant::now(), m.message.mid.clone(), m.delivery_count()))?;
+            Ok(())
+        })?;
+        let killed = Instant::now();
+        child.kill()?;
+        child.wait()?;
+        let (at, mid, deliveries) = rx.recv_timeout(RECOVERY_VT * 3)?;
+        worker.stop();
+        if mid != took || deliveries != 2 {
+            return Err(format!("redelivered {mid} (delivery {deliveries}), expected {took} (delivery 2)").into());
+        }
+        let latency = at - killed;
+        eprintln!("  recovery trial {}: {latency:?}", trial + 1);
+        latencies.push(latency);
+    }
+    Ok(latencies)
+}
+
+/// Child process: a worker whose handler announces the message it took and
+/// never returns.
+fn hang_consumer(url: &str) -> BoxResult<()> {
+    let hydra = Hydra::init(
+        Config::builder()
+            .service_name("bench-queue-child")
+            .service_ip("127.0.0.1")
+            .redis_url(url)
+            .build()?,
+    )?;
+    let options = QueueOptions::new().with_visibility_timeout(RECOVERY_VT);
+    let _worker = hydra.queue_worker_with("bq-recovery", 1, options, |m: &QueuedMessage| {
+        println!("took {}", m.message.mid);
+        thread::sleep(Duration::from_secs(3600));
+        Ok(())
+    })?;
+    println!("ready");
+    thread::sleep(Duration::from_secs(3600));
+    Ok(())
+}
+
+fn now_iso() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .to_string())
+}
