@@ -3,7 +3,8 @@
 //! `POST /v1/<name>/echo` (the JSON body it received as `result`, plus the
 //! headers it saw under `result.headers`). It also works its own service
 //! queue: every queued message is completed with `{"echo": <body>}` logged.
-//! It is the peer that tests in other languages talk to. Runs until SIGINT or SIGTERM, then shuts down cleanly.
+//! It is the peer that tests in other languages talk to. Runs until SIGINT
+//! or SIGTERM, then shuts down cleanly.
 //!
 //! ```text
 //! cargo run --example echo -- --name echo-svc

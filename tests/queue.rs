@@ -370,8 +370,8 @@ fn shutdown_stops_workers_promptly_and_deregisters_them() {
             .unwrap()
     };
     assert_eq!(hydra.queue_stats("jobs").unwrap().consumers, 3);
-    // Let every thread settle into its blocking wait.
-    std::thread::sleep(Duration::from_millis(200));
+    // Threads may or may not have started their blocking waits yet: either
+    // way, shutdown must not wait for a wait to time out (1 s).
     let started = Instant::now();
     hydra.shutdown().unwrap();
     assert!(
@@ -517,6 +517,10 @@ struct ChildConsumer {
 
 impl ChildConsumer {
     fn spawn(server: &RedisServer, mode: &str) -> ChildConsumer {
+        ChildConsumer::spawn_with(server, mode, 1000)
+    }
+
+    fn spawn_with(server: &RedisServer, mode: &str, max_deliveries: u32) -> ChildConsumer {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -528,6 +532,7 @@ impl ChildConsumer {
             ])
             .env("HYDRA_TEST_QUEUE_CHILD_URL", server.url(15))
             .env("HYDRA_TEST_QUEUE_CHILD_MODE", mode)
+            .env("HYDRA_TEST_QUEUE_CHILD_MAX", max_deliveries.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -584,7 +589,8 @@ impl ChildConsumer {
 }
 
 /// Re-run of this test binary as a consumer process (see `ChildConsumer`).
-/// Modes: `hang` takes one message, prints `took <mid>` and holds it until
+/// Visibility timeout 1 s, delivery limit from the parent. Modes: `hang`
+/// takes one message, prints `took <mid>` and holds it until
 /// killed; `work` counts every message it handles in the hash
 /// `test:processed` (field = body.n), taking 5 ms each on 2 threads.
 /// Ignored so it never counts as a test of its own.
@@ -601,7 +607,8 @@ fn queue_consumer_child() {
         .build()
         .unwrap();
     let hydra = Hydra::init(config).unwrap();
-    let options = fast(1000, 1000);
+    let max = std::env::var("HYDRA_TEST_QUEUE_CHILD_MAX").unwrap().parse().unwrap();
+    let options = fast(1000, max);
     let worker = if mode == "hang" {
         hydra
             .queue_worker_with("jobs", 1, options, |m: &QueuedMessage| {
@@ -654,7 +661,10 @@ fn a_killed_consumers_message_is_redelivered_after_the_visibility_timeout() {
     eprintln!("redelivered {latency:?} after the kill (visibility timeout 1 s)");
     assert_eq!((mid, deliveries), (sent.mid, 2));
     assert!(
-        latency >= Duration::from_millis(700) && latency <= Duration::from_millis(2500),
+        // A lease runs out 1 s after its last renewal (every 250 ms) and
+        // reapers look every 250 ms: 0.75 to 1.25 s, plus slack for a busy
+        // machine.
+        latency >= Duration::from_millis(700) && latency <= Duration::from_millis(3500),
         "{latency:?}"
     );
     wait_for(WAIT, || {
@@ -741,4 +751,43 @@ fn delivery_count_survives_into_the_handler_after_retries() {
         (count == 0).then_some(())
     })
     .expect("count forgotten on completion");
+}
+
+#[test]
+fn a_message_whose_consumers_keep_dying_becomes_a_dead_letter() {
+    // Deliveries lost with their consumer count too: after the limit the
+    // message is dead-lettered without running the handler again.
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    let first = ChildConsumer::spawn_with(&server, "hang", 2);
+    let sent = message("jobs:/", json!({"crashes": "everyone"}));
+    hydra.queue_message(&sent).unwrap();
+    assert_eq!(first.expect("took"), sent.mid);
+    let second = ChildConsumer::spawn_with(&server, "hang", 2);
+    first.kill();
+    // The second consumer's reaper puts it back and its thread takes it.
+    assert_eq!(second.expect("took"), sent.mid);
+    let (tx, rx) = unbounded();
+    let worker = hydra
+        .queue_worker_with("jobs", 1, fast(1000, 2), move |m: &QueuedMessage| {
+            tx.send(m.message.mid.clone()).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    second.kill();
+    wait_for(WAIT, || (worker.stats().dead_lettered == 1).then_some(())).expect("dead-lettered");
+    assert!(rx.try_recv().is_err(), "the handler must not run a third time");
+    let dead: Vec<String> = raw(&server).lrange(q("jobs", "mqincomplete"), 0, -1).unwrap();
+    assert_eq!(dead.len(), 1);
+    let dead: Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(dead["mid"], sent.mid.as_str());
+    assert!(
+        dead["bdy"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("delivered 2 times without being completed"),
+        "{dead}"
+    );
+    let stats = hydra.queue_stats("jobs").unwrap();
+    assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (0, 0, 1));
 }

@@ -15,7 +15,7 @@
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use redis::Connection;
@@ -35,8 +35,10 @@ pub(crate) type QueueHandler = dyn Fn(&QueuedMessage) -> std::result::Result<(),
 /// Longest single blocking wait for a message; a stop also interrupts it
 /// (`CLIENT UNBLOCK`), this only bounds the rare race with that.
 const BLOCK: Duration = Duration::from_secs(1);
-/// How long a stop waits for each thread (a running handler) to finish.
+/// How long a stop waits for the threads (running handlers) to finish.
 const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How often a stop repeats `CLIENT UNBLOCK` for threads still running.
+const UNBLOCK_REPEAT: Duration = Duration::from_millis(50);
 /// Pause after a Redis error, doubling up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -206,8 +208,8 @@ pub(super) fn start(
 }
 
 impl QueueWorker {
-    /// Stops taking messages, lets running handlers finish (up to 5 s
-    /// each), records their verdicts, and gives back anything still held.
+    /// Stops taking messages, lets running handlers finish (up to 5 s in
+    /// all), records their verdicts, and gives back anything still held.
     /// Idempotent; also done by the owning `Hydra`'s `shutdown`.
     pub fn stop(&self) {
         self.core.stop();
@@ -616,23 +618,32 @@ impl Core {
             return;
         }
         drop(self.stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let ids: Vec<i64> = self
-            .client_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
-        for id in ids {
-            // Ends a blocking take at once (as a timeout would).
-            let _ = self
-                .store
-                .run(|c| redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query::<i64>(c));
+        // End blocking takes at once (as a timeout would). A thread may be
+        // just about to block when the first unblock comes, so repeat for the
+        // threads still running, until they are done or the deadline passes.
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        loop {
+            let running: Vec<i64> = {
+                let ids = self.client_ids.lock().unwrap_or_else(|p| p.into_inner());
+                ids.iter()
+                    .zip(&self.exited)
+                    .filter(|(_, exited)| !exited.load(Ordering::SeqCst))
+                    .filter_map(|(id, _)| *id)
+                    .collect()
+            };
+            if running.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for id in running {
+                let _ = self
+                    .store
+                    .run(|c| redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query::<i64>(c));
+            }
+            std::thread::sleep(UNBLOCK_REPEAT);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for thread in threads {
-            thread.join(JOIN_DEADLINE);
+            thread.join(deadline.saturating_duration_since(Instant::now()));
         }
         if let Some(keeper) = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take() {
             keeper.join(JOIN_DEADLINE);
