@@ -36,6 +36,14 @@ fn fast(vt_ms: u64, max_deliveries: u32) -> QueueOptions {
         .with_max_deliveries(max_deliveries)
 }
 
+// Workers and messages move between threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<hydra::QueueWorker>();
+    assert_send_sync::<QueuedMessage>();
+    assert_send_sync::<hydra::QueueStats>();
+};
+
 #[test]
 fn queue_message_refuses_invalid_messages_like_node() {
     let server = RedisServer::start();

@@ -221,9 +221,10 @@ impl Hydra {
                     .arg("RIGHT")
                     .arg("LEFT")
                     .arg(claims::block_seconds(left))
-                    .query(c)?;
+                    .query(c);
+                // The connection goes back to the pool: restore its timeout.
                 c.set_read_timeout(Some(command_timeout))?;
-                Ok(raw)
+                raw
             })?;
             let Some(raw) = raw else {
                 return Ok(None);
@@ -284,11 +285,10 @@ impl Hydra {
         let keys = QueueKeys::new(&message.queue);
         let reason = reason.filter(|r| !r.is_empty()).unwrap_or(DEFAULT_INCOMPLETE_REASON);
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LREM")
-            .arg(&keys.in_progress)
-            .arg(1)
-            .arg(&message.raw);
+        if !completed {
+            pipe.atomic();
+        }
+        pipe.cmd("LREM").arg(&keys.in_progress).arg(1).arg(&message.raw);
         if !completed {
             pipe.cmd("RPUSH")
                 .arg(&keys.incomplete)
@@ -395,9 +395,9 @@ impl Hydra {
 
 /// Stored bytes → (text, message), or why they are not a UMF message.
 fn decode(raw: &[u8]) -> std::result::Result<(String, Umf), String> {
-    let text = String::from_utf8(raw.to_vec()).map_err(|_| "not UTF-8".to_string())?;
-    let message = Umf::parse(&text).map_err(|e| e.to_string())?;
-    Ok((text, message))
+    let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_string())?;
+    let message = Umf::parse(text).map_err(|e| e.to_string())?;
+    Ok((text.to_string(), message))
 }
 
 /// The stored message with `bdy.reason` (or `body.reason`) set, as Node's
