@@ -164,6 +164,18 @@ typedef struct hydra hydra;
 typedef struct hydra_http_response hydra_http_response;
 
 /**
+ * A running queue worker (`hydra_queue_worker_new`). Usable from any thread.
+ */
+typedef struct hydra_queue_worker hydra_queue_worker;
+
+/**
+ * A message taken from a queue with `hydra_get_queued_message`: read it with
+ * `hydra_queued_message_json`, mark it with `hydra_mark_queue_message`,
+ * release it with `hydra_queued_message_free`. Usable from any thread.
+ */
+typedef struct hydra_queued_message hydra_queued_message;
+
+/**
  * Called for every message that reaches this instance (on its service or
  * instance channel), on one of the library's worker threads
  * (`messageWorkers`, default 4), possibly on several at once.
@@ -207,6 +219,21 @@ typedef int32_t (*hydra_http_callback)(void *user_data,
                                        struct hydra *hydra,
                                        const char *request_json,
                                        struct hydra_http_response *response);
+
+/**
+ * Processes one queued message, on one of the worker's threads
+ * (`hydra-queue-<n>`), possibly on several at once. `queued_json` (valid
+ * only during the call) is `{"message": <UMF long form>, "queue": "<service>",
+ * "deliveryCount": 1}`. Return `HYDRA_OK` to mark it completed; any other
+ * value fails this delivery: the message goes back to the queue, and after
+ * `maxDeliveries` to the dead letters (`mqincomplete`) with `bdy.reason`
+ * saying which status the callback returned (and the last error message of
+ * a library call that failed in it, if any). Do not mark the message
+ * yourself. The callback may call any function of the library.
+ */
+typedef int32_t (*hydra_queue_callback)(void *user_data,
+                                        struct hydra *hydra,
+                                        const char *queued_json);
 
 /**
  * Receives one log record of the library: `level` is `HYDRA_LOG_ERROR` ..
@@ -714,6 +741,136 @@ int32_t hydra_get_all_service_routes(struct hydra *hydra, char **out_json);
  * writable.
  */
 int32_t hydra_match_route(struct hydra *hydra, const char *route, bool *out_matched);
+
+/**
+ * Puts a message at the end of the queue of the service in its `to` (Node's
+ * `queueMessage`); no instance needs to be present. `from` defaults to this
+ * service. `HYDRA_BAD_REQUEST` when `to` or `body` is missing.
+ *
+ * # Safety
+ * `message_json` is NULL or a NUL-terminated string.
+ */
+int32_t hydra_queue_message(struct hydra *hydra, const char *message_json);
+
+/**
+ * Takes the oldest message waiting in `service`'s queue (Node's
+ * `getQueuedMessage`), waiting up to `timeout_ms` for one (0: do not wait).
+ * `*out_queued` is the message, or NULL (with `HYDRA_OK`) when none came.
+ * Mark it with `hydra_mark_queue_message`, or it stays in progress for good,
+ * as in Node.
+ *
+ * # Safety
+ * `service` is NULL or a NUL-terminated string; `out_queued` is NULL or
+ * writable.
+ */
+int32_t hydra_get_queued_message(struct hydra *hydra,
+                                 const char *service,
+                                 uint64_t timeout_ms,
+                                 struct hydra_queued_message **out_queued);
+
+/**
+ * The taken message as JSON: `{"message": <UMF long form>, "queue":
+ * "<service>", "deliveryCount": 1}`.
+ *
+ * # Safety
+ * `out_json` is NULL or writable.
+ */
+int32_t hydra_queued_message_json(const struct hydra_queued_message *queued, char **out_json);
+
+/**
+ * Marks a taken message (Node's `markQueueMessage`): removes it from the
+ * queue's in-progress list and, unless `completed`, appends it to
+ * `mqincomplete` with `bdy.reason` = `reason` (NULL or "": Node's "reason
+ * not provided"). `*out_was_in_progress` (may be NULL) tells whether it was
+ * still in progress. The message stays valid until
+ * `hydra_queued_message_free`.
+ *
+ * # Safety
+ * `reason` is NULL or a NUL-terminated string; `out_was_in_progress` is NULL
+ * or writable.
+ */
+int32_t hydra_mark_queue_message(struct hydra *hydra,
+                                 const struct hydra_queued_message *queued,
+                                 bool completed,
+                                 const char *reason,
+                                 bool *out_was_in_progress);
+
+/**
+ * Releases a taken message (not marking it). NULL and stale handles are
+ * ignored.
+ */
+void hydra_queued_message_free(struct hydra_queued_message *queued);
+
+/**
+ * `service`'s queue now, a JSON object: `waiting`, `in_progress`,
+ * `incomplete`, `oldest_waiting_ms` (or null), `consumers`.
+ *
+ * # Safety
+ * `service` is NULL or a NUL-terminated string; `out_json` is NULL or
+ * writable.
+ */
+int32_t hydra_queue_stats(struct hydra *hydra, const char *service, char **out_json);
+
+/**
+ * Moves every message of `service`'s `mqincomplete` (dead letters and
+ * messages marked incomplete) back into its queue, oldest first;
+ * `*out_moved` (may be NULL) = how many.
+ *
+ * # Safety
+ * `service` is NULL or a NUL-terminated string; `out_moved` is NULL or
+ * writable.
+ */
+int32_t hydra_redrive_dead_letters(struct hydra *hydra, const char *service, uint64_t *out_moved);
+
+/**
+ * Works `service`'s queue on `concurrency` threads, calling `callback` for
+ * each message (see `hydra_queue_callback`): completed on `HYDRA_OK`,
+ * retried otherwise, a dead letter after `maxDeliveries`. Messages held by a
+ * worker whose process dies go back to the queue after the visibility
+ * timeout. `options_json` may be NULL or `{"visibilityTimeoutMs": 30000,
+ * "maxDeliveries": 5}`. Runs until `hydra_queue_worker_stop`,
+ * `hydra_queue_worker_free`, or the shutdown of `hydra`.
+ *
+ * On success `*out_worker` is the worker (release it with
+ * `hydra_queue_worker_free`) and the library owns `user_data`:
+ * `free_user_data` runs once the worker has stopped and both its handle and
+ * `hydra` have been released or shut down. On failure it does not run.
+ *
+ * # Safety
+ * `service` and `options_json` are NULL or NUL-terminated strings;
+ * `callback` and `free_user_data` must be callable from any thread with
+ * `user_data`; `out_worker` is NULL or writable.
+ */
+int32_t hydra_queue_worker_new(struct hydra *hydra,
+                               const char *service,
+                               uint32_t concurrency,
+                               const char *options_json,
+                               hydra_queue_callback callback,
+                               void *user_data,
+                               hydra_free_callback free_user_data,
+                               struct hydra_queue_worker **out_worker);
+
+/**
+ * Stops the worker: takes no more messages, lets running callbacks finish
+ * (up to 5 s in all) and gives back what it still holds. Idempotent.
+ */
+int32_t hydra_queue_worker_stop(struct hydra_queue_worker *worker);
+
+/**
+ * The worker's counters, a JSON object: `taken`, `completed`, `failed`,
+ * `panicked`, `retried`, `dead_lettered`, `lost`, `requeued`,
+ * `redis_errors`.
+ *
+ * # Safety
+ * `out_json` is NULL or writable.
+ */
+int32_t hydra_queue_worker_stats(struct hydra_queue_worker *worker, char **out_json);
+
+/**
+ * Stops the worker (as `hydra_queue_worker_stop`) and releases the handle.
+ * NULL and stale handles are ignored.
+ */
+void hydra_queue_worker_free(struct hydra_queue_worker *worker);
 
 /**
  * Sends the library's log records at `max_level` and above

@@ -19,7 +19,7 @@
 
 // Declared in the header's order (cbindgen follows it), one per group so
 // rustfmt keeps it: status codes, strings, callbacks, the hydra handle and its
-// discovery, messaging, HTTP, logging.
+// discovery, messaging, HTTP, queues, logging.
 mod status;
 
 mod args;
@@ -33,6 +33,8 @@ mod service;
 mod messaging;
 
 mod http;
+
+mod queue;
 
 mod logging;
 
@@ -50,6 +52,12 @@ pub use logging::{
 pub use messaging::{
     hydra_create_umf_message, hydra_message_callback, hydra_message_stats, hydra_on_message, hydra_receive_message,
     hydra_reply, hydra_request, hydra_send_broadcast_message, hydra_send_message, hydra_send_reply_message,
+};
+pub use queue::{
+    hydra_get_queued_message, hydra_mark_queue_message, hydra_queue_callback, hydra_queue_message, hydra_queue_stats,
+    hydra_queue_worker, hydra_queue_worker_free, hydra_queue_worker_new, hydra_queue_worker_stats,
+    hydra_queue_worker_stop, hydra_queued_message, hydra_queued_message_free, hydra_queued_message_json,
+    hydra_redrive_dead_letters,
 };
 pub use service::{
     hydra, hydra_clear_stale_nodes, hydra_find_service, hydra_free, hydra_get_config, hydra_get_health,

@@ -134,13 +134,18 @@ fn set_last_error(message: &str) {
     LAST_ERROR.with(|cell| *cell.borrow_mut() = text);
 }
 
-fn clear_last_error() {
+pub(crate) fn clear_last_error() {
     LAST_ERROR.with(|cell| {
         let mut cell = cell.borrow_mut();
         if !cell.as_bytes().is_empty() {
             *cell = CString::default();
         }
     });
+}
+
+/// This thread's last error message ("" when none).
+pub(crate) fn last_error() -> String {
+    LAST_ERROR.with(|cell| cell.borrow().to_string_lossy().into_owned())
 }
 
 /// Records `error` as this thread's last error (for void functions that fail

@@ -27,15 +27,16 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// `target/<profile>`, where cargo put `libhydra_ffi.so` and `.a`: this test
-/// binary lives in its `deps/`.
+/// `target/<profile>/deps`, where `cargo test` builds `libhydra_ffi.so` and
+/// `.a` for this run (it copies them up to `target/<profile>` only on `cargo
+/// build`), next to this test binary.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let dir = exe.parent().unwrap().to_path_buf();
     for lib in ["libhydra_ffi.so", "libhydra_ffi.a"] {
         assert!(
             dir.join(lib).is_file(),
-            "{} not found: build the library with `cargo build -p hydra-ffi`",
+            "{} not found: cargo builds it with this test (crate-type cdylib and staticlib)",
             dir.join(lib).display()
         );
     }
@@ -131,6 +132,9 @@ impl Program {
             Command::new(exe)
         };
         command
+            // cargo's LD_LIBRARY_PATH may name target/<profile>, whose copy of
+            // the library can be stale; the programs' rpath names the fresh one.
+            .env_remove("LD_LIBRARY_PATH")
             .env_remove("HYDRA_REDIS_URL")
             .env_remove("HYDRA_SERVICE")
             .envs(env.iter().copied())
@@ -443,4 +447,52 @@ fn c_service_talks_with_rust_and_node() {
     stop.store(true, Ordering::SeqCst);
     assert!(rust.message_stats().replies_matched >= 2);
     rust.shutdown().unwrap();
+}
+
+#[test]
+fn c_queues_with_rust_and_node() {
+    let exe = compile_c_test("queue");
+    let server = RedisServer::start();
+    let url = server.url(15);
+    let config = Config::builder()
+        .service_name("rust-producer")
+        .service_ip("127.0.0.1")
+        .redis_url(&url)
+        .build()
+        .unwrap();
+    let rust = Hydra::init(config).unwrap();
+    // Node's markQueueMessage works on its own service's lists: the consumer
+    // of queue "node-jobs" is named "node-jobs".
+    let node = NodePeer::spawn().expect("start the Node hydra peer");
+    node.call(
+        "init",
+        json!([{"hydra": {"serviceName": "node-jobs", "serviceIP": "127.0.0.1", "servicePort": 0,
+                "redis": {"url": url}}}]),
+    )
+    .unwrap();
+
+    let mut program = Program::start(&exe, &[("HYDRA_REDIS_URL", &url)]);
+    for step in ["ok take and mark", "ok hostile", "ok worker", "ready"] {
+        program.expect_line(step);
+    }
+    node.call(
+        "queueMessage",
+        json!([{"to": "c-work:/", "from": "node-jobs:/", "body": {"from_node": "✓"}}]),
+    )
+    .unwrap();
+    rust.queue_message(&Umf::new("c-work:/", "rust-producer:/", json!({"from_rust": [1, 2.5]})))
+        .unwrap();
+    program.send_line("go");
+    program.expect_line("ok consumed node and rust");
+    program.expect_line("queued");
+    let taken = node.call("getQueuedMessage", json!(["node-jobs"])).unwrap();
+    assert_eq!(taken["bdy"], json!({"for_node": 1}));
+    assert_eq!(taken["frm"], "c-svc:/");
+    node.call("markQueueMessage", json!([taken, true, "done"])).unwrap();
+    program.send_line("go");
+    program.expect_line("ok node consumed ours");
+    program.expect_line("done");
+    program.finish();
+    let stats = rust.queue_stats("c-work").unwrap();
+    assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (0, 0, 0));
 }
