@@ -575,3 +575,36 @@ fn shutdown_does_not_wait_for_idle_keep_alive_connections() {
         "still listening after shutdown"
     );
 }
+
+#[test]
+fn silent_and_idle_connections_cannot_starve_the_workers() {
+    let server = RedisServer::start();
+    let svc = register(&server, "lean");
+    let mut settings = HttpSettings::default();
+    settings.workers = 2;
+    let port = svc.serve_http_with(echo_routes("lean"), settings).unwrap();
+    // Two clients that connect and say nothing, and two idle keep-alive ones.
+    let _silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"GET /v1/lean/hello/x HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        idle.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let status = raw_exchange(
+        port,
+        b"GET /v1/lean/hello/y HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?} for a worker",
+        started.elapsed()
+    );
+}

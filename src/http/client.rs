@@ -40,6 +40,9 @@ pub enum Balance {
 #[non_exhaustive]
 pub struct RequestOptions {
     /// Timeout of one attempt when the message has no `timeout` (default 30 s).
+    /// Like Node's socket timeout it bounds each wait (connecting, sending,
+    /// each read of the response), not the whole exchange. (An overall ureq
+    /// deadline would also resolve the host on a new thread per call.)
     pub timeout: Option<Duration>,
     /// Instance choice (default round-robin).
     pub balance: Option<Balance>,
@@ -243,24 +246,14 @@ impl HttpClient {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let result = match &request.body {
-            Some(body) => {
-                let req = builder
-                    .body(body.clone())
-                    .map_err(|e| format!("invalid request: {e}"))?;
-                use ureq::RequestExt;
-                req.with_agent(&self.agent)
-                    .configure()
-                    .timeout_global(Some(timeout))
-                    .run()
-            }
-            None => {
-                let req = builder.body(()).map_err(|e| format!("invalid request: {e}"))?;
-                use ureq::RequestExt;
-                req.with_agent(&self.agent)
-                    .configure()
-                    .timeout_global(Some(timeout))
-                    .run()
-            }
+            Some(body) => builder
+                .body(body.clone())
+                .map_err(|e| format!("invalid request: {e}"))
+                .map(|req| self.run(req, timeout))?,
+            None => builder
+                .body(())
+                .map_err(|e| format!("invalid request: {e}"))
+                .map(|req| self.run(req, timeout))?,
         };
         let mut response = result.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
@@ -287,6 +280,23 @@ impl HttpClient {
             body,
             instance_id: instance.instance_id.clone(),
         })
+    }
+}
+
+impl HttpClient {
+    fn run<B: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<B>,
+        timeout: Duration,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        use ureq::RequestExt;
+        request
+            .with_agent(&self.agent)
+            .configure()
+            .timeout_connect(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .run()
     }
 }
 

@@ -32,11 +32,14 @@ pub struct HttpSettings {
     pub max_url_bytes: usize,
     /// Longest wait for any single read (default 10 s).
     pub read_timeout: Duration,
-    /// Longest time to receive one whole request, head and body (default 30 s).
+    /// Longest time to receive one whole request, head and body (default 10 s):
+    /// bounds how long a client trickling bytes can hold a worker.
     pub request_timeout: Duration,
     /// How long an idle keep-alive connection is kept (default 5 s).
     pub keep_alive: Duration,
-    /// Worker threads (default 8).
+    /// Worker threads (default 16). A worker serves one connection at a time;
+    /// connections that have sent nothing give their worker up as soon as
+    /// another connection waits.
     pub workers: usize,
     /// Connections that may wait for a worker; beyond it → 503 (default 1024).
     pub queue_capacity: usize,
@@ -49,9 +52,9 @@ impl Default for HttpSettings {
             max_head_bytes: 16 * 1024,
             max_url_bytes: 8 * 1024,
             read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
-            workers: 8,
+            workers: 16,
             queue_capacity: 1024,
         }
     }
@@ -261,7 +264,8 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             settings.keep_alive
         };
         first = false;
-        match read_request(&mut conn, settings, idle_limit) {
+        let give_way = || shared.stop.load(Ordering::SeqCst) || (shared.pool_backlog)() > 0;
+        match read_request(&mut conn, settings, idle_limit, &give_way) {
             Ok((request, keep_alive)) => {
                 // HEAD is GET without the body (content-length is that of the body).
                 let head_only = request.method == "HEAD";
@@ -311,8 +315,9 @@ fn read_request(
     conn: &mut Connection,
     settings: &HttpSettings,
     idle_limit: Duration,
+    give_way: &dyn Fn() -> bool,
 ) -> Result<(HttpRequest, bool), ReadError> {
-    let started = Instant::now();
+    let mut started = Instant::now();
     // Head: until the blank line.
     let head_end = loop {
         if let Some(end) = find_head_end(&conn.buffer) {
@@ -321,12 +326,13 @@ fn read_request(
         if conn.buffer.len() > settings.max_head_bytes {
             return Err(head_too_large(&conn.buffer, settings));
         }
-        let limit = if conn.buffer.is_empty() {
-            idle_limit
+        let got = if conn.buffer.is_empty() {
+            let got = wait_for_first_byte(conn, idle_limit, give_way)?;
+            started = Instant::now(); // the request deadline runs from its first byte
+            got
         } else {
-            settings.read_timeout
+            read_more(conn, started, settings.read_timeout, settings)?
         };
-        let got = read_more(conn, started, limit, settings)?;
         if got == 0 {
             return Err(if conn.buffer.is_empty() {
                 ReadError::Closed
@@ -440,6 +446,46 @@ fn head_too_large(buffer: &[u8], settings: &HttpSettings) -> ReadError {
 
 fn find_head_end(buffer: &[u8]) -> Option<usize> {
     buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// How often a connection that has sent nothing yet checks whether it should
+/// give its worker to a waiting connection.
+const IDLE_SLICE: Duration = Duration::from_millis(50);
+
+/// Waits for the first byte of a request in short slices, up to `limit`. A
+/// connection that has sent nothing yet gives its worker up (is closed) as soon
+/// as `give_way` says another connection is waiting or the server stops, so
+/// idle keep-alive connections and clients that connect and stay silent cannot
+/// starve the pool.
+fn wait_for_first_byte(
+    conn: &mut Connection,
+    limit: Duration,
+    give_way: &dyn Fn() -> bool,
+) -> Result<usize, ReadError> {
+    let started = Instant::now();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let remaining = limit.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(ReadError::TimedOut);
+        }
+        conn.stream
+            .set_read_timeout(Some(remaining.min(IDLE_SLICE)))
+            .map_err(|_| ReadError::Io)?;
+        match conn.stream.read(&mut chunk) {
+            Ok(n) => {
+                conn.buffer.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if give_way() {
+                    return Err(ReadError::Closed);
+                }
+            }
+            Err(_) => return Err(ReadError::Io),
+        }
+    }
 }
 
 /// Reads what is available, within both the per-read limit and the request deadline.
@@ -569,6 +615,12 @@ fn dispatch(shared: &Shared, mut request: HttpRequest) -> HttpResponse {
     }
 }
 
+/// The process ID, read once (it is written into every response).
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 fn write_response(
     stream: &mut TcpStream,
     response: &HttpResponse,
@@ -587,7 +639,7 @@ fn write_response(
         }
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("x-process-id: {}\r\n", std::process::id()));
+    head.push_str(&format!("x-process-id: {}\r\n", process_id()));
     head.push_str(&format!("content-length: {}\r\n", response.body.len()));
     head.push_str(if keep_alive {
         "connection: keep-alive\r\n\r\n"
