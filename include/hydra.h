@@ -281,6 +281,30 @@ const char *hydra_version(void);
 void hydra_string_free(char *text);
 
 /**
+ * The value at `pointer` (RFC 6901: `""` is the whole document,
+ * `"/body/items/0"` a nested one) in the JSON text `json`, as compact JSON
+ * text in `*out_value_json` (a string comes out quoted). `HYDRA_NOT_FOUND`
+ * when there is nothing there. For C code reading what the library returns;
+ * e.g. `hydra_json_get(message_json, "/body", &body)` in a message handler.
+ *
+ * # Safety
+ * `json` and `pointer` are NULL or NUL-terminated strings; `out_value_json`
+ * is NULL or writable.
+ */
+int32_t hydra_json_get(const char *json, const char *pointer, char **out_value_json);
+
+/**
+ * The string at `pointer` in `json`, unquoted and unescaped, in `*out_text`;
+ * numbers and booleans come out as their JSON text. `HYDRA_NOT_FOUND` when
+ * there is nothing there, `HYDRA_BAD_REQUEST` for an object, array or null.
+ *
+ * # Safety
+ * `json` and `pointer` are NULL or NUL-terminated strings; `out_text` is
+ * NULL or writable.
+ */
+int32_t hydra_json_get_string(const char *json, const char *pointer, char **out_text);
+
+/**
  * Creates a Hydra instance from a Node-format config document and connects
  * to Redis (Node's `hydra.init(config)`); registers nothing yet.
  *

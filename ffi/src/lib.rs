@@ -18,11 +18,13 @@
 #![deny(missing_docs)]
 
 // Declared in the header's order (cbindgen follows it), one per group so
-// rustfmt keeps it: status codes, strings, callbacks, the hydra handle and its
+// rustfmt keeps it: status codes, strings, reading JSON, callbacks, the hydra handle and its
 // discovery, messaging, HTTP, queues, logging.
 mod status;
 
 mod args;
+
+mod json;
 
 mod callbacks;
 
@@ -45,6 +47,7 @@ pub use http::{
     hydra_http_response_send, hydra_http_response_set, hydra_http_stats, hydra_make_api_request, hydra_match_route,
     hydra_register_routes, hydra_serve_http,
 };
+pub use json::{hydra_json_get, hydra_json_get_string};
 pub use logging::{
     HYDRA_LOG_DEBUG, HYDRA_LOG_ERROR, HYDRA_LOG_INFO, HYDRA_LOG_OFF, HYDRA_LOG_TRACE, HYDRA_LOG_WARN,
     hydra_log_callback, hydra_log_set_callback,

@@ -496,3 +496,86 @@ fn c_queues_with_rust_and_node() {
     let stats = rust.queue_stats("c-work").unwrap();
     assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (0, 0, 0));
 }
+
+/// Builds `examples/c` with its Makefile against the library of this run.
+fn build_examples() -> PathBuf {
+    let build = out_dir().join("examples");
+    run_tool(
+        Command::new("make")
+            .arg("-B")
+            .arg("-C")
+            .arg(workspace().join("examples/c"))
+            .arg(format!("BUILD={}", build.display()))
+            .arg(format!("LIBDIR={}", library_dir().display())),
+    );
+    build
+}
+
+#[test]
+fn c_and_cpp_examples_build_and_talk() {
+    let build = build_examples();
+    let server = RedisServer::start();
+    let url = server.url(15);
+    let env = [
+        ("HYDRA_REDIS_URL", url.as_str()),
+        ("HYDRA_SERVICE", "serviceIP=127.0.0.1"),
+    ];
+    let mut service = Program::start(&build.join("echo_service"), &env);
+    let ready = service.expect_line("ready ");
+    assert!(
+        ready.ends_with(&format!("c-echo {}", ready.rsplit(' ').next().unwrap())),
+        "{ready}"
+    );
+
+    // The C echo service, from Rust: messaging and HTTP.
+    let rust = Hydra::init(
+        Config::builder()
+            .service_name("rust-client")
+            .service_ip("127.0.0.1")
+            .redis_url(&url)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rust.register_service().unwrap();
+    let reply = rust
+        .request(&rust.create_umf_message("c-echo:/", json!({"ping": [1, "two"]})), WAIT)
+        .unwrap_or_else(|e| service.fail(&format!("no reply from the C echo service: {e}")));
+    assert_eq!(reply.body, json!({"echo": {"ping": [1, "two"]}}));
+    let response = rust
+        .make_api_request(
+            &Umf::new("c-echo:[get]/v1/c-echo/echo?q=1", "rust-client:/", json!({})),
+            RequestOptions::timeout(WAIT),
+        )
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.result().unwrap()["query"], "q=1");
+
+    // The C and C++ clients.
+    let mut client = Program::start(&build.join("echo_client"), &env);
+    let echo = client.expect_line("echo: ");
+    assert_eq!(
+        serde_json::from_str::<Value>(&echo["echo: ".len()..]).unwrap(),
+        json!({"greeting": "hello from C", "n": 42})
+    );
+    assert_eq!(client.expect_line("http: "), "http: 200 c-echo:[post]/v1/c-echo/echo");
+    client.finish();
+    let mut cpp = Program::start(&build.join("echo_client_cpp"), &env);
+    assert_eq!(cpp.expect_line("echo: "), r#"echo: {"greeting":"hello from C++"}"#);
+    cpp.expect_line("as expected: HYDRA_SERVICE_UNAVAILABLE: Unavailable nobody-home instances");
+    cpp.finish();
+
+    // End of input stops the service cleanly.
+    service.close_stdin();
+    service.expect_line("stopped; message counters: ");
+    service.finish();
+    wait_until_gone(&rust, "c-echo");
+}
+
+fn wait_until_gone(hydra: &Hydra, service: &str) {
+    let deadline = Instant::now() + WAIT;
+    while hydra.has_service_presence(service).unwrap() {
+        assert!(Instant::now() < deadline, "{service} is still present after it stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -164,6 +164,28 @@ static void bad_strings_and_json(hydra *h) {
     EXPECT(hydra_register_routes(h, "[\"get /x\"]"), HYDRA_BAD_REQUEST, "[method]/path");
     EXPECT(hydra_log_set_callback(9, NULL, NULL, NULL), HYDRA_BAD_REQUEST, "max_level 9");
     CHECK(s == NULL);
+
+    /* Reading JSON. */
+    const char *doc = "{\"a\": [1, {\"b\": \"c\\\"d\"}], \"t\": true}";
+    EXPECT(hydra_json_get(NULL, "", &s), HYDRA_NULL_ARGUMENT, "argument json is NULL");
+    EXPECT(hydra_json_get(doc, NULL, &s), HYDRA_NULL_ARGUMENT, "pointer");
+    EXPECT(hydra_json_get(doc, "", NULL), HYDRA_NULL_ARGUMENT, "out_value_json");
+    EXPECT(hydra_json_get("{x", "", &s), HYDRA_BAD_REQUEST, "argument json is not valid JSON");
+    EXPECT(hydra_json_get(BAD_UTF8, "", &s), HYDRA_INVALID_UTF8, "json");
+    EXPECT(hydra_json_get(doc, "a", &s), HYDRA_BAD_REQUEST, "not a JSON Pointer");
+    EXPECT(hydra_json_get(doc, "/a/7", &s), HYDRA_NOT_FOUND, "nothing at \"/a/7\"");
+    EXPECT_OK(hydra_json_get(doc, "/a/1", &s));
+    CHECK(strcmp(s, "{\"b\":\"c\\\"d\"}") == 0);
+    hydra_string_free(s);
+    EXPECT_OK(hydra_json_get_string(doc, "/a/1/b", &s));
+    CHECK(strcmp(s, "c\"d") == 0);
+    hydra_string_free(s);
+    EXPECT_OK(hydra_json_get_string(doc, "/t", &s));
+    CHECK(strcmp(s, "true") == 0);
+    hydra_string_free(s);
+    EXPECT(hydra_json_get_string(doc, "/a", &s), HYDRA_BAD_REQUEST, "not a string");
+    EXPECT(hydra_json_get_string(doc, "/a/1/b", NULL), HYDRA_NULL_ARGUMENT, "out_text");
+    CHECK(s == NULL);
     STEP("bad strings and json");
 }
 
