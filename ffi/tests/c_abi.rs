@@ -414,6 +414,12 @@ fn c_service_talks_with_rust_and_node() {
         "the route handler failed (HYDRA_NOT_FOUND)"
     );
     assert_eq!(api("c-svc:[get]/v1/c/missing", json!({})).status, 404);
+    let proxied = api("c-svc:[get]/v1/c/proxy", json!({}));
+    assert_eq!(
+        proxied.result().unwrap(),
+        json!({"rust_said": 200}),
+        "a route callback calling the library"
+    );
     assert_eq!(api("c-svc:[delete]/v1/c/echo", json!({"x": 1})).status, 405);
     let presence = rust.get_service_presence("c-svc").unwrap();
     assert_eq!(presence[0].port, c_port);

@@ -403,8 +403,13 @@ static void callbacks(void) {
     EXPECT(hydra_shutdown(stopper), HYDRA_INVALID_HANDLE, "");
     hydra_free(stopper);
 
-    /* A handler returning an error is counted as failed. */
+    /* A handler returning an error is counted as failed; replacing a
+     * handler finalizes the old one's user_data once. */
+    static atomic_int replaced_freed;
+    EXPECT_OK(hydra_on_message(client, failing_handler, &replaced_freed, count_free));
+    CHECK(atomic_load(&replaced_freed) == 0);
     EXPECT_OK(hydra_on_message(client, failing_handler, NULL, NULL));
+    CHECK(wait_for(&replaced_freed, 1, 5000));
     EXPECT_OK(hydra_send_message(client, "{\"to\": \"c-client:/\", \"body\": {\"x\": 1}}"));
     for (int i = 0; i < 500; i++) {
         EXPECT_OK(hydra_message_stats(client, &s));

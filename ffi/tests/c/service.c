@@ -75,6 +75,20 @@ static int32_t on_route(void *user_data, hydra *h, const char *request_json, hyd
         static const char text[] = "plain text from C";
         return hydra_http_response_set(response, 200, "text/plain", (const uint8_t *)text, strlen(text));
     }
+    if (strstr(request_json, "\"route\":\"[get]/v1/c/proxy\"") != NULL) {
+        /* Calls back into the library: HTTP to the Rust service, from here. */
+        char *inner = NULL, *code = NULL;
+        int32_t status = hydra_make_api_request(h, "{\"to\": \"rust-echo:[get]/v1/rust-echo/echo\", \"body\": {}}",
+                                                NULL, &inner);
+        if (status == HYDRA_OK) {
+            status = hydra_json_get(inner, "/statusCode", &code);
+        }
+        char result[64];
+        snprintf(result, sizeof result, "{\"rust_said\": %s}", status == HYDRA_OK ? code : "null");
+        hydra_string_free(inner);
+        hydra_string_free(code);
+        return status == HYDRA_OK ? hydra_http_response_send(response, 200, result) : status;
+    }
     if (strstr(request_json, "\"route\":\"[get]/v1/c/silent\"") != NULL) {
         kept_response = response; /* misuse: kept past the callback */
         return HYDRA_OK;          /* ... and no response written: 500 */
@@ -236,7 +250,7 @@ int main(void) {
     uint16_t port = 0;
     EXPECT_OK(hydra_serve_http(service,
                                "[\"[get]/v1/c/hello/:name\", \"[post]/v1/c/echo\", \"[get]/v1/c/text\","
-                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\"]",
+                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\", \"[get]/v1/c/proxy\"]",
                                "{\"workers\": 4, \"requestTimeoutMs\": 10000}", on_route, &routes_freed, count_free,
                                &port));
     CHECK(port != 0);
