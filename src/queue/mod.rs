@@ -353,6 +353,25 @@ impl Hydra {
     /// (`hydra-queue-<n>`) until [`QueueWorker::stop`] or
     /// [`shutdown`](Hydra::shutdown), with the default [`QueueOptions`]: see
     /// [`queue_worker_with`](Hydra::queue_worker_with).
+    ///
+    /// ```no_run
+    /// use hydra::{Config, Hydra, Umf};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("billing")?)?;
+    /// let worker = hydra.queue_worker("billing", 4, |queued| {
+    ///     let invoice = &queued.message.body["invoice"];
+    ///     println!("billing {invoice} (delivery {})", queued.delivery_count());
+    ///     Ok(()) // an Err is retried, then dead-lettered with its text
+    /// })?;
+    /// // Anyone (Node or Rust) may enqueue:
+    /// hydra.queue_message(&Umf::new("billing:/", "shop:/", json!({"invoice": 42})))?;
+    /// # let _ = worker;
+    /// hydra.shutdown()?; // also stops the worker
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn queue_worker<F>(&self, service: &str, concurrency: usize, handler: F) -> Result<QueueWorker>
     where
         F: Fn(&QueuedMessage) -> std::result::Result<(), HandlerError> + Send + Sync + 'static,

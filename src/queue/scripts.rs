@@ -222,7 +222,7 @@ return {
     )
 });
 
-/// Moves up to ARGV[1] messages from mqincomplete (oldest first) to the far
+/// Moves up to `ARGV[1]` messages from mqincomplete (oldest first) to the far
 /// end of mqrecieved, keeping their order.
 ///
 /// KEYS: mqincomplete, mqrecieved. Returns how many moved.
