@@ -126,7 +126,8 @@ impl HttpClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("hydra-rs/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections_per_host(32)
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(64)
             .build()
             .new_agent();
         HttpClient {
