@@ -183,6 +183,9 @@ impl Hydra {
             heartbeat,
             listener,
         };
+        // Log only after releasing the state lock: a logger may call back into
+        // this handle (the C ABI's log callback does).
+        drop(state);
         log::info!(
             "registered {} instance {} at {}:{} on {}",
             inner.config.service_name,
@@ -354,7 +357,11 @@ impl Hydra {
     /// republishes at once when registered.
     pub(crate) fn set_service_port(&self, port: u16) {
         self.inner.service_port.store(port, Ordering::SeqCst);
-        if let State::Registered { registration, .. } = &*self.inner.lock_state() {
+        let registration = match &*self.inner.lock_state() {
+            State::Registered { registration, .. } => Some(registration.clone()),
+            _ => None,
+        };
+        if let Some(registration) = registration {
             registration.set_port(port);
             if let Err(e) = registration.beat(false) {
                 log::warn!("could not publish the new port {port} at once ({e}); the next heartbeat will");
