@@ -264,15 +264,27 @@ impl std::fmt::Debug for Config {
 
 /// Builds a [`Config`]. Does no I/O except reading a file or the environment
 /// when asked to.
+///
+/// Every setting lives in the document's `hydra` branch, so a JSON file, the
+/// `HYDRA_SERVICE` variable and the setters all say the same things the same
+/// way. Besides Node's keys, hydra-rs reads its own: `connectTimeout`,
+/// `commandTimeout` and `presenceCacheTTL` (milliseconds), `messageWorkers`,
+/// `messageQueueCapacity` and `maxMessageBytes`. Node ignores them.
 #[derive(Clone)]
 pub struct ConfigBuilder {
     document: Map<String, Value>,
-    connect_timeout: Duration,
-    command_timeout: Duration,
-    presence_cache_ttl: Duration,
-    tuning: Tuning,
     stored_config_label: Option<String>,
 }
+
+/// hydra-rs's own keys in the `hydra` branch (Node ignores them).
+const TUNING_KEYS: [&str; 6] = [
+    "connectTimeout",
+    "commandTimeout",
+    "presenceCacheTTL",
+    "messageWorkers",
+    "messageQueueCapacity",
+    "maxMessageBytes",
+];
 
 impl std::fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,10 +298,6 @@ impl Default for ConfigBuilder {
         document.insert("hydra".into(), Value::Object(Map::new()));
         ConfigBuilder {
             document,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
-            presence_cache_ttl: DEFAULT_PRESENCE_CACHE_TTL,
-            tuning: Tuning::default(),
             stored_config_label: None,
         }
     }
@@ -393,43 +401,37 @@ impl ConfigBuilder {
     }
 
     /// Timeout for connecting to Redis (default 3 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> ConfigBuilder {
-        self.connect_timeout = timeout;
-        self
+    pub fn connect_timeout(self, timeout: Duration) -> ConfigBuilder {
+        self.set("connectTimeout", millis(timeout))
     }
 
     /// Read/write timeout of each Redis command (default 3 s).
-    pub fn command_timeout(mut self, timeout: Duration) -> ConfigBuilder {
-        self.command_timeout = timeout;
-        self
+    pub fn command_timeout(self, timeout: Duration) -> ConfigBuilder {
+        self.set("commandTimeout", millis(timeout))
     }
 
     /// How long presence lists used for routing messages and requests may be
     /// served from memory (default 500 ms; zero disables the cache).
     /// `get_service_presence` always reads Redis.
-    pub fn presence_cache_ttl(mut self, ttl: Duration) -> ConfigBuilder {
-        self.presence_cache_ttl = ttl;
-        self
+    pub fn presence_cache_ttl(self, ttl: Duration) -> ConfigBuilder {
+        self.set("presenceCacheTTL", millis(ttl))
     }
 
     /// Threads running message handlers (default 4).
-    pub fn message_workers(mut self, workers: usize) -> ConfigBuilder {
-        self.tuning.message_workers = workers;
-        self
+    pub fn message_workers(self, workers: usize) -> ConfigBuilder {
+        self.set("messageWorkers", workers)
     }
 
     /// Messages that may wait for a handler (or in the pull receiver) before
     /// new ones are dropped and counted (default 1024).
-    pub fn message_queue_capacity(mut self, capacity: usize) -> ConfigBuilder {
-        self.tuning.message_queue_capacity = capacity;
-        self
+    pub fn message_queue_capacity(self, capacity: usize) -> ConfigBuilder {
+        self.set("messageQueueCapacity", capacity)
     }
 
     /// Size limit of one incoming message; larger ones are dropped and counted
     /// (default 1 MiB).
-    pub fn max_message_bytes(mut self, bytes: usize) -> ConfigBuilder {
-        self.tuning.max_message_bytes = bytes;
-        self
+    pub fn max_message_bytes(self, bytes: usize) -> ConfigBuilder {
+        self.set("maxMessageBytes", bytes)
     }
 
     /// Applies `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the process
@@ -482,23 +484,24 @@ impl ConfigBuilder {
             return Err(Error::invalid_config("serviceIP", "must not contain spaces"));
         }
         let redis = parse_redis(hydra.get("redis"))?;
-        for (field, timeout) in [
-            ("connectTimeout", self.connect_timeout),
-            ("commandTimeout", self.command_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(Error::invalid_config(field, "must be greater than zero"));
+        let positive = |key: &str, default: u64| -> Result<u64> {
+            match count_field(&hydra, key)? {
+                Some(0) => Err(Error::invalid_config(key, "must be greater than zero")),
+                Some(n) => Ok(n),
+                None => Ok(default),
             }
-        }
-        for (field, value) in [
-            ("messageWorkers", self.tuning.message_workers),
-            ("messageQueueCapacity", self.tuning.message_queue_capacity),
-            ("maxMessageBytes", self.tuning.max_message_bytes),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid_config(field, "must be greater than zero"));
-            }
-        }
+        };
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let connect_timeout = Duration::from_millis(positive("connectTimeout", millis(DEFAULT_CONNECT_TIMEOUT))?);
+        let command_timeout = Duration::from_millis(positive("commandTimeout", millis(DEFAULT_COMMAND_TIMEOUT))?);
+        let presence_cache_ttl = Duration::from_millis(
+            count_field(&hydra, "presenceCacheTTL")?.unwrap_or(millis(DEFAULT_PRESENCE_CACHE_TTL)),
+        );
+        let tuning = Tuning {
+            message_workers: to_usize(positive("messageWorkers", DEFAULT_MESSAGE_WORKERS as u64)?),
+            message_queue_capacity: to_usize(positive("messageQueueCapacity", DEFAULT_MESSAGE_QUEUE_CAPACITY as u64)?),
+            max_message_bytes: to_usize(positive("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES as u64)?),
+        };
         Ok(Config {
             service_name,
             service_description: non_empty_or(string_field(&hydra, "serviceDescription")?, "not specified"),
@@ -508,10 +511,10 @@ impl ConfigBuilder {
             service_type: string_field(&hydra, "serviceType")?,
             service_version: non_empty_or(string_field(&hydra, "serviceVersion")?, "unspecified"),
             redis,
-            connect_timeout: self.connect_timeout,
-            command_timeout: self.command_timeout,
-            presence_cache_ttl: self.presence_cache_ttl,
-            messaging: self.tuning,
+            connect_timeout,
+            command_timeout,
+            presence_cache_ttl,
+            messaging: tuning,
             stored_config_label: self.stored_config_label,
             document: self.document,
         })
@@ -524,10 +527,20 @@ impl ConfigBuilder {
         if let Some(redis) = redis_branch {
             builder.hydra().insert("redis".into(), redis);
         }
-        builder.connect_timeout = self.connect_timeout;
-        builder.command_timeout = self.command_timeout;
-        builder.presence_cache_ttl = self.presence_cache_ttl;
-        builder.tuning = self.tuning;
+        // hydra-rs's own settings carry over unless the stored config has them.
+        let ours = self
+            .document
+            .get("hydra")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for key in TUNING_KEYS {
+            if let Some(value) = ours.get(key)
+                && !builder.hydra().contains_key(key)
+            {
+                builder.hydra().insert(key.to_string(), value.clone());
+            }
+        }
         Ok(builder)
     }
 }
@@ -538,10 +551,6 @@ impl Config {
     pub(crate) fn to_builder(&self) -> ConfigBuilder {
         ConfigBuilder {
             document: self.document.clone(),
-            connect_timeout: self.connect_timeout,
-            command_timeout: self.command_timeout,
-            presence_cache_ttl: self.presence_cache_ttl,
-            tuning: self.messaging,
             stored_config_label: None,
         }
     }
@@ -588,6 +597,21 @@ fn string_field(hydra: &Map<String, Value>, key: &str) -> Result<String> {
         Some(Value::Number(n)) => Ok(n.to_string()),
         Some(other) => Err(Error::invalid_config(key, format!("must be a string, got {other}"))),
     }
+}
+
+/// A non-negative whole number (JSON number or numeric string), if present.
+fn count_field(hydra: &Map<String, Value>, key: &str) -> Result<Option<u64>> {
+    let bad = |v: &Value| Error::invalid_config(key, format!("must be a non-negative whole number, got {v}"));
+    match hydra.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(v)),
+        Some(v @ Value::String(text)) => text.trim().parse::<u64>().map(Some).map_err(|_| bad(v)),
+        Some(v) => Err(bad(v)),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn non_empty_or(value: String, default: &str) -> String {
@@ -875,6 +899,36 @@ mod tests {
                 .apply_env_from(env("", bad))
                 .unwrap_err();
             assert_eq!(field_of(err), "HYDRA_SERVICE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn tuning_keys_come_from_the_document_or_the_setters() {
+        let doc = json!({"hydra": {"serviceName": "a", "connectTimeout": 1500, "messageWorkers": "2", "presenceCacheTTL": 0}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.connect_timeout(), Duration::from_millis(1500));
+        assert_eq!(config.command_timeout(), DEFAULT_COMMAND_TIMEOUT);
+        assert_eq!(config.messaging.message_workers, 2);
+        assert_eq!(config.presence_cache_ttl, Duration::ZERO);
+        let config = Config::builder()
+            .service_name("a")
+            .max_message_bytes(4096)
+            .command_timeout(Duration::from_millis(250))
+            .build()
+            .unwrap();
+        assert_eq!(config.messaging.max_message_bytes, 4096);
+        assert_eq!(config.command_timeout(), Duration::from_millis(250));
+        assert_eq!(config.document()["hydra"]["maxMessageBytes"], 4096);
+        for (key, value) in [
+            ("messageWorkers", json!(0)),
+            ("connectTimeout", json!(-5)),
+            ("maxMessageBytes", json!("lots")),
+        ] {
+            let doc = json!({"hydra": {"serviceName": "a", key: value}});
+            assert_eq!(
+                field_of(ConfigBuilder::from_value(doc).unwrap().build().unwrap_err()),
+                key
+            );
         }
     }
 
