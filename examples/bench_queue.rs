@@ -38,8 +38,8 @@
 //! killed with SIGKILL, and the time until this process's own worker on the
 //! same queue receives the message is measured. Both use a visibility
 //! timeout of `RECOVERY_VT`. A lease runs out one visibility timeout after
-//! its last renewal (renewals every quarter of it) and reapers look every
-//! quarter of it, so the expected latency is the timeout ± a quarter.
+//! its last renewal (renewals every eighth of it) and reapers look every
+//! eighth of it, so the expected latency is the timeout ± an eighth.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader};

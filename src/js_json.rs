@@ -134,6 +134,11 @@ pub(crate) fn js_number(x: f64) -> String {
     if x == 0.0 {
         return "0".to_string(); // also -0
     }
+    // Below 2^53 every integer is a double, so its shortest digits are the
+    // integer itself.
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+        return (x as i64).to_string();
+    }
     let (digits, exponent) = shortest_digits(x.abs());
     let k = digits.len() as i32; // number of significant digits
     let n = exponent + 1; // position of the decimal point relative to the digits
@@ -175,6 +180,14 @@ pub(crate) fn js_number(x: f64) -> String {
 fn shortest_digits(x: f64) -> (String, i32) {
     let (digits, exponent) = split_exp(&format!("{x:e}"));
     let k = digits.len();
+    // Two k-digit neighbours can both read back as `x` only if their distance
+    // (one unit in the k-th digit) is at most the gap to the next double;
+    // otherwise no tie is possible (the margin covers rounding in `powi`).
+    let step = 10f64.powi(exponent + 1 - k as i32);
+    let gap = f64::from_bits(x.to_bits() + 1) - x;
+    if step > gap * 1.01 {
+        return (digits, exponent);
+    }
     // A tie means the exact expansion is `<k digits>5` and nothing after.
     // Screen with 41 digits (cheap), then confirm with all of them: a double's
     // exact expansion has at most 767 significant digits.
@@ -258,6 +271,12 @@ mod tests {
         assert_eq!(js_number(-1.5), "-1.5");
         assert_eq!(js_number(1e20), "100000000000000000000");
         assert_eq!(js_number(-1e-7), "-1e-7");
+        // Halfway between two shortest candidates: the even one, as V8.
+        let exact = |s: &str| s.parse::<f64>().unwrap();
+        assert_eq!(js_number(exact("817830907484182.25")), "817830907484182.2");
+        assert_eq!(js_number(exact("193745065059719.625")), "193745065059719.62");
+        assert_eq!(js_number(2f64.powi(60)), "1152921504606847000");
+        assert_eq!(js_number(9007199254740991.0), "9007199254740991");
     }
 
     /// Awkward JSON texts: numbers of every shape, strings with every control

@@ -669,8 +669,8 @@ fn a_killed_consumers_message_is_redelivered_after_the_visibility_timeout() {
     eprintln!("redelivered {latency:?} after the kill (visibility timeout 1 s)");
     assert_eq!((mid, deliveries), (sent.mid, 2));
     assert!(
-        // A lease runs out 1 s after its last renewal (every 250 ms) and
-        // reapers look every 250 ms: 0.75 to 1.25 s, plus slack for a busy
+        // A lease runs out 1 s after its last renewal (every 125 ms) and
+        // reapers look every 125 ms: 0.875 to 1.125 s, plus slack for a busy
         // machine.
         latency >= Duration::from_millis(700) && latency <= Duration::from_millis(3500),
         "{latency:?}"

@@ -11,7 +11,7 @@
 //!   `mqinprogress` (exactly what Node's `RPOPLPUSH` does) and into this list
 //!   in one script;
 //! - the slot's score in `mqconsumers`: when its lease runs out (Redis clock,
-//!   renewed every quarter of the visibility timeout by the worker's keeper
+//!   renewed every eighth of the visibility timeout by the worker's keeper
 //!   thread).
 //!
 //! So a message is always in exactly one place a reaper can see: waiting, in

@@ -82,7 +82,7 @@ impl QueuedMessage {
 pub struct QueueOptions {
     /// How long a worker may be silent (not renewing its lease, e.g. because
     /// its process died) before its messages go back to the queue for other
-    /// consumers. Leases are renewed every quarter of this while the worker
+    /// consumers. Leases are renewed every eighth of this while the worker
     /// lives, however long a handler runs. At least 100 ms; default 30 s.
     pub visibility_timeout: Duration,
     /// Deliveries a message gets before it becomes a dead letter in

@@ -303,10 +303,13 @@ impl Core {
         }
     }
 
-    /// Keeper period: a quarter of the visibility timeout, so a lease is
-    /// renewed three times before it could run out.
+    /// Keeper period: an eighth of the visibility timeout, so a lease is
+    /// renewed seven times before it could run out (a slow Redis or a busy
+    /// machine does not cost a live worker its messages), and the messages
+    /// of a dead one come back within an eighth of the timeout after its
+    /// lease ran out.
     fn tick(&self) -> Duration {
-        self.options.visibility_timeout / 4
+        self.options.visibility_timeout / 8
     }
 
     fn run_keeper(&self) {
