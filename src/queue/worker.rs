@@ -274,8 +274,10 @@ impl Core {
         for index in 0..self.slots.len() {
             let core = self.clone();
             let thread = OwnedThread::spawn(&format!("hydra-queue-{index}"), move || {
+                // Marked even if the loop panics: the keeper stops renewing
+                // the slot's lease, so what it holds goes to other consumers.
+                let _exit = ExitMark(&core.exited[index]);
                 core.run_slot(index);
-                core.exited[index].store(true, Ordering::SeqCst);
             })?;
             self.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
         }
@@ -337,7 +339,8 @@ impl Core {
         let kept = self
             .store
             .run(|c| claims::keep(c, &self.keys, &live, timing, &self.consumer_id))?;
-        if kept.registered > 0 && self.kept_once.swap(true, Ordering::SeqCst) {
+        let first = !self.kept_once.swap(true, Ordering::SeqCst);
+        if kept.registered > 0 && !first {
             log::warn!(
                 "queue {}: worker {} had lost its registration (presumed dead, or Redis lost its data); \
                  messages it held may be processed again",
@@ -677,6 +680,15 @@ impl Core {
             );
         }
         log::info!("queue {}: worker {} stopped", self.keys.service, self.consumer_id);
+    }
+}
+
+/// Sets its flag when dropped (a thread's body returned or unwound).
+struct ExitMark<'a>(&'a AtomicBool);
+
+impl Drop for ExitMark<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
