@@ -369,7 +369,6 @@ impl Hydra {
         }
     }
 
-    #[allow(dead_code)] // for the queue module
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.inner.store
     }

@@ -27,7 +27,7 @@ use crate::store::Store;
 /// Flight-recorder length (`MAX_ENTRIES_IN_HEALTH_LOG`).
 pub(crate) const HEALTH_LOG_ENTRIES: isize = 64;
 
-/// Entries of `nodes` (KEYS[1]) for service ARGV[2] whose presence key exists.
+/// Entries of `nodes` (`KEYS[1]`) for service `ARGV[2]` whose presence key exists.
 /// The plain-text match on `"serviceName":"<svc>"` is exact for JSON written by
 /// JSON.stringify or serde (a quote inside a string value is always escaped);
 /// every hit is parsed and checked again on our side.
@@ -47,8 +47,8 @@ end
 return found
 "#;
 
-/// Deletes one `nodes` entry (KEYS[1], field ARGV[1]) only if it still holds
-/// the value we judged stale (ARGV[2]) and its presence key (KEYS[2]) is gone,
+/// Deletes one `nodes` entry (`KEYS[1]`, field `ARGV[1]`) only if it still holds
+/// the value we judged stale (`ARGV[2]`) and its presence key (`KEYS[2]`) is gone,
 /// so an instance that beat in the meantime is never removed.
 const REMOVE_STALE_NODE_LUA: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] and redis.call('EXISTS', KEYS[2]) == 0 then
@@ -191,7 +191,6 @@ impl Registry {
     /// from a short cache (`presence_cache_ttl`) so a chatty sender does not
     /// ask Redis for every message. Each caller gets its own shuffled copy, so
     /// nothing one caller does to its list affects another (Node bug §6.4).
-    #[allow(dead_code)] // the routing paths (messaging, HTTP) are its users
     pub(crate) fn cached_presence(&self, name: &str) -> Result<Vec<Instance>> {
         let name = lookup_name(name);
         let instances = match self.presence_cache.get(&name) {
@@ -214,7 +213,6 @@ impl Registry {
     }
 
     /// Drops the cached presence of `name` (after a send to it failed).
-    #[allow(dead_code)] // used by messaging and HTTP failover
     pub(crate) fn forget_presence(&self, name: &str) {
         self.presence_cache.forget(&lookup_name(name));
     }

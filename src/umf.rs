@@ -404,7 +404,7 @@ impl Route {
 }
 
 /// JavaScript truthiness of a JSON value.
-fn is_truthy(value: &Value) -> bool {
+pub(crate) fn is_truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,

@@ -32,7 +32,7 @@ use crate::js_json;
 use crate::keys;
 use crate::messaging::HandlerError;
 use crate::timestamp;
-use crate::umf::Umf;
+use crate::umf::{Umf, is_truthy};
 use claims::QueueKeys;
 
 /// Node's reason when a message is marked incomplete without one.
@@ -439,15 +439,6 @@ fn with_reason(raw: &[u8], reason: &str) -> Vec<u8> {
 }
 
 /// JavaScript truthiness of a JSON value.
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(_) | Value::Object(_) => true,
-    }
-}
 
 /// The `ts` (or `timestamp`) of a stored message, in ms since the epoch.
 fn timestamp_ms(raw: &[u8]) -> Option<i64> {
