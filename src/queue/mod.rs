@@ -438,8 +438,6 @@ fn with_reason(raw: &[u8], reason: &str) -> Vec<u8> {
     }
 }
 
-/// JavaScript truthiness of a JSON value.
-
 /// The `ts` (or `timestamp`) of a stored message, in ms since the epoch.
 fn timestamp_ms(raw: &[u8]) -> Option<i64> {
     let value: Value = serde_json::from_slice(raw).ok()?;
