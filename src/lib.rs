@@ -22,9 +22,17 @@
 //! # }
 //! ```
 //!
+//! What it covers: registration, presence and health with a heartbeat;
+//! discovery without keyspace scans; UMF messaging over pub/sub (send, reply,
+//! broadcast, request–reply with a timeout); HTTP calls with load balancing and
+//! failover, and an embedded HTTP server for a service's routes; Node-compatible
+//! service queues plus leased, crash-safe queue workers.
+//!
 //! Threads (all named, owned and joined on `shutdown`): `register_service`
 //! starts `hydra-heartbeat` and `hydra-listener`; `on_message` starts the
-//! `hydra-worker-N` pool. No async runtime is used.
+//! `hydra-worker-N` pool; `serve_http` starts `hydra-http` and `hydra-http-N`;
+//! `queue_worker` starts `hydra-queue-N` and `hydra-queue-keeper`. No async
+//! runtime is used.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
