@@ -87,6 +87,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         billing.get_all_service_routes()?.get("invoices")
     );
 
+    println!("\n-- queue --");
+    // billing queues work for invoices; an invoices worker completes it.
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let worker = invoices.queue_worker("invoices", 1, move |queued| {
+        let _ = done_tx.try_send(queued.message.body.clone());
+        Ok(())
+    })?;
+    billing.queue_message(&billing.create_umf_message("invoices:/", json!({"render": "INV-1043"})))?;
+    let rendered = done_rx.recv_timeout(Duration::from_secs(5))?;
+    println!("invoices' queue worker completed {rendered}");
+    worker.stop(); // lets the worker finish marking the message completed
+    println!("queue stats: {:?}", billing.queue_stats("invoices")?);
+
     println!("\n-- presence and health records --");
     for svc in billing.get_service_health_all()? {
         if svc.service.service_name != "billing" && svc.service.service_name != "invoices" {
