@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{raw, register, wait_for};
-use crossbeam_channel::{Receiver, unbounded};
-use hydra::{Hydra, Umf};
+use common::{collect, echo, raw, register, wait_for};
 use hydra_testkit::{NodePeer, RedisServer};
 use serde_json::{Value, json};
 
@@ -37,26 +35,6 @@ fn node_service(server: &RedisServer, name: &str) -> (NodePeer, String) {
     })
     .expect("Node peer never subscribed");
     (node, id)
-}
-
-fn collect(hydra: &Hydra) -> Receiver<Umf> {
-    let (tx, rx) = unbounded();
-    hydra
-        .on_message(move |_, msg| {
-            let _ = tx.send(msg);
-            Ok(())
-        })
-        .unwrap();
-    rx
-}
-
-fn echo(hydra: &Hydra) {
-    hydra
-        .on_message(|h, msg| {
-            h.reply(&msg, json!({"echo": msg.body}))?;
-            Ok(())
-        })
-        .unwrap();
 }
 
 fn node_message(node: &NodePeer) -> Value {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{builder, init, raw, register, wait_for};
+use common::{builder, collect, echo, init, raw, register, wait_for};
 use crossbeam_channel::{Receiver, unbounded};
 use hydra::{Error, Hydra, Umf};
 use hydra_testkit::RedisServer;
@@ -16,28 +16,6 @@ use redis::Commands;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// Registers a handler that forwards every message to the returned receiver.
-fn collect(hydra: &Hydra) -> Receiver<Umf> {
-    let (tx, rx) = unbounded();
-    hydra
-        .on_message(move |_, msg| {
-            let _ = tx.send(msg);
-            Ok(())
-        })
-        .unwrap();
-    rx
-}
-
-/// A responder that replies `{"echo": body}` to everything.
-fn echo(hydra: &Hydra) {
-    hydra
-        .on_message(|h, msg| {
-            h.reply(&msg, json!({"echo": msg.body}))?;
-            Ok(())
-        })
-        .unwrap();
-}
 
 #[test]
 fn a_message_reaches_a_handler_intact() {

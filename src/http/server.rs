@@ -463,27 +463,16 @@ fn wait_for_first_byte(
     give_way: &dyn Fn() -> bool,
 ) -> Result<usize, ReadError> {
     let started = Instant::now();
-    let mut chunk = [0u8; 8192];
     loop {
         let remaining = limit.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             return Err(ReadError::TimedOut);
         }
-        conn.stream
-            .set_read_timeout(Some(remaining.min(IDLE_SLICE)))
-            .map_err(|_| ReadError::Io)?;
-        match conn.stream.read(&mut chunk) {
-            Ok(n) => {
-                conn.buffer.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                if give_way() {
-                    return Err(ReadError::Closed);
-                }
-            }
-            Err(_) => return Err(ReadError::Io),
+        if let Some(n) = read_once(conn, remaining.min(IDLE_SLICE))? {
+            return Ok(n);
+        }
+        if give_way() {
+            return Err(ReadError::Closed);
         }
     }
 }
@@ -495,23 +484,26 @@ fn read_more(
     limit: Duration,
     settings: &HttpSettings,
 ) -> Result<usize, ReadError> {
-    let remaining = settings.request_timeout.saturating_sub(started.elapsed());
-    let wait = limit.min(remaining);
+    let wait = limit.min(settings.request_timeout.saturating_sub(started.elapsed()));
     if wait.is_zero() {
         return Err(ReadError::TimedOut);
     }
+    read_once(conn, wait)?.ok_or(ReadError::TimedOut)
+}
+
+/// One read into the connection's buffer, waiting at most `wait`: the number
+/// of bytes (0 = the peer closed), or `None` when nothing came in time.
+fn read_once(conn: &mut Connection, wait: Duration) -> Result<Option<usize>, ReadError> {
     conn.stream.set_read_timeout(Some(wait)).map_err(|_| ReadError::Io)?;
     let mut chunk = [0u8; 8192];
     loop {
         match conn.stream.read(&mut chunk) {
             Ok(n) => {
                 conn.buffer.extend_from_slice(&chunk[..n]);
-                return Ok(n);
+                return Ok(Some(n));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(ReadError::TimedOut);
-            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
             Err(_) => return Err(ReadError::Io),
         }
     }

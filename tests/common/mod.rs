@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use hydra::{Config, ConfigBuilder, Hydra};
+use crossbeam_channel::{Receiver, unbounded};
+use hydra::{Config, ConfigBuilder, Hydra, Umf};
 use hydra_testkit::RedisServer;
 
 /// A builder for `name` on the private server's db 15 with short timeouts.
@@ -57,4 +58,26 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
 /// Installs a test logger once (RUST_LOG controls it).
 pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// Registers a message handler that forwards every message to the returned receiver.
+pub fn collect(hydra: &Hydra) -> Receiver<Umf> {
+    let (tx, rx) = unbounded();
+    hydra
+        .on_message(move |_, msg| {
+            let _ = tx.send(msg);
+            Ok(())
+        })
+        .unwrap();
+    rx
+}
+
+/// A message handler that replies `{"echo": body}` to everything.
+pub fn echo(hydra: &Hydra) {
+    hydra
+        .on_message(|h, msg| {
+            h.reply(&msg, serde_json::json!({"echo": msg.body}))?;
+            Ok(())
+        })
+        .unwrap();
 }
