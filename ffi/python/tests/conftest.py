@@ -9,6 +9,7 @@ are built here with cargo (debug profile).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -187,6 +188,7 @@ def make_hydra(redis_url: str) -> Iterator[Callable[..., hydra_rs.Hydra]]:
 # ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _echo_binary() -> str:
     explicit = os.environ.get("HYDRA_RS_ECHO")
     if explicit:

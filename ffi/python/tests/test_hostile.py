@@ -310,6 +310,8 @@ def test_raising_message_handler_answers_with_an_error_reply(h, make_hydra, capl
         assert reply["body"]["statusCode"] == 500, kind
         assert reason in reply["body"]["result"]["reason"], (kind, reply)
     assert h.request("py-raiser:/", {"kind": "ok"}, timeout=WAIT)["body"] == {"fine": True}
+    # Counted once each handler has returned (after its reply went out).
+    wait_until(lambda: server.message_stats()["handled"] == 1, what="the last message to be counted")
     stats = server.message_stats()
     assert (stats["handled"], stats["failed"]) == (1, 4)
     assert sum("message handler raised" in r.getMessage() for r in caplog.records) == 4

@@ -75,7 +75,8 @@ def test_messages_both_ways_with_node(make_hydra, node_peer, redis_url):
     reply = node_peer.wait_event("message", WAIT, lambda d: d.get("rmid") == failed["mid"])
     assert reply["bdy"]["statusCode"] == 500
     assert "RuntimeError: asked to fail" in reply["bdy"]["result"]["reason"]
-    assert h.message_stats()["failed"] == 1
+    # Counted once the handler has returned (after its error reply went out).
+    wait_until(lambda: h.message_stats()["failed"] == 1, what="the failure to be counted")
 
     # Python -> Node, request-reply.
     stop = threading.Event()
