@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hydra::{Config, Hydra};
 use hydra_testkit::RedisServer;
+use hydra_testkit::bench::{self, Align, Latencies, Summary, Table, format_micros, verdict};
 use serde_json::{Value, json};
 
 const DB: u8 = 15;
@@ -74,34 +75,19 @@ const SCAN_PLAN: Plan = Plan {
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
-/// Latency summary in microseconds.
-struct Stats {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    mean: f64,
-}
-
 struct Row {
     unrelated: usize,
     dbsize: u64,
-    ping: Stats,
-    hgetall: Stats,
-    ours: Stats,
-    scan: Stats,
+    ping: Summary,
+    hgetall: Summary,
+    ours: Summary,
+    scan: Summary,
     scan_round_trips: usize,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench_discovery: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit_code("bench_discovery", run())
 }
 
 /// Returns `Ok(false)` when hydra-rs and SCAN+HGET disagree.
@@ -140,7 +126,7 @@ fn run() -> BoxResult<bool> {
         "bench_discovery: redis-server {} on 127.0.0.1:{} db {DB}; {SERVICES} services × \
          {INSTANCES_PER_SERVICE} instances; looking up {MEASURED:?} \
          ({} synthetic + 1 real registered instance)",
-        redis_version(&mut raw)?,
+        bench::redis_version(&mut raw)?,
         server.port(),
         INSTANCES_PER_SERVICE - 1
     );
@@ -328,91 +314,68 @@ fn scan_presence(conn: &mut redis::Connection, name: &str) -> BoxResult<(Vec<Val
     Ok((instances, round_trips + 1))
 }
 
-fn measure(plan: Plan, mut f: impl FnMut() -> BoxResult<()>) -> BoxResult<Stats> {
+fn measure(plan: Plan, mut f: impl FnMut() -> BoxResult<()>) -> BoxResult<Summary> {
     for _ in 0..plan.warmup {
         f()?;
     }
-    let mut samples = Vec::with_capacity(plan.max);
+    let mut latencies = Latencies::new();
     let started = Instant::now();
-    while samples.len() < plan.max && (samples.len() < plan.min || started.elapsed() < plan.budget) {
+    while latencies.len() < plan.max && (latencies.len() < plan.min || started.elapsed() < plan.budget) {
         let t = Instant::now();
         f()?;
-        samples.push(t.elapsed());
+        latencies.record(t.elapsed());
     }
-    Ok(summarize(&mut samples))
-}
-
-fn summarize(samples: &mut [Duration]) -> Stats {
-    samples.sort_unstable();
-    let n = samples.len();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    Stats {
-        n,
-        p50: us(samples[n / 2]),
-        p99: us(samples[(n * 99 / 100).min(n - 1)]),
-        mean: samples.iter().map(|&d| us(d)).sum::<f64>() / n as f64,
-    }
-}
-
-fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {
-    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string())
-}
-
-fn fmt_us(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
+    Ok(latencies.summary())
 }
 
 fn print_report(rows: &[Row]) {
     let base = rows[0].ours.p50;
-    println!();
-    println!(
-        "| unrelated keys | hydra-rs p50 | p99 | SCAN+HGET p50 | p99 | SCAN/ours | ours vs 0 keys | PING p50 (floor) | ours/PING |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut latency = Table::new(&[
+        "unrelated keys",
+        "hydra-rs p50",
+        "p99",
+        "SCAN+HGET p50",
+        "p99",
+        "SCAN/ours",
+        "ours vs 0 keys",
+        "PING p50 (floor)",
+        "ours/PING",
+    ])
+    .aligned(&[Align::Right; 9]);
+    let mut detail = Table::new(&[
+        "unrelated keys",
+        "DBSIZE",
+        "hydra-rs mean (n)",
+        "SCAN+HGET mean (n)",
+        "SCAN+HGET round trips/lookup",
+        "PING mean (n)",
+        "raw HGETALL nodes p50",
+    ])
+    .aligned(&[Align::Right; 7]);
     for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {:.1}× | {:.2}× | {} | {:.1}× |",
-            r.unrelated,
-            fmt_us(r.ours.p50),
-            fmt_us(r.ours.p99),
-            fmt_us(r.scan.p50),
-            fmt_us(r.scan.p99),
-            r.scan.p50 / r.ours.p50,
-            r.ours.p50 / base,
-            fmt_us(r.ping.p50),
-            r.ours.p50 / r.ping.p50,
-        );
+        latency.row([
+            r.unrelated.to_string(),
+            format_micros(r.ours.p50),
+            format_micros(r.ours.p99),
+            format_micros(r.scan.p50),
+            format_micros(r.scan.p99),
+            format!("{:.1}×", r.scan.p50 / r.ours.p50),
+            format!("{:.2}×", r.ours.p50 / base),
+            format_micros(r.ping.p50),
+            format!("{:.1}×", r.ours.p50 / r.ping.p50),
+        ]);
+        detail.row([
+            r.unrelated.to_string(),
+            r.dbsize.to_string(),
+            format!("{} ({})", format_micros(r.ours.mean), r.ours.count),
+            format!("{} ({})", format_micros(r.scan.mean), r.scan.count),
+            r.scan_round_trips.to_string(),
+            format!("{} ({})", format_micros(r.ping.mean), r.ping.count),
+            format_micros(r.hgetall.p50),
+        ]);
     }
-    println!();
-    println!(
-        "| unrelated keys | DBSIZE | hydra-rs mean (n) | SCAN+HGET mean (n) | SCAN+HGET round trips/lookup | PING mean (n) | raw HGETALL nodes p50 |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
-        println!(
-            "| {} | {} | {} ({}) | {} ({}) | {} | {} ({}) | {} |",
-            r.unrelated,
-            r.dbsize,
-            fmt_us(r.ours.mean),
-            r.ours.n,
-            fmt_us(r.scan.mean),
-            r.scan.n,
-            r.scan_round_trips,
-            fmt_us(r.ping.mean),
-            r.ping.n,
-            fmt_us(r.hgetall.p50),
-        );
-    }
+    latency.print();
+    detail.print();
     let last = rows.last().expect("at least one fill level");
     let flatness = last.ours.p50 / base;
     let speedup = last.scan.p50 / last.ours.p50;
@@ -427,8 +390,4 @@ fn print_report(rows: &[Row]) {
         last.unrelated / 1000,
         verdict(speedup >= 50.0)
     );
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "— met" } else { "— NOT met" }
 }

@@ -27,6 +27,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use hydra_testkit::bench::{self, Align, Table, verdict};
 use hydra_testkit::{NodePeer, RedisServer};
 use serde_json::{Value, json};
 
@@ -106,13 +107,7 @@ impl Measurement {
 
 fn main() -> ExitCode {
     env_logger::init();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_footprint: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit_code("bench_footprint", run().map(|()| true))
 }
 
 fn run() -> BoxResult<()> {
@@ -439,20 +434,25 @@ fn mb(kb: u64) -> String {
 }
 
 fn print_report(rows: &[Measurement]) {
-    println!();
-    println!("| process | RSS (MB) | peak RSS | threads | Redis cmds/s | Redis conns |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let mut table = Table::new(&[
+        "process",
+        "RSS (MB)",
+        "peak RSS",
+        "threads",
+        "Redis cmds/s",
+        "Redis conns",
+    ]);
     for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {:.1} | {} |",
-            r.label,
+        table.row([
+            r.label.clone(),
             mb(r.max_rss_kb),
             mb(r.proc.hwm_kb),
-            r.proc.threads,
-            r.calls_per_sec(),
-            r.connections
-        );
+            r.proc.threads.to_string(),
+            format!("{:.1}", r.calls_per_sec()),
+            r.connections.to_string(),
+        ]);
     }
+    table.print();
     println!();
     println!(
         "RSS = largest VmRSS sampled each second of the {}-s window; peak = VmHWM.",
@@ -461,17 +461,17 @@ fn print_report(rows: &[Measurement]) {
     println!("target ≤ {TARGET_RSS_MB:.0} MB RSS; Node hydra ~97 MB (from its health record)");
     if let Some(ours) = rows.first() {
         let rss_mb = ours.max_rss_kb as f64 / 1024.0;
-        println!(
-            "hydra-rs idle RSS: {rss_mb:.1} MB — {}",
-            if rss_mb <= TARGET_RSS_MB { "met" } else { "NOT met" }
-        );
+        println!("hydra-rs idle RSS: {rss_mb:.1} MB {}", verdict(rss_mb <= TARGET_RSS_MB));
     }
-    println!();
-    println!(
-        "| process | Redis commands in the {}-s window | threads (names) | health record memory.rss | shutdown |",
-        WINDOW.as_secs()
-    );
-    println!("|---|---|---|---:|---|");
+    let window = format!("Redis commands in the {}-s window", WINDOW.as_secs());
+    let mut table = Table::new(&[
+        "process",
+        &window,
+        "threads (names)",
+        "health record memory.rss",
+        "shutdown",
+    ])
+    .aligned(&[Align::Left, Align::Left, Align::Left, Align::Right, Align::Left]);
     for r in rows {
         let calls = if r.calls.is_empty() {
             "none".to_string()
@@ -485,15 +485,15 @@ fn print_report(rows: &[Measurement]) {
         let health = r
             .health_rss
             .map_or("—".to_string(), |b| format!("{:.1} MB", b as f64 / 1_048_576.0));
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            r.label,
+        table.row([
+            r.label.clone(),
             calls,
             thread_summary(&r.proc.thread_names),
             health,
-            r.shutdown
-        );
+            r.shutdown.clone(),
+        ]);
     }
+    table.print();
 }
 
 /// `name ×count` for each distinct thread name.

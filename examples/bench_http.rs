@@ -67,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use hydra::{Config, HttpResponse, HttpRoutes, Hydra, RequestOptions};
 use hydra_testkit::RedisServer;
+use hydra_testkit::bench::{self, Failure, RedisCounters, Summary, Table, Tally, format_micros, padded_body, verdict};
 use serde_json::{Value, json};
 
 const DB: u8 = 15;
@@ -86,8 +87,6 @@ const THREAD_ROUNDS: usize = 3;
 const THREAD_ROUND_BUDGET: Duration = Duration::from_millis(2000);
 /// Per-request deadline, for every subject and the load generator.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// 64 bytes of padding in every body.
-const PAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Target: hydra-rs throughput at least this fraction of raw ureq's.
 const TARGET_THROUGHPUT: f64 = 0.8;
 /// The server alone: (connections, keep-alive). 8 is the server's default
@@ -102,14 +101,6 @@ const WRK_DURATION: &str = "5s";
 const WRK_DEADLINE: Duration = Duration::from_secs(20);
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
-
-/// Why a request did not count.
-enum Failure {
-    /// No answer (transport error, timeout, refused).
-    Error(String),
-    /// An answer, but not the right one.
-    Wrong(String),
-}
 
 /// One way of calling the echo route: hydra-rs or raw ureq. Every round
 /// opens a fresh caller and drops it at the end, so that its idle keep-alive
@@ -157,7 +148,7 @@ impl Caller for HydraCaller {
         let response = self
             .client
             .make_api_request(&message, RequestOptions::timeout(REQUEST_TIMEOUT))
-            .map_err(|e| Failure::Error(e.to_string()))?;
+            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
         check_echo(response.status, &response.body, body)
     }
 }
@@ -194,18 +185,18 @@ struct UreqCaller {
 
 impl Caller for UreqCaller {
     fn call(&self, body: &Value) -> Result<(), Failure> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Failure::Error(e.to_string()))?;
+        let bytes = serde_json::to_vec(body).map_err(|e| Failure::NoAnswer(e.to_string()))?;
         let mut response = self
             .agent
             .post(&self.url)
             .header("content-type", "application/json")
             .send(&bytes[..])
-            .map_err(|e| Failure::Error(e.to_string()))?;
+            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
         let status = response.status().as_u16();
         let answer = response
             .body_mut()
             .read_to_vec()
-            .map_err(|e| Failure::Error(format!("reading the response failed: {e}")))?;
+            .map_err(|e| Failure::NoAnswer(format!("reading the response failed: {e}")))?;
         check_echo(status, &answer, body)
     }
 }
@@ -236,165 +227,64 @@ fn floor_agent(global_timeout: bool) -> ureq::Agent {
 fn check_echo(status: u16, answer: &[u8], sent: &Value) -> Result<(), Failure> {
     let text = || String::from_utf8_lossy(answer).chars().take(200).collect::<String>();
     if status != 200 {
-        return Err(Failure::Wrong(format!("status {status}: {}", text())));
+        return Err(Failure::WrongAnswer(format!("status {status}: {}", text())));
     }
-    let envelope: Value =
-        serde_json::from_slice(answer).map_err(|e| Failure::Wrong(format!("answer is not JSON ({e}): {}", text())))?;
+    let envelope: Value = serde_json::from_slice(answer)
+        .map_err(|e| Failure::WrongAnswer(format!("answer is not JSON ({e}): {}", text())))?;
     if envelope["statusCode"] != 200 || envelope["result"]["body"] != *sent {
-        return Err(Failure::Wrong(format!("wrong answer to {sent}: {}", text())));
+        return Err(Failure::WrongAnswer(format!("wrong answer to {sent}: {}", text())));
     }
     Ok(())
 }
 
-fn body(n: u64) -> Value {
-    json!({"n": n, "pad": PAD})
-}
-
-/// What one measurement (all rounds of one subject and mode) collected.
-#[derive(Default)]
-struct Tally {
-    samples: Vec<Duration>,
-    /// Wall time of the timed parts.
-    wall: Duration,
-    /// Connections the server accepted during the timed parts (or, for the
-    /// load generator, connections it opened).
-    connections: u64,
-    /// Redis `total_commands_processed` during the timed parts.
-    commands: u64,
-    errors: usize,
-    wrong: usize,
-    /// The first few failures, for the report.
-    failures: Vec<String>,
-}
-
-impl Tally {
-    /// Records an outcome; true when it was a success.
-    fn record(&mut self, outcome: Result<(), Failure>) -> bool {
-        match outcome {
-            Ok(()) => true,
-            Err(Failure::Error(e)) => {
-                self.errors += 1;
-                self.note(e);
-                false
-            }
-            Err(Failure::Wrong(e)) => {
-                self.wrong += 1;
-                self.note(e);
-                false
-            }
-        }
-    }
-
-    fn note(&mut self, failure: String) {
-        if self.failures.len() < 3 {
-            self.failures.push(failure);
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.samples.extend(other.samples);
-        self.connections += other.connections;
-        self.errors += other.errors;
-        self.wrong += other.wrong;
-        for f in other.failures {
-            self.note(f);
-        }
-    }
-
-    fn summarize(&mut self) -> Stats {
-        self.samples.sort_unstable();
-        let n = self.samples.len();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: usize| {
-            self.samples
-                .get((n * q / 100).min(n.saturating_sub(1)))
-                .map_or(f64::NAN, |&d| us(d))
-        };
-        Stats {
-            n,
-            p50: at(50),
-            p99: at(99),
-            max: self.samples.last().map_or(f64::NAN, |&d| us(d)),
-            mean: self.samples.iter().map(|&d| us(d)).sum::<f64>() / n.max(1) as f64,
-            per_sec: n as f64 / self.wall.as_secs_f64(),
-            cmds_per_req: self.commands as f64 / n.max(1) as f64,
-            connections: self.connections,
-            failed: self.errors + self.wrong,
-        }
-    }
-}
-
-/// Latency summary in microseconds, and throughput.
-struct Stats {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-    per_sec: f64,
-    cmds_per_req: f64,
-    connections: u64,
-    failed: usize,
-}
-
-/// Reads the server's connection counter and Redis's command counter.
+/// Reads the server's connection counter and Redis's counters.
 struct Probe {
     redis: Mutex<redis::Connection>,
     server: Hydra,
 }
 
-/// (server connections accepted, Redis commands processed) at one moment.
-type Counters = (u64, u64);
+/// (server connections accepted, Redis counters) at one moment.
+type Counters = (u64, RedisCounters);
 
 impl Probe {
-    fn counters(&self) -> BoxResult<Counters> {
-        let mut conn = self.redis.lock().unwrap_or_else(|p| p.into_inner());
-        let info: String = redis::cmd("INFO").arg("stats").query(&mut *conn)?;
-        let commands = info
-            .lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .ok_or("INFO stats has no total_commands_processed")?
-            .trim()
-            .parse::<u64>()?;
-        // Not counting the `INFO` that read it.
-        Ok((self.server.http_stats().connections, commands - 1))
+    fn counters(&self) -> redis::RedisResult<Counters> {
+        let redis = RedisCounters::read(&mut self.redis.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Ok((self.server.http_stats().connections, redis))
     }
 
-    fn add_since(&self, before: Counters, tally: &mut Tally) -> BoxResult<()> {
+    fn add_since(&self, before: Counters, tally: &mut Tally) -> redis::RedisResult<()> {
         let after = self.counters()?;
         tally.connections += after.0 - before.0;
-        tally.commands += after.1 - before.1;
+        tally.redis += after.1.since(before.1);
         Ok(())
     }
 }
 
-/// Untimed requests; failures still count.
-fn warm_up(caller: &dyn Caller, base: u64, requests: usize, tally: &mut Tally) {
-    for i in 0..requests as u64 {
-        tally.record(caller.call(&body(base + i)));
-    }
+/// Requests one after another for `budget`, numbered from `first`; returns
+/// when it stopped.
+fn time_requests(caller: &dyn Caller, first: u64, budget: Duration, tally: &mut Tally) -> Instant {
+    tally.time_for(
+        budget,
+        first,
+        padded_body,
+        |body| caller.call(body),
+        |_, outcome| outcome,
+    )
 }
+
+/// One round of one subject: [`sequential_round`] or [`threaded_round`].
+type RoundFn = fn(&dyn Subject, &Probe, Duration, &mut Tally) -> BoxResult<()>;
 
 /// One sequential round on a fresh caller: `ROUND_WARMUP` untimed requests,
 /// then requests one at a time for `budget`.
 fn sequential_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tally: &mut Tally) -> BoxResult<()> {
     let caller = subject.open()?;
-    warm_up(&*caller, 0, ROUND_WARMUP, tally);
+    tally.warm_up(0, ROUND_WARMUP, padded_body, |body| caller.call(body));
     let before = probe.counters()?;
     let started = Instant::now();
-    let mut i = 1_000_000u64;
-    while started.elapsed() < budget {
-        let body = body(i);
-        i += 1;
-        let t = Instant::now();
-        let outcome = caller.call(&body);
-        let elapsed = t.elapsed();
-        if tally.record(outcome) {
-            tally.samples.push(elapsed);
-        }
-    }
-    tally.wall += started.elapsed();
-    probe.add_since(before, tally)
+    let finished = time_requests(&*caller, 1_000_000, budget, tally);
+    tally.latencies.add_wall(finished - started);
+    Ok(probe.add_since(before, tally)?)
 }
 
 /// One concurrent round on a fresh caller shared by `THREADS` threads, each
@@ -403,34 +293,17 @@ fn sequential_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tall
 fn threaded_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tally: &mut Tally) -> BoxResult<()> {
     let caller = subject.open()?;
     let caller = &*caller;
-    let start = Barrier::new(THREADS + 1);
-    let (results, started, counted) = thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let start = &start;
-                thread::Builder::new()
-                    .name(format!("bench-caller-{t}"))
-                    .spawn_scoped(scope, move || caller_thread(caller, t, start, budget))
-            })
-            .collect::<Result<_, _>>()
-            .expect("cannot spawn caller threads");
-        let before = probe.counters();
-        start.wait();
-        let started = Instant::now();
-        let results: Vec<_> = workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| panic!("a caller thread panicked")))
-            .collect();
-        let counted = before.and_then(|before| probe.add_since(before, tally));
-        (results, started, counted)
-    });
-    counted?;
-    let mut last = started;
-    for (mine, finished) in results {
-        last = last.max(finished);
+    let together = bench::run_together(
+        THREADS,
+        "bench-caller",
+        || probe.counters(),
+        |t, start| caller_thread(caller, t, start, budget),
+    );
+    probe.add_since(together.at_start?, tally)?;
+    for mine in together.results {
         tally.merge(mine);
     }
-    tally.wall += last - started;
+    tally.latencies.add_wall(together.wall);
     Ok(())
 }
 
@@ -440,21 +313,10 @@ fn threaded_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tally:
 fn caller_thread(caller: &dyn Caller, t: usize, start: &Barrier, budget: Duration) -> (Tally, Instant) {
     let mut mine = Tally::default();
     let base = (t as u64 + 1) * 1_000_000_000;
-    warm_up(caller, base, ROUND_WARMUP, &mut mine);
+    mine.warm_up(base, ROUND_WARMUP, padded_body, |body| caller.call(body));
     start.wait();
-    let until = Instant::now() + budget;
-    let mut i = base + 1_000_000;
-    while Instant::now() < until {
-        let body = body(i);
-        i += 1;
-        let t = Instant::now();
-        let outcome = caller.call(&body);
-        let elapsed = t.elapsed();
-        if mine.record(outcome) {
-            mine.samples.push(elapsed);
-        }
-    }
-    (mine, Instant::now())
+    let finished = time_requests(caller, base + 1_000_000, budget, &mut mine);
+    (mine, finished)
 }
 
 /// The server alone: `connections` threads, each with its own connection,
@@ -474,37 +336,22 @@ fn load_round(
         if keep_alive { "" } else { "Connection: close\r\n" }
     )
     .into_bytes();
-    let start = Barrier::new(connections + 1);
     let before = probe.counters()?;
-    let (results, started) = thread::scope(|scope| {
-        let workers: Vec<_> = (0..connections)
-            .map(|c| {
-                let (start, request) = (&start, &request);
-                thread::Builder::new()
-                    .name(format!("bench-load-{c}"))
-                    .spawn_scoped(scope, move || {
-                        start.wait();
-                        load_connection(address, request, keep_alive, budget, expected)
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .expect("cannot spawn load threads");
-        start.wait();
-        let started = Instant::now();
-        let results: Vec<_> = workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| panic!("a load thread panicked")))
-            .collect();
-        (results, started)
-    });
+    let together = bench::run_together(
+        connections,
+        "bench-load",
+        || (),
+        |_, start| {
+            start.wait();
+            load_connection(address, &request, keep_alive, budget, expected)
+        },
+    );
     let server_connections = probe.counters()?.0 - before.0;
     let mut tally = Tally::default();
-    let mut last = started;
-    for (mine, finished) in results {
-        last = last.max(finished);
+    for mine in together.results {
         tally.merge(mine);
     }
-    tally.wall = last - started;
+    tally.latencies.add_wall(together.wall);
     Ok((tally, server_connections))
 }
 
@@ -520,32 +367,32 @@ fn load_connection(
     let mut stream: Option<TcpStream> = None;
     let mut buffer = Vec::with_capacity(4096);
     let until = Instant::now() + budget;
-    while Instant::now() < until && mine.errors < LOAD_MAX_ERRORS {
+    while Instant::now() < until && mine.failures.no_answer() < LOAD_MAX_ERRORS {
         let t = Instant::now();
         let outcome = (|| -> Result<bool, Failure> {
             let conn = match &mut stream {
                 Some(conn) => conn,
                 None => {
-                    let conn = connect(address).map_err(|e| Failure::Error(format!("connect: {e}")))?;
+                    let conn = connect(address).map_err(|e| Failure::NoAnswer(format!("connect: {e}")))?;
                     mine.connections += 1;
                     buffer.clear();
                     stream.insert(conn)
                 }
             };
             conn.write_all(request)
-                .map_err(|e| Failure::Error(format!("write: {e}")))?;
+                .map_err(|e| Failure::NoAnswer(format!("write: {e}")))?;
             read_response(conn, &mut buffer, expected)
         })();
         let elapsed = t.elapsed();
         match outcome {
             Ok(server_keeps) => {
-                mine.samples.push(elapsed);
+                mine.latencies.record(elapsed);
                 if !(keep_alive && server_keeps) {
                     stream = None;
                 }
             }
             Err(failure) => {
-                mine.record(Err(failure));
+                mine.failures.record(failure);
                 stream = None;
             }
         }
@@ -567,12 +414,12 @@ fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>, expected: &[u8]) 
     let mut chunk = [0u8; 8192];
     let mut read_more = |buffer: &mut Vec<u8>| -> Result<(), Failure> {
         match stream.read(&mut chunk) {
-            Ok(0) => Err(Failure::Error("connection closed before a whole response".into())),
+            Ok(0) => Err(Failure::NoAnswer("connection closed before a whole response".into())),
             Ok(n) => {
                 buffer.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
-            Err(e) => Err(Failure::Error(format!("read: {e}"))),
+            Err(e) => Err(Failure::NoAnswer(format!("read: {e}"))),
         }
     };
     let (status, head_len, length, keeps) = loop {
@@ -589,12 +436,12 @@ fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>, expected: &[u8]) 
                 };
                 let length = header("content-length")
                     .and_then(|l| l.trim().parse::<usize>().ok())
-                    .ok_or_else(|| Failure::Wrong("response without a content-length".into()))?;
+                    .ok_or_else(|| Failure::WrongAnswer("response without a content-length".into()))?;
                 let keeps = !header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
                 break (response.code.unwrap_or(0), head_len, length, keeps);
             }
             Ok(httparse::Status::Partial) => read_more(buffer)?,
-            Err(e) => return Err(Failure::Wrong(format!("malformed response: {e}"))),
+            Err(e) => return Err(Failure::WrongAnswer(format!("malformed response: {e}"))),
         }
     };
     while buffer.len() < head_len + length {
@@ -602,7 +449,7 @@ fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>, expected: &[u8]) 
     }
     let answer = &buffer[head_len..head_len + length];
     let outcome = if status != 200 || answer != expected {
-        Err(Failure::Wrong(format!(
+        Err(Failure::WrongAnswer(format!(
             "status {status}: {}",
             String::from_utf8_lossy(answer).chars().take(200).collect::<String>()
         )))
@@ -652,14 +499,7 @@ fn run_wrk(url: &str) -> Option<Result<String, String>> {
 
 fn main() -> ExitCode {
     env_logger::init();
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench_http: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit_code("bench_http", run())
 }
 
 /// Returns `Ok(false)` when a request failed or an answer was wrong.
@@ -669,7 +509,7 @@ fn run() -> BoxResult<bool> {
     let url = redis_server.url(DB);
     let mut raw = redis::Client::open(url.as_str())?.get_connection()?;
     redis::cmd("FLUSHDB").query::<()>(&mut raw)?;
-    let version = redis_version(&mut raw)?;
+    let version = bench::redis_version(&mut raw)?;
 
     let web = Hydra::init(
         Config::builder()
@@ -712,7 +552,7 @@ fn run() -> BoxResult<bool> {
         "bench_http: redis-server {version} on 127.0.0.1:{} db {DB}; `{SERVICE}` serving on 127.0.0.1:{port} \
          in this process (default HttpSettings); body {} bytes; {} CPUs",
         redis_server.port(),
-        body(1_000_000).to_string().len(),
+        padded_body(1_000_000).to_string().len(),
         thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
@@ -725,7 +565,7 @@ fn run() -> BoxResult<bool> {
         eprintln!(
             "  server alone, {connections} {} connections: {:.0} req/s",
             if keep_alive { "keep-alive" } else { "close" },
-            tally.samples.len() as f64 / tally.wall.as_secs_f64()
+            tally.latencies.len() as f64 / tally.latencies.wall().as_secs_f64()
         );
         loads.push((connections, keep_alive, tally, server_connections));
     }
@@ -735,46 +575,29 @@ fn run() -> BoxResult<bool> {
     let server_stats = web.http_stats();
     web.shutdown()?;
 
-    let mode_rows = |tallies: &mut [Tally; 3], mode: &str| -> Vec<(String, Stats)> {
-        let names = [
-            "hydra-rs make_api_request",
-            "raw ureq floor",
-            "raw ureq + timeout_global (diagnostic)",
-        ];
-        names
-            .iter()
-            .zip(tallies.iter_mut())
-            .map(|(name, tally)| (format!("{name}, {mode}"), tally.summarize()))
-            .collect()
-    };
-    let seq_rows = mode_rows(&mut seq, "sequential");
-    let threaded_rows = mode_rows(&mut threaded, &format!("{THREADS} threads"));
-    print_client_report(&seq_rows, &threaded_rows);
+    print_client_report(&mut seq, &mut threaded);
 
+    let mut table = stats_table("load", ["conns opened", "server accepted", "failed"]);
+    for (connections, keep_alive, tally, server_connections) in &mut loads {
+        let s = tally.latencies.summary();
+        let load = if *keep_alive {
+            "keep-alive"
+        } else {
+            "new conn per request"
+        };
+        table.row(stats_row(
+            format!("{connections} conns, {load}"),
+            &s,
+            [
+                tally.connections.to_string(),
+                server_connections.to_string(),
+                tally.failures.total().to_string(),
+            ],
+        ));
+    }
     println!();
     println!("The server alone, `GET {HELLO_PATH}` ({LOAD_BUDGET:?} per load):");
-    println!();
-    println!("| load | p50 | p99 | max | mean | req/s | requests | conns opened | server accepted | failed |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (connections, keep_alive, tally, server_connections) in &mut loads {
-        let s = tally.summarize();
-        println!(
-            "| {connections} conns, {} | {} | {} | {} | {} | {:.0} | {} | {} | {server_connections} | {} |",
-            if *keep_alive {
-                "keep-alive"
-            } else {
-                "new conn per request"
-            },
-            fmt_us(s.p50),
-            fmt_us(s.p99),
-            fmt_us(s.max),
-            fmt_us(s.mean),
-            s.per_sec,
-            s.n,
-            s.connections,
-            s.failed,
-        );
-    }
+    table.print();
     println!();
     match wrk {
         None => println!("wrk: not installed (`which wrk` finds nothing); the table above is the equivalent."),
@@ -823,11 +646,14 @@ fn run() -> BoxResult<bool> {
         .iter()
         .map(|(c, k, tally, _)| (format!("server alone, {c} conns keep-alive={k}"), tally));
     for (name, tally) in client_tallies.chain(load_tallies) {
-        if tally.errors + tally.wrong > 0 {
+        let failures = &tally.failures;
+        if failures.total() > 0 {
             ok = false;
             eprintln!(
                 "ERROR {name}: {} failed and {} wrong answers; first: {:?}",
-                tally.errors, tally.wrong, tally.failures
+                failures.no_answer(),
+                failures.wrong_answer(),
+                failures.first()
             );
         }
     }
@@ -858,101 +684,99 @@ fn client_phase(redis_url: &str, address: SocketAddr, probe: &Probe) -> BoxResul
     let mut threaded: [Tally; 3] = Default::default();
     for (k, subject) in subjects.iter().enumerate() {
         eprintln!("  warming up {} ({WARMUP} requests)", SUBJECTS[k]);
-        warm_up(&*subject.open()?, 0, WARMUP, &mut seq[k]);
+        let caller = subject.open()?;
+        seq[k].warm_up(0, WARMUP, padded_body, |body| caller.call(body));
     }
     // Rotate which subject goes first, so drift falls on all alike.
-    for round in 0..SEQ_ROUNDS {
-        for k in order(round) {
-            let before = (seq[k].samples.len(), seq[k].wall, seq[k].connections);
-            sequential_round(subjects[k], probe, SEQ_ROUND_BUDGET, &mut seq[k])?;
-            report_round(
-                &format!("sequential round {}/{SEQ_ROUNDS}", round + 1),
+    let threads_mode = format!("{THREADS} threads");
+    let modes: [(&str, usize, Duration, RoundFn, &mut [Tally; 3]); 2] = [
+        ("sequential", SEQ_ROUNDS, SEQ_ROUND_BUDGET, sequential_round, &mut seq),
+        (
+            &threads_mode,
+            THREAD_ROUNDS,
+            THREAD_ROUND_BUDGET,
+            threaded_round,
+            &mut threaded,
+        ),
+    ];
+    for (mode, rounds, budget, run_round, tallies) in modes {
+        for (round, k) in bench::round_robin(rounds, subjects.len()) {
+            let mark = tallies[k].checkpoint();
+            run_round(subjects[k], probe, budget, &mut tallies[k])?;
+            eprintln!(
+                "  {mode} round {}/{rounds}: {:<11} {:>6.0} req/s, {} new conns",
+                round + 1,
                 SUBJECTS[k],
-                &seq[k],
-                before,
-            );
-        }
-    }
-    for round in 0..THREAD_ROUNDS {
-        for k in order(round) {
-            let before = (threaded[k].samples.len(), threaded[k].wall, threaded[k].connections);
-            threaded_round(subjects[k], probe, THREAD_ROUND_BUDGET, &mut threaded[k])?;
-            report_round(
-                &format!("{THREADS} threads round {}/{THREAD_ROUNDS}", round + 1),
-                SUBJECTS[k],
-                &threaded[k],
-                before,
+                tallies[k].per_sec_since(mark),
+                tallies[k].connections_since(mark)
             );
         }
     }
     Ok((seq, threaded))
 }
 
-/// One progress line on stderr: the round's req/s and new connections.
-fn report_round(round: &str, subject: &str, tally: &Tally, before: (usize, Duration, u64)) {
-    eprintln!(
-        "  {round}: {subject:<11} {:>6.0} req/s, {} new conns",
-        (tally.samples.len() - before.0) as f64 / (tally.wall - before.1).as_secs_f64(),
-        tally.connections - before.2
-    );
+/// The client or server-alone table: `label`; p50, p99, max, mean, req/s and
+/// requests; then `more`.
+fn stats_table(label: &str, more: [&str; 3]) -> Table {
+    let stats = [label, "p50", "p99", "max", "mean", "req/s", "requests"];
+    Table::new(&[&stats[..], &more[..]].concat())
 }
 
-/// Subject indices in the order round `round` runs them.
-fn order(round: usize) -> [usize; 3] {
-    [round % 3, (round + 1) % 3, (round + 2) % 3]
+/// A row of a [`stats_table`]: `label`; p50, p99, max, mean, req/s and requests;
+/// then `more`.
+fn stats_row(label: String, s: &Summary, more: [String; 3]) -> impl IntoIterator<Item = String> {
+    let stats = [
+        label,
+        format_micros(s.p50),
+        format_micros(s.p99),
+        format_micros(s.max),
+        format_micros(s.mean),
+        format!("{:.0}", s.per_sec),
+        s.count.to_string(),
+    ];
+    stats.into_iter().chain(more)
 }
 
-fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {
-    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string())
-}
-
-fn fmt_us(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-fn print_client_report(seq: &[(String, Stats)], threaded: &[(String, Stats)]) {
-    println!();
-    println!("| | p50 | p99 | max | mean | req/s | requests | new conns | Redis cmds/req | failed |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, s) in seq.iter().chain(threaded) {
-        println!(
-            "| {name} | {} | {} | {} | {} | {:.0} | {} | {} | {:.3} | {} |",
-            fmt_us(s.p50),
-            fmt_us(s.p99),
-            fmt_us(s.max),
-            fmt_us(s.mean),
-            s.per_sec,
-            s.n,
-            s.connections,
-            s.cmds_per_req,
-            s.failed,
-        );
-    }
-    println!();
-    for (mode, rows) in [("sequential", seq), (&*format!("{THREADS} threads"), threaded)] {
-        let (ours, floor, global) = (&rows[0].1, &rows[1].1, &rows[2].1);
+/// The client table (every subject, sequential and with `THREADS` threads),
+/// then how hydra-rs compares with the floors in each mode.
+fn print_client_report(seq: &mut [Tally; 3], threaded: &mut [Tally; 3]) {
+    let labels = [
+        "hydra-rs make_api_request",
+        "raw ureq floor",
+        "raw ureq + timeout_global (diagnostic)",
+    ];
+    let mut table = stats_table("", ["new conns", "Redis cmds/req", "failed"]);
+    let mut comparisons = Vec::new();
+    for (mode, tallies) in [
+        ("sequential".to_string(), seq),
+        (format!("{THREADS} threads"), threaded),
+    ] {
+        let summaries: [Summary; 3] = tallies.each_mut().map(|t| t.latencies.summary());
+        for ((label, tally), s) in labels.iter().zip(tallies.iter()).zip(&summaries) {
+            table.row(stats_row(
+                format!("{label}, {mode}"),
+                s,
+                [
+                    tally.connections.to_string(),
+                    format!("{:.3}", tally.redis.commands_per(s.count)),
+                    tally.failures.total().to_string(),
+                ],
+            ));
+        }
+        let [ours, floor, global] = summaries;
         let throughput = ours.per_sec / floor.per_sec;
-        println!(
+        comparisons.push(format!(
             "{mode}: throughput {throughput:.2}× raw ureq (target ≥ {TARGET_THROUGHPUT}×) {}; p50 {:.2}×, p99 {:.2}× \
              raw ureq's; {:.2}× raw ureq + timeout_global",
             verdict(throughput >= TARGET_THROUGHPUT),
             ours.p50 / floor.p50,
             ours.p99 / floor.p99,
             ours.per_sec / global.per_sec,
-        );
+        ));
     }
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "— met" } else { "— NOT met" }
+    table.print();
+    println!();
+    for line in comparisons {
+        println!("{line}");
+    }
 }

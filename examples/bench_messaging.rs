@@ -49,6 +49,7 @@ use crossbeam_channel::bounded;
 use hydra::umf::UMF_VERSION;
 use hydra::{Config, Hydra, keys};
 use hydra_testkit::RedisServer;
+use hydra_testkit::bench::{self, Failure, RedisCounters, Table, Tally, format_micros, padded_body, verdict};
 use serde_json::{Value, json};
 
 const DB: u8 = 15;
@@ -78,8 +79,6 @@ const FLIGHT_ROUND_BUDGET: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the floor responders look at their stop flag.
 const RESPONDER_POLL: Duration = Duration::from_millis(100);
-/// 64 bytes of padding in every body.
-const PAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Target: hydra-rs sequential msgs/s at least this fraction of the floor's.
 const TARGET_THROUGHPUT: f64 = 0.8;
 /// Target: hydra-rs sequential p99 at most this multiple of the floor's.
@@ -301,86 +300,13 @@ fn now_iso() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// What one measurement (all rounds of one subject and mode) collected.
-#[derive(Default)]
-struct Tally {
-    samples: Vec<Duration>,
-    /// Wall time of the timed parts.
-    wall: Duration,
-    /// Redis `total_commands_processed` and `total_connections_received`
-    /// during the timed parts.
-    commands: u64,
-    connections: u64,
-    wrong: usize,
-    missing: usize,
-    /// The first few failures, for the report.
-    failures: Vec<String>,
-}
-
-impl Tally {
-    fn record(&mut self, body: &Value, outcome: Result<Value, String>) -> bool {
-        match outcome {
-            Ok(reply) if reply.get("echo") == Some(body) && reply.as_object().is_some_and(|o| o.len() == 1) => true,
-            Ok(reply) => {
-                self.wrong += 1;
-                self.note(format!("wrong reply to {body}: {reply}"));
-                false
-            }
-            Err(e) => {
-                self.missing += 1;
-                self.note(e);
-                false
-            }
-        }
+/// A reply must be `{"echo": <the body sent>}`.
+fn check_echo(body: &Value, outcome: Result<Value, String>) -> Result<(), Failure> {
+    match outcome {
+        Ok(reply) if reply.get("echo") == Some(body) && reply.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
+        Ok(reply) => Err(Failure::WrongAnswer(format!("wrong reply to {body}: {reply}"))),
+        Err(e) => Err(Failure::NoAnswer(e)),
     }
-
-    fn note(&mut self, failure: String) {
-        if self.failures.len() < 3 {
-            self.failures.push(failure);
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.samples.extend(other.samples);
-        self.wrong += other.wrong;
-        self.missing += other.missing;
-        for f in other.failures {
-            self.note(f);
-        }
-    }
-
-    fn summarize(&mut self) -> Stats {
-        self.samples.sort_unstable();
-        let n = self.samples.len();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: usize| {
-            self.samples
-                .get((n * q / 100).min(n.saturating_sub(1)))
-                .map_or(f64::NAN, |&d| us(d))
-        };
-        Stats {
-            n,
-            p50: at(50),
-            p99: at(99),
-            mean: self.samples.iter().map(|&d| us(d)).sum::<f64>() / n.max(1) as f64,
-            per_sec: n as f64 / self.wall.as_secs_f64(),
-            cmds_per_req: self.commands as f64 / n.max(1) as f64,
-            connections: self.connections,
-            failed: self.wrong + self.missing,
-        }
-    }
-}
-
-/// Latency summary in microseconds, and throughput.
-struct Stats {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    mean: f64,
-    per_sec: f64,
-    cmds_per_req: f64,
-    connections: u64,
-    failed: usize,
 }
 
 /// Reads Redis's command and connection counters.
@@ -389,166 +315,92 @@ struct Probe {
 }
 
 impl Probe {
-    /// (commands processed, connections received) so far, not counting the
-    /// `INFO` that reads them.
-    fn counters(&self) -> BoxResult<(u64, u64)> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let info: String = redis::cmd("INFO").arg("stats").query(&mut *conn)?;
-        let field = |name: &str| -> BoxResult<u64> {
-            let text = info
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .ok_or_else(|| format!("INFO stats has no {name}"))?;
-            Ok(text.trim().parse()?)
-        };
-        Ok((
-            field("total_commands_processed")? - 1,
-            field("total_connections_received")?,
-        ))
+    fn counters(&self) -> redis::RedisResult<RedisCounters> {
+        RedisCounters::read(&mut self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
-fn body(n: u64) -> Value {
-    json!({"n": n, "pad": PAD})
+/// `requests` untimed requests numbered from `first`; failures still count.
+fn warm_up(request: &mut RequestFn<'_>, first: u64, requests: usize, tally: &mut Tally) {
+    tally.warm_up(first, requests, padded_body, |body| check_echo(body, request(body)));
 }
 
-/// Untimed requests; failures still count.
-fn warm_up(subject: &dyn Subject, requests: usize, tally: &mut Tally) -> BoxResult<()> {
-    subject.with_caller(0, &mut |request| {
-        for i in 0..requests as u64 {
-            let body = body(i);
-            let outcome = request(&body);
-            tally.record(&body, outcome);
-        }
-    })
+/// Requests one after another for `budget`, numbered from `first`; returns
+/// when it stopped.
+fn time_requests(request: &mut RequestFn<'_>, first: u64, budget: Duration, tally: &mut Tally) -> Instant {
+    tally.time_for(budget, first, padded_body, |body| request(body), check_echo)
 }
+
+/// One round of one subject: [`sequential_round`] or [`in_flight_round`].
+type RoundFn = fn(&dyn Subject, &Probe, Duration, &mut Tally) -> BoxResult<()>;
 
 /// One sequential round: `ROUND_WARMUP` untimed requests, then requests one at
 /// a time for `budget`.
 fn sequential_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tally: &mut Tally) -> BoxResult<()> {
-    let mut counters_failed = None;
+    let mut counted = Ok(());
     subject.with_caller(0, &mut |request| {
-        for i in 0..ROUND_WARMUP as u64 {
-            let body = body(i);
-            let outcome = request(&body);
-            tally.record(&body, outcome);
-        }
+        warm_up(request, 0, ROUND_WARMUP, tally);
         let before = match probe.counters() {
             Ok(c) => c,
             Err(e) => {
-                counters_failed = Some(e);
+                counted = Err(e);
                 return;
             }
         };
         let started = Instant::now();
-        let mut i = 1_000_000u64;
-        while started.elapsed() < budget {
-            let body = body(i);
-            i += 1;
-            let t = Instant::now();
-            let outcome = request(&body);
-            let elapsed = t.elapsed();
-            if tally.record(&body, outcome) {
-                tally.samples.push(elapsed);
-            }
-        }
-        tally.wall += started.elapsed();
+        let finished = time_requests(request, 1_000_000, budget, tally);
+        tally.latencies.add_wall(finished - started);
         match probe.counters() {
-            Ok(after) => {
-                tally.commands += after.0 - before.0;
-                tally.connections += after.1 - before.1;
-            }
-            Err(e) => counters_failed = Some(e),
+            Ok(after) => tally.redis += after.since(before),
+            Err(e) => counted = Err(e),
         }
     })?;
-    counters_failed.map_or(Ok(()), Err)
+    Ok(counted?)
 }
 
 /// One concurrent round: `IN_FLIGHT` threads, each warming up its caller,
 /// then all doing sequential requests for `budget` from a common start.
 fn in_flight_round(subject: &dyn Subject, probe: &Probe, budget: Duration, tally: &mut Tally) -> BoxResult<()> {
-    let start = Barrier::new(IN_FLIGHT + 1);
-    let (results, started) = thread::scope(|scope| {
-        let workers: Vec<_> = (0..IN_FLIGHT)
-            .map(|t| {
-                let start = &start;
-                thread::Builder::new()
-                    .name(format!("bench-caller-{t}"))
-                    .spawn_scoped(scope, move || in_flight_caller(subject, t, start, budget))
-            })
-            .collect::<Result<_, _>>()
-            .expect("cannot spawn caller threads");
-        start.wait();
-        let started = Instant::now();
-        let before = probe.counters();
-        let results: Vec<_> = workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err("a caller thread panicked".into())))
-            .collect();
-        if let (Ok(before), Ok(after)) = (before, probe.counters()) {
-            tally.commands += after.0 - before.0;
-            tally.connections += after.1 - before.1;
-        }
-        (results, started)
-    });
-    let mut last = started;
-    for result in results {
-        let (mine, finished) = result?;
-        last = last.max(finished);
-        tally.merge(mine);
+    let together = bench::run_together(
+        IN_FLIGHT,
+        "bench-caller",
+        || probe.counters(),
+        |t, start| in_flight_caller(subject, t, start, budget),
+    );
+    if let (Ok(before), Ok(after)) = (together.at_start, probe.counters()) {
+        tally.redis += after.since(before);
     }
-    tally.wall += last - started;
+    for result in together.results {
+        tally.merge(result?);
+    }
+    tally.latencies.add_wall(together.wall);
     Ok(())
 }
 
 /// One of the `IN_FLIGHT` callers: warms up, waits at `start` with the
 /// others, then requests one after another for `budget`. Returns what it
 /// collected and when it finished.
-fn in_flight_caller(subject: &dyn Subject, t: usize, start: &Barrier, budget: Duration) -> BoxResult<(Tally, Instant)> {
+fn in_flight_caller(subject: &dyn Subject, t: usize, start: &Barrier, budget: Duration) -> (BoxResult<Tally>, Instant) {
     let mut mine = Tally::default();
     let mut finished = None;
     let mut waited = false;
     let base = (t as u64 + 1) * 1_000_000_000;
     let outcome = subject.with_caller(t, &mut |request| {
-        for i in 0..(ROUND_WARMUP / 5) as u64 {
-            let body = body(base + i);
-            let outcome = request(&body);
-            mine.record(&body, outcome);
-        }
+        warm_up(request, base, ROUND_WARMUP / 5, &mut mine);
         start.wait();
         waited = true;
-        let until = Instant::now() + budget;
-        let mut i = base + 1_000_000;
-        while Instant::now() < until {
-            let body = body(i);
-            i += 1;
-            let t = Instant::now();
-            let outcome = request(&body);
-            let elapsed = t.elapsed();
-            if mine.record(&body, outcome) {
-                mine.samples.push(elapsed);
-            }
-        }
-        finished = Some(Instant::now());
+        finished = Some(time_requests(request, base + 1_000_000, budget, &mut mine));
     });
     if !waited {
         // Do not leave the others waiting at the barrier.
         start.wait();
     }
-    outcome?;
-    Ok((mine, finished.ok_or("caller finished without running")?))
+    (outcome.map(|()| mine), finished.unwrap_or_else(Instant::now))
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench_messaging: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit_code("bench_messaging", run())
 }
 
 /// Returns `Ok(false)` when a reply was missing or wrong.
@@ -558,7 +410,7 @@ fn run() -> BoxResult<bool> {
     let client = redis::Client::open(url.as_str())?;
     let mut raw = client.get_connection()?;
     redis::cmd("FLUSHDB").query::<()>(&mut raw)?;
-    let version = redis_version(&mut raw)?;
+    let version = bench::redis_version(&mut raw)?;
     let probe = Probe { conn: Mutex::new(raw) };
 
     let responder = Hydra::init(
@@ -600,7 +452,7 @@ fn run() -> BoxResult<bool> {
          (hydra-rs echo: {RESPONDER_WORKERS} message workers; floor: {FLOOR_RESPONDERS} responder threads, \
          1 for sequential); body {} bytes",
         server.port(),
-        body(1_000_000).to_string().len()
+        padded_body(1_000_000).to_string().len()
     );
 
     let subjects: [(&str, &dyn Subject); 2] = [("hydra-rs", &hydra), ("raw redis-rs floor", &floor)];
@@ -608,30 +460,29 @@ fn run() -> BoxResult<bool> {
     let mut flight = [Tally::default(), Tally::default()];
     for (k, (name, subject)) in subjects.iter().enumerate() {
         eprintln!("  warming up {name} ({WARMUP} requests)");
-        warm_up(*subject, WARMUP, &mut seq[k])?;
+        subject.with_caller(0, &mut |request| warm_up(request, 0, WARMUP, &mut seq[k]))?;
     }
     // Alternate which subject goes first, so drift falls on both.
-    for round in 0..SEQ_ROUNDS {
-        for k in order(round) {
-            let (n, wall) = (seq[k].samples.len(), seq[k].wall);
-            sequential_round(subjects[k].1, &probe, SEQ_ROUND_BUDGET, &mut seq[k])?;
+    let in_flight_mode = format!("{IN_FLIGHT} in flight");
+    let modes: [(&str, usize, Duration, RoundFn, &mut [Tally; 2]); 2] = [
+        ("sequential", SEQ_ROUNDS, SEQ_ROUND_BUDGET, sequential_round, &mut seq),
+        (
+            &in_flight_mode,
+            FLIGHT_ROUNDS,
+            FLIGHT_ROUND_BUDGET,
+            in_flight_round,
+            &mut flight,
+        ),
+    ];
+    for (mode, rounds, budget, run_round, tallies) in modes {
+        for (round, k) in bench::round_robin(rounds, subjects.len()) {
+            let mark = tallies[k].checkpoint();
+            run_round(subjects[k].1, &probe, budget, &mut tallies[k])?;
             eprintln!(
-                "  sequential round {}/{SEQ_ROUNDS}: {:<18} {:>6.0} msgs/s",
+                "  {mode} round {}/{rounds}: {:<18} {:>6.0} msgs/s",
                 round + 1,
                 subjects[k].0,
-                (seq[k].samples.len() - n) as f64 / (seq[k].wall - wall).as_secs_f64()
-            );
-        }
-    }
-    for round in 0..FLIGHT_ROUNDS {
-        for k in order(round) {
-            let (n, wall) = (flight[k].samples.len(), flight[k].wall);
-            in_flight_round(subjects[k].1, &probe, FLIGHT_ROUND_BUDGET, &mut flight[k])?;
-            eprintln!(
-                "  {IN_FLIGHT} in flight round {}/{FLIGHT_ROUNDS}: {:<18} {:>6.0} msgs/s",
-                round + 1,
-                subjects[k].0,
-                (flight[k].samples.len() - n) as f64 / (flight[k].wall - wall).as_secs_f64()
+                tallies[k].per_sec_since(mark)
             );
         }
     }
@@ -645,21 +496,31 @@ fn run() -> BoxResult<bool> {
         answered += r.stop()?;
     }
 
-    let [mut hydra_seq, mut floor_seq] = seq;
-    let [mut hydra_flight, mut floor_flight] = flight;
-    let rows = [
-        ("hydra-rs request, sequential", hydra_seq.summarize()),
-        ("raw redis-rs floor, sequential", floor_seq.summarize()),
+    let [hydra_seq, floor_seq] = seq;
+    let [hydra_flight, floor_flight] = flight;
+    let mut rows = [
         (
-            &*format!("hydra-rs request, {IN_FLIGHT} in flight"),
-            hydra_flight.summarize(),
+            "hydra-rs request, sequential".to_string(),
+            "hydra-rs sequential",
+            hydra_seq,
         ),
         (
-            &*format!("raw redis-rs floor, {IN_FLIGHT} in flight"),
-            floor_flight.summarize(),
+            "raw redis-rs floor, sequential".to_string(),
+            "floor sequential",
+            floor_seq,
+        ),
+        (
+            format!("hydra-rs request, {IN_FLIGHT} in flight"),
+            "hydra-rs in flight",
+            hydra_flight,
+        ),
+        (
+            format!("raw redis-rs floor, {IN_FLIGHT} in flight"),
+            "floor in flight",
+            floor_flight,
         ),
     ];
-    print_report(&rows);
+    print_report(&mut rows);
     println!();
     println!(
         "hydra-rs counters: caller sent {}, replies matched {}, late {}; responder received {}, \
@@ -674,17 +535,15 @@ fn run() -> BoxResult<bool> {
     );
 
     let mut ok = true;
-    for (name, tally) in [
-        ("hydra-rs sequential", &hydra_seq),
-        ("floor sequential", &floor_seq),
-        ("hydra-rs in flight", &hydra_flight),
-        ("floor in flight", &floor_flight),
-    ] {
-        if tally.wrong + tally.missing > 0 {
+    for (_, name, tally) in &rows {
+        let failures = &tally.failures;
+        if failures.total() > 0 {
             ok = false;
             eprintln!(
                 "ERROR {name}: {} wrong and {} missing replies; first: {:?}",
-                tally.wrong, tally.missing, tally.failures
+                failures.wrong_answer(),
+                failures.no_answer(),
+                failures.first()
             );
         }
     }
@@ -694,47 +553,36 @@ fn run() -> BoxResult<bool> {
     Ok(ok)
 }
 
-/// Subject indices in the order round `round` runs them.
-fn order(round: usize) -> [usize; 2] {
-    if round.is_multiple_of(2) { [0, 1] } else { [1, 0] }
-}
-
-fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {
-    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_string())
-}
-
-fn fmt_us(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
+/// The table of all four measurements (table label, short name, tally), then
+/// the targets.
+fn print_report(rows: &mut [(String, &str, Tally); 4]) {
+    let summaries = rows.each_mut().map(|(_, _, tally)| tally.latencies.summary());
+    let mut table = Table::new(&[
+        "",
+        "p50",
+        "p99",
+        "mean",
+        "msgs/s",
+        "requests",
+        "Redis cmds/req",
+        "new conns",
+        "failed",
+    ]);
+    for ((label, _, tally), s) in rows.iter().zip(&summaries) {
+        table.row([
+            label.clone(),
+            format_micros(s.p50),
+            format_micros(s.p99),
+            format_micros(s.mean),
+            format!("{:.0}", s.per_sec),
+            s.count.to_string(),
+            format!("{:.2}", tally.redis.commands_per(s.count)),
+            tally.redis.connections.to_string(),
+            tally.failures.total().to_string(),
+        ]);
     }
-}
-
-fn print_report(rows: &[(&str, Stats)]) {
-    println!();
-    println!("| | p50 | p99 | mean | msgs/s | requests | Redis cmds/req | new conns | failed |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, s) in rows {
-        println!(
-            "| {name} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} |",
-            fmt_us(s.p50),
-            fmt_us(s.p99),
-            fmt_us(s.mean),
-            s.per_sec,
-            s.n,
-            s.cmds_per_req,
-            s.connections,
-            s.failed,
-        );
-    }
-    let (ours, floor) = (&rows[0].1, &rows[1].1);
+    table.print();
+    let (ours, floor) = (&summaries[0], &summaries[1]);
     let throughput = ours.per_sec / floor.per_sec;
     let p99 = ours.p99 / floor.p99;
     println!();
@@ -746,14 +594,10 @@ fn print_report(rows: &[(&str, Stats)]) {
         "sequential p99: {p99:.2}× the floor's p99 (target ≤ {TARGET_P99}×) {}",
         verdict(p99 <= TARGET_P99)
     );
-    let (ours, floor) = (&rows[2].1, &rows[3].1);
+    let (ours, floor) = (&summaries[2], &summaries[3]);
     println!(
         "{IN_FLIGHT} in flight: throughput {:.2}× the floor, p99 {:.2}× the floor's (no target)",
         ours.per_sec / floor.per_sec,
         ours.p99 / floor.p99
     );
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "— met" } else { "— NOT met" }
 }

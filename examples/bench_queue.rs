@@ -52,14 +52,13 @@ use std::time::{Duration, Instant, SystemTime};
 use hydra::umf::UMF_VERSION;
 use hydra::{Config, Hydra, QueueOptions, QueuedMessage, Umf, keys};
 use hydra_testkit::RedisServer;
+use hydra_testkit::bench::{self, Align, Table, padded_body, verdict};
 use serde_json::{Value, json};
 
 const DB: u8 = 15;
 const MESSAGES: u64 = 12_000;
 const ROUNDS: usize = 3;
 const WORKER_COUNTS: [usize; 2] = [1, 8];
-/// 64 bytes of padding in every body.
-const PAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const TARGET: f64 = 0.7;
 const RECOVERY_VT: Duration = Duration::from_secs(2);
 const RECOVERY_TRIALS: usize = 5;
@@ -123,14 +122,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench_queue: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench::exit_code("bench_queue", run())
 }
 
 fn run() -> BoxResult<bool> {
@@ -138,7 +130,7 @@ fn run() -> BoxResult<bool> {
     let url = server.url(DB);
     let client = redis::Client::open(url.as_str())?;
     let mut probe = client.get_connection()?;
-    let version = redis_version(&mut probe)?;
+    let version = bench::redis_version(&mut probe)?;
     let hydra = Hydra::init(
         Config::builder()
             .service_name("bench-queue")
@@ -150,7 +142,7 @@ fn run() -> BoxResult<bool> {
         "bench_queue: redis-server {version} on 127.0.0.1:{} db {DB}; {MESSAGES} messages per run, \
          body {} bytes, {ROUNDS} rounds; {} CPUs",
         server.port(),
-        body(1_000_000).to_string().len(),
+        padded_body(1_000_000).to_string().len(),
         thread::available_parallelism().map_or(0, |n| n.get())
     );
 
@@ -158,100 +150,83 @@ fn run() -> BoxResult<bool> {
     let mut results: Vec<(usize, Subject, Tally)> = Vec::new();
     for workers in WORKER_COUNTS {
         let mut tallies = [Tally::default(); 3];
-        for round in 0..ROUNDS {
-            for k in order(round) {
-                let subject = SUBJECTS[k];
-                let queue = format!("bq-{}-{workers}-{round}", subject.tag());
-                let enqueue = enqueue(subject, &hydra, &client, &queue, workers)?;
-                let drain = drain(subject, &hydra, &client, &queue, workers)?;
-                let stats = hydra.queue_stats(&queue)?;
-                if stats.waiting + stats.in_progress + stats.incomplete != 0 {
-                    ok = false;
-                    eprintln!("ERROR {queue}: left behind {stats:?}");
-                }
-                let t = &mut tallies[k];
-                t.messages += MESSAGES;
-                t.enqueue += enqueue;
-                t.drain += drain;
-                eprintln!(
-                    "  {workers} worker(s), round {}/{ROUNDS}: {:<8} enqueue {:>7.0}/s, take+complete {:>7.0}/s",
-                    round + 1,
-                    subject.tag(),
-                    MESSAGES as f64 / enqueue.as_secs_f64(),
-                    MESSAGES as f64 / drain.as_secs_f64()
-                );
+        for (round, k) in bench::round_robin(ROUNDS, SUBJECTS.len()) {
+            let subject = SUBJECTS[k];
+            let queue = format!("bq-{}-{workers}-{round}", subject.tag());
+            let enqueue = enqueue(subject, &hydra, &client, &queue, workers)?;
+            let drain = drain(subject, &hydra, &client, &queue, workers)?;
+            let stats = hydra.queue_stats(&queue)?;
+            if stats.waiting + stats.in_progress + stats.incomplete != 0 {
+                ok = false;
+                eprintln!("ERROR {queue}: left behind {stats:?}");
             }
+            let t = &mut tallies[k];
+            t.messages += MESSAGES;
+            t.enqueue += enqueue;
+            t.drain += drain;
+            eprintln!(
+                "  {workers} worker(s), round {}/{ROUNDS}: {:<8} enqueue {:>7.0}/s, take+complete {:>7.0}/s",
+                round + 1,
+                subject.tag(),
+                MESSAGES as f64 / enqueue.as_secs_f64(),
+                MESSAGES as f64 / drain.as_secs_f64()
+            );
         }
         for (k, subject) in SUBJECTS.into_iter().enumerate() {
             results.push((workers, subject, tallies[k]));
         }
     }
 
-    println!();
-    println!("| subject | workers | enqueue msgs/s | take + complete msgs/s | end-to-end msgs/s | vs floor |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for &(workers, subject, tally) in &results {
-        let floor = results
+    // End-to-end msgs/s of `subject` with `workers` workers.
+    let end_to_end = |workers: usize, subject: Subject| {
+        results
             .iter()
-            .find(|(w, s, _)| *w == workers && *s == Subject::Floor)
-            .map(|(_, _, t)| t.end_to_end())
-            .unwrap_or(f64::NAN);
-        println!(
-            "| {} | {workers} | {:.0} | {:.0} | {:.0} | {:.2}× |",
-            subject.label(),
-            tally.rate(tally.enqueue),
-            tally.rate(tally.drain),
-            tally.end_to_end(),
-            tally.end_to_end() / floor
-        );
+            .find(|(w, s, _)| *w == workers && *s == subject)
+            .map_or(f64::NAN, |(_, _, t)| t.end_to_end())
+    };
+    let mut table = Table::new(&[
+        "subject",
+        "workers",
+        "enqueue msgs/s",
+        "take + complete msgs/s",
+        "end-to-end msgs/s",
+        "vs floor",
+    ]);
+    for &(workers, subject, tally) in &results {
+        table.row([
+            subject.label().to_string(),
+            workers.to_string(),
+            format!("{:.0}", tally.rate(tally.enqueue)),
+            format!("{:.0}", tally.rate(tally.drain)),
+            format!("{:.0}", tally.end_to_end()),
+            format!("{:.2}×", tally.end_to_end() / end_to_end(workers, Subject::Floor)),
+        ]);
     }
+    table.print();
     println!();
     for workers in WORKER_COUNTS {
-        let get = |s: Subject| {
-            results
-                .iter()
-                .find(|(w, x, _)| *w == workers && *x == s)
-                .map(|(_, _, t)| t.end_to_end())
-                .unwrap_or(f64::NAN)
-        };
-        let ratio = get(Subject::Worker) / get(Subject::Floor);
+        let ratio = end_to_end(workers, Subject::Worker) / end_to_end(workers, Subject::Floor);
         println!(
-            "target, {workers} worker(s): queue_worker end-to-end ≥ {TARGET}× floor: {:.2}× — {}",
-            ratio,
-            if ratio >= TARGET { "met" } else { "NOT met" }
+            "target, {workers} worker(s): queue_worker end-to-end ≥ {TARGET}× floor: {ratio:.2}× {}",
+            verdict(ratio >= TARGET)
         );
     }
 
-    println!();
-    let latencies = recovery(&hydra, &url)?;
-    let mut sorted = latencies.clone();
-    sorted.sort();
-    println!("| visibility timeout | trials | min | median | max |");
-    println!("|---:|---:|---:|---:|---:|");
-    println!(
-        "| {:?} | {} | {:.2} s | {:.2} s | {:.2} s |",
-        RECOVERY_VT,
-        sorted.len(),
-        sorted[0].as_secs_f64(),
-        sorted[sorted.len() / 2].as_secs_f64(),
-        sorted[sorted.len() - 1].as_secs_f64()
-    );
+    let mut latencies = recovery(&hydra, &url)?;
+    latencies.sort();
+    let seconds = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let mut table = Table::new(&["visibility timeout", "trials", "min", "median", "max"]).aligned(&[Align::Right; 5]);
+    table.row([
+        format!("{RECOVERY_VT:?}"),
+        latencies.len().to_string(),
+        seconds(latencies[0]),
+        seconds(latencies[latencies.len() / 2]),
+        seconds(latencies[latencies.len() - 1]),
+    ]);
+    table.print();
     println!("recovery: time from SIGKILL of the consumer holding a message to its redelivery to another consumer");
     hydra.shutdown()?;
     Ok(ok)
-}
-
-/// Subject indices in the order round `round` runs them.
-fn order(round: usize) -> [usize; 3] {
-    match round % 3 {
-        0 => [0, 1, 2],
-        1 => [2, 0, 1],
-        _ => [1, 2, 0],
-    }
-}
-
-fn body(n: u64) -> Value {
-    json!({"n": n, "pad": PAD})
 }
 
 /// W threads enqueue `MESSAGES / W` each; returns the wall time.
@@ -283,11 +258,11 @@ fn enqueue(
                         Some(conn) => {
                             let item = json!({
                                 "to": to, "frm": "bench-queue:/", "mid": uuid::Uuid::new_v4().hyphenated().to_string(),
-                                "ts": now_iso(), "ver": UMF_VERSION, "bdy": body(n),
+                                "ts": now_iso(), "ver": UMF_VERSION, "bdy": padded_body(n),
                             });
                             redis::cmd("LPUSH").arg(&key).arg(item.to_string()).query::<()>(conn)?;
                         }
-                        None => hydra.queue_message(&Umf::new(to.as_str(), "bench-queue:/", body(n)))?,
+                        None => hydra.queue_message(&Umf::new(to.as_str(), "bench-queue:/", padded_body(n)))?,
                     }
                 }
                 Ok(())
@@ -453,13 +428,4 @@ fn hang_consumer(url: &str) -> BoxResult<()> {
 
 fn now_iso() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
-fn redis_version(conn: &mut redis::Connection) -> BoxResult<String> {
-    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .to_string())
 }
