@@ -242,21 +242,36 @@ impl HttpClient {
             instance.ip.clone()
         };
         let url = format!("http://{host}:{}{}", instance.port, request.path);
-        let mut builder = ureq::http::Request::builder().method(request.method.as_str()).uri(&url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let result = match &request.body {
-            Some(body) => builder
-                .body(body.clone())
-                .map_err(|e| format!("invalid request: {e}"))
-                .map(|req| self.run(req, timeout))?,
-            None => builder
-                .body(())
-                .map_err(|e| format!("invalid request: {e}"))
-                .map(|req| self.run(req, timeout))?,
+        let send = || -> std::result::Result<ureq::http::Response<ureq::Body>, String> {
+            let mut builder = ureq::http::Request::builder().method(request.method.as_str()).uri(&url);
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            let result = match &request.body {
+                Some(body) => builder
+                    .body(body.clone())
+                    .map_err(|e| format!("invalid request: {e}"))
+                    .map(|req| self.run(req, timeout))?,
+                None => builder
+                    .body(())
+                    .map_err(|e| format!("invalid request: {e}"))
+                    .map(|req| self.run(req, timeout))?,
+            };
+            result.map_err(|e| {
+                if closed_before_answer(&e) {
+                    format!("{STALE_CONNECTION}{e}")
+                } else {
+                    e.to_string()
+                }
+            })
         };
-        let mut response = result.map_err(|e| e.to_string())?;
+        // A kept-alive connection the server closed while idle fails before the
+        // request was read; that one is retried once on a fresh connection.
+        let mut response = match send() {
+            Err(e) if e.starts_with(STALE_CONNECTION) => send(),
+            other => other,
+        }
+        .map_err(|e| e.trim_start_matches(STALE_CONNECTION).to_string())?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -298,6 +313,25 @@ impl HttpClient {
             .timeout_per_read(Some(timeout))
             .timeout_per_write(Some(timeout))
             .run()
+    }
+}
+
+/// Marks an error as "the connection was closed under us" inside `attempt`.
+const STALE_CONNECTION: &str = "stale connection: ";
+
+/// True for the failures a server's closing of an idle keep-alive connection
+/// causes (reset, broken pipe, end of stream), as opposed to a refused
+/// connection or a timeout, which mean the instance itself is in trouble.
+fn closed_before_answer(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 

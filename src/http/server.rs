@@ -256,6 +256,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         buffer: Vec::with_capacity(4096),
     };
     let registered = shared.open.add(&conn.stream);
+    let held_since = Instant::now();
     let mut first = true;
     while !shared.stop.load(Ordering::SeqCst) {
         let idle_limit = if first {
@@ -271,8 +272,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 let head_only = request.method == "HEAD";
                 let response = dispatch(shared, request);
                 bump(&shared.counters.requests);
-                // Keep the connection only while no other connection waits.
-                let keep = keep_alive && (shared.pool_backlog)() == 0;
+                // While other connections wait, a busy connection keeps its
+                // worker for one time slice, then closes after its current
+                // answer: fair to the waiting ones without reconnecting on
+                // every request.
+                let fair = held_since.elapsed() < WORKER_SLICE || (shared.pool_backlog)() == 0;
+                let keep = keep_alive && fair;
                 if write_response(&mut conn.stream, &response, keep, head_only).is_err() || !keep {
                     break;
                 }
@@ -447,6 +452,9 @@ fn head_too_large(buffer: &[u8], settings: &HttpSettings) -> ReadError {
 fn find_head_end(buffer: &[u8]) -> Option<usize> {
     buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
+
+/// How long a connection may keep its worker while other connections wait.
+const WORKER_SLICE: Duration = Duration::from_millis(100);
 
 /// How often a connection that has sent nothing yet checks whether it should
 /// give its worker to a waiting connection.
