@@ -126,6 +126,9 @@ impl HttpClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("hydra-rs/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(DEFAULT_REQUEST_TIMEOUT))
+            .timeout_per_read(Some(DEFAULT_REQUEST_TIMEOUT))
+            .timeout_per_write(Some(DEFAULT_REQUEST_TIMEOUT))
             .max_idle_connections(64)
             .max_idle_connections_per_host(64)
             .build()
@@ -306,6 +309,10 @@ impl HttpClient {
         timeout: Duration,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         use ureq::RequestExt;
+        if timeout == DEFAULT_REQUEST_TIMEOUT {
+            // The agent's own settings: no per-request configuration to build.
+            return self.agent.run(request);
+        }
         request
             .with_agent(&self.agent)
             .configure()
