@@ -24,6 +24,10 @@
  * - Callbacks run on library threads and may run concurrently; they may call
  *   back into the library (including hydra_shutdown / hydra_free on their own
  *   handle). They must not unwind (C++ exceptions, longjmp) into the library.
+ * - A callback fails by returning a status other than HYDRA_OK, best
+ *   HYDRA_CALLBACK_FAILED right after hydra_set_last_error_message(reason):
+ *   the reason reaches the other side (dead-letter reason, HTTP 500 envelope,
+ *   logged message-handler failure).
  * - Thread safety: every function is safe to call from any thread. A hydra
  *   handle may be used from many threads at once; a hydra_http_response only
  *   inside the callback that received it.
@@ -114,6 +118,14 @@
 #define HYDRA_PANIC 103
 
 /**
+ * Returned by a callback (message, HTTP route, queue) to say that it failed,
+ * after `hydra_set_last_error_message` with the reason; the library passes
+ * that reason on (dead-letter reason, 500 envelope `result.reason`, the
+ * logged message-handler failure). Library functions never return it.
+ */
+#define HYDRA_CALLBACK_FAILED 104
+
+/**
  * Logging off (`hydra_log_set_callback` level).
  */
 #define HYDRA_LOG_OFF 0
@@ -183,7 +195,12 @@ typedef struct hydra_queued_message hydra_queued_message;
  * `hydra` is the handle the callback was registered on (use it to reply);
  * `message_json` is the message in UMF long form (`to`, `from`, `mid`,
  * `body`, ...), valid only during the call. Return `HYDRA_OK` when handled;
- * any other value is logged and counted as failed (`message_stats.failed`).
+ * any other value is logged (`message callback returned <STATUS>: <message>`,
+ * the message being the one the callback set with
+ * `hydra_set_last_error_message`, or that of a library call that failed in
+ * it) and counted as failed (`message_stats.failed`). The library sends no
+ * reply for a failed message: a callback that wants the sender to know
+ * replies itself (e.g. with Hydra's error envelope) before returning.
  * The callback may call any function of the library, including
  * `hydra_request`, `hydra_shutdown` and `hydra_free` on its own handle.
  * While all workers are busy, new messages wait in a bounded queue
@@ -213,7 +230,11 @@ typedef void (*hydra_free_callback)(void *user_data);
  * repeated headers joined with ", "; invalid UTF-8 in the body replaced with
  * U+FFFD). Write the answer into `response`, then return `HYDRA_OK`. Any
  * other return value, or returning without a response, answers 500 with
- * Hydra's error envelope. The callback may call any function of the library.
+ * Hydra's error envelope; its `result.reason` is `the route handler failed
+ * (<STATUS>): <message>`, the message being the one the callback set with
+ * `hydra_set_last_error_message` (or that of a library call that failed in
+ * it). That text goes to the HTTP client: keep secrets out of it. The
+ * callback may call any function of the library.
  */
 typedef int32_t (*hydra_http_callback)(void *user_data,
                                        struct hydra *hydra,
@@ -226,10 +247,12 @@ typedef int32_t (*hydra_http_callback)(void *user_data,
  * only during the call) is `{"message": <UMF long form>, "queue": "<service>",
  * "deliveryCount": 1}`. Return `HYDRA_OK` to mark it completed; any other
  * value fails this delivery: the message goes back to the queue, and after
- * `maxDeliveries` to the dead letters (`mqincomplete`) with `bdy.reason`
- * saying which status the callback returned (and the last error message of
- * a library call that failed in it, if any). Do not mark the message
- * yourself. The callback may call any function of the library.
+ * `maxDeliveries` to the dead letters (`mqincomplete`) with `bdy.reason` =
+ * `queue callback returned <STATUS>: <message>`, where the message is the
+ * one the callback set with `hydra_set_last_error_message` (or that of a
+ * library call that failed in it); to fail with a reason, set it and return
+ * `HYDRA_CALLBACK_FAILED`. Do not mark the message yourself. The callback
+ * may call any function of the library.
  */
 typedef int32_t (*hydra_queue_callback)(void *user_data,
                                         struct hydra *hydra,
@@ -253,11 +276,28 @@ extern "C" {
 
 /**
  * The message of the last call on this thread that returned a status other
- * than `HYDRA_OK`; `""` when the last such call succeeded. Never NULL. The
- * pointer belongs to the library and stays valid until the next call into
- * the library on this thread; copy the text to keep it.
+ * than `HYDRA_OK` (or the one set by `hydra_set_last_error_message`); `""`
+ * when the last such call succeeded. Never NULL. The pointer belongs to the
+ * library and stays valid until the next call into the library on this
+ * thread; copy the text to keep it.
  */
 const char *hydra_last_error_message(void);
+
+/**
+ * Sets this thread's last error message to `message` (NULL: clears it), for
+ * a callback to say why it fails: set it just before returning a status
+ * other than `HYDRA_OK` (best `HYDRA_CALLBACK_FAILED`), and the library uses
+ * it as the reason of the failure: the dead-letter reason of a queue
+ * message, `result.reason` of the HTTP 500 envelope, the logged failure of
+ * a message handler. Any library call made after it on the same thread
+ * replaces it. The library clears it before calling a callback, so a
+ * callback that sets none fails with just its status. `HYDRA_INVALID_UTF8`
+ * (and that error as the message) when `message` is not UTF-8.
+ *
+ * # Safety
+ * `message` is NULL or a NUL-terminated string.
+ */
+int32_t hydra_set_last_error_message(const char *message);
 
 /**
  * The C name of a status code (`"HYDRA_NOT_FOUND"`), or

@@ -1,7 +1,10 @@
 //! The `user_data` of a C callback and its finalizer.
 
 use std::ffi::c_void;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::status::{HYDRA_OK, clear_last_error, last_error, status_name};
 
 /// Called once with the `user_data` of a callback when the library will not
 /// call that callback any more (after it was replaced, or the handle it was
@@ -53,5 +56,102 @@ impl Drop for UserData {
             // SAFETY: the finalizer the caller gave for this pointer, run once.
             unsafe { free(self.ptr) };
         }
+    }
+}
+
+/// A callback that returned a status other than `HYDRA_OK`, and why: the
+/// message it left as this thread's last error (with
+/// `hydra_set_last_error_message`, or from a library call that failed in it).
+#[derive(Debug)]
+pub(crate) struct CallbackFailure {
+    pub status: i32,
+    /// "" when the callback left none.
+    pub detail: String,
+}
+
+impl CallbackFailure {
+    /// The status's C name, or `status <n>` for a value that is none.
+    pub(crate) fn status_text(&self) -> String {
+        status_name(self.status).map_or_else(|| format!("status {}", self.status), str::to_string)
+    }
+}
+
+impl fmt::Display for CallbackFailure {
+    /// `HYDRA_CALLBACK_FAILED: <detail>`, or the bare name without a detail.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.status_text())?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `invoke` (a call of a C callback) with this thread's last error
+/// cleared first, so a message left by an earlier call cannot pass for this
+/// callback's reason; a non-OK status comes back with the message the
+/// callback left.
+pub(crate) fn run_callback(invoke: impl FnOnce() -> i32) -> Result<(), CallbackFailure> {
+    clear_last_error();
+    let status = invoke();
+    if status == HYDRA_OK {
+        return Ok(());
+    }
+    let detail = last_error();
+    clear_last_error();
+    Err(CallbackFailure { status, detail })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{
+        HYDRA_CALLBACK_FAILED, HYDRA_NOT_FOUND, hydra_last_error_message, hydra_set_last_error_message,
+    };
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: never NULL, valid until the next call on this thread.
+        unsafe { CStr::from_ptr(hydra_last_error_message()) }
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn set_last_error_message_sets_clears_and_checks_utf8() {
+        // SAFETY: NUL-terminated strings and NULL.
+        unsafe {
+            assert_eq!(hydra_set_last_error_message(c"disk full ✓".as_ptr()), HYDRA_OK);
+            assert_eq!(last(), "disk full ✓");
+            assert_eq!(hydra_set_last_error_message(std::ptr::null()), HYDRA_OK);
+            assert_eq!(last(), "");
+            let bad = [b'a', 0xff, 0];
+            assert_eq!(
+                hydra_set_last_error_message(bad.as_ptr().cast()),
+                crate::status::HYDRA_INVALID_UTF8
+            );
+            assert!(last().starts_with("hydra_set_last_error_message: "), "{}", last());
+            assert!(last().contains("message"), "{}", last());
+        }
+    }
+
+    #[test]
+    fn a_callback_reports_its_own_message_never_a_stale_one() {
+        // SAFETY: NUL-terminated strings.
+        let set = |text: &std::ffi::CStr| unsafe { hydra_set_last_error_message(text.as_ptr()) };
+        set(c"stale, from an earlier call");
+        let failure = run_callback(|| HYDRA_NOT_FOUND).unwrap_err();
+        assert_eq!(failure.to_string(), "HYDRA_NOT_FOUND");
+        let failure = run_callback(|| {
+            set(c"ValueError: boom");
+            HYDRA_CALLBACK_FAILED
+        })
+        .unwrap_err();
+        assert_eq!(failure.to_string(), "HYDRA_CALLBACK_FAILED: ValueError: boom");
+        assert_eq!(last(), "", "the reason was taken, not left behind");
+        set(c"left by a callback that succeeded");
+        assert!(run_callback(|| HYDRA_OK).is_ok());
+        assert_eq!(run_callback(|| 77).unwrap_err().to_string(), "status 77");
     }
 }

@@ -8,10 +8,10 @@ use hydra_rs::{ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, Http
 use serde_json::{Map, Value, json};
 
 use crate::args::{self, millis, owned_json};
-use crate::callbacks::{UserData, hydra_free_callback};
+use crate::callbacks::{UserData, hydra_free_callback, run_callback};
 use crate::handles::Table;
 use crate::service::{handle, hydra};
-use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_OK, call, status_name};
+use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, call};
 
 /// The response of one HTTP request being served, written by the route
 /// callback with `hydra_http_response_send` or `hydra_http_response_set`
@@ -32,7 +32,11 @@ pub struct hydra_http_response {
 /// repeated headers joined with ", "; invalid UTF-8 in the body replaced with
 /// U+FFFD). Write the answer into `response`, then return `HYDRA_OK`. Any
 /// other return value, or returning without a response, answers 500 with
-/// Hydra's error envelope. The callback may call any function of the library.
+/// Hydra's error envelope; its `result.reason` is `the route handler failed
+/// (<STATUS>): <message>`, the message being the one the callback set with
+/// `hydra_set_last_error_message` (or that of a library call that failed in
+/// it). That text goes to the HTTP client: keep secrets out of it. The
+/// callback may call any function of the library.
 pub type hydra_http_callback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -319,26 +323,30 @@ fn serve(
     let response_id = RESPONSES.insert(slot.clone());
     // SAFETY: the callback and user_data the caller registered; the response
     // handle is a table key, checked on every use.
-    let status = unsafe {
+    let outcome = run_callback(|| unsafe {
         callback(
             data.ptr(),
             crate::service::as_ptr(id),
             text.as_ptr(),
             response_id as *mut hydra_http_response,
         )
-    };
+    });
     RESPONSES.remove(response_id as *const hydra_http_response);
     let written = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match (status, written) {
-        (HYDRA_OK, Some(response)) if response.status != 0 => response,
-        (HYDRA_OK, _) => {
+    match (outcome, written) {
+        (Ok(()), Some(response)) if response.status != 0 => response,
+        (Ok(()), _) => {
             log::warn!("HTTP route {route}: the callback returned without a response");
             HttpResponse::error(500, "the route handler sent no response")
         }
-        (status, _) => {
-            let name = status_name(status).unwrap_or("not a hydra status");
-            log::warn!("HTTP route {route}: the callback returned {status} ({name})");
-            HttpResponse::error(500, &format!("the route handler failed ({name})"))
+        (Err(failure), _) => {
+            log::warn!("HTTP route {route}: the callback returned {failure}");
+            let mut reason = format!("the route handler failed ({})", failure.status_text());
+            if !failure.detail.is_empty() {
+                reason.push_str(": ");
+                reason.push_str(&failure.detail);
+            }
+            HttpResponse::error(500, &reason)
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   pointers last.
 //! - They return an `int32_t` status: `HYDRA_OK`, a `hydra_rs::ErrorCode` value,
 //!   or one of the ABI's own codes (NULL argument, invalid UTF-8, invalid
-//!   handle, panic); `hydra_last_error_message()` says why, per thread.
+//!   handle, panic, callback failed); `hydra_last_error_message()` says why,
+//!   per thread. Callbacks say why they fail with
+//!   `hydra_set_last_error_message()`.
 //! - Structured data crosses as JSON text: owned strings returned in `out_*`
 //!   are freed with `hydra_string_free`.
 //! - Handles are table keys, not addresses (`handles.rs`): stale or forged
@@ -70,7 +72,8 @@ pub use service::{
     hydra_put_config, hydra_register_service, hydra_send_to_health_log, hydra_shutdown,
 };
 pub use status::{
-    HYDRA_BAD_REQUEST, HYDRA_INVALID_CONFIG, HYDRA_INVALID_HANDLE, HYDRA_INVALID_STATE, HYDRA_INVALID_UTF8,
-    HYDRA_MALFORMED, HYDRA_NOT_FOUND, HYDRA_NULL_ARGUMENT, HYDRA_OK, HYDRA_PANIC, HYDRA_REDIS,
-    HYDRA_SERVICE_UNAVAILABLE, HYDRA_TIMEOUT, hydra_last_error_message, hydra_status_name, hydra_version,
+    HYDRA_BAD_REQUEST, HYDRA_CALLBACK_FAILED, HYDRA_INVALID_CONFIG, HYDRA_INVALID_HANDLE, HYDRA_INVALID_STATE,
+    HYDRA_INVALID_UTF8, HYDRA_MALFORMED, HYDRA_NOT_FOUND, HYDRA_NULL_ARGUMENT, HYDRA_OK, HYDRA_PANIC, HYDRA_REDIS,
+    HYDRA_SERVICE_UNAVAILABLE, HYDRA_TIMEOUT, hydra_last_error_message, hydra_set_last_error_message,
+    hydra_status_name, hydra_version,
 };

@@ -8,9 +8,9 @@ use crossbeam_channel::RecvTimeoutError;
 use hydra_rs::{Hydra, Umf};
 
 use crate::args::{self, millis, owned_json, owned_string};
-use crate::callbacks::{UserData, hydra_free_callback};
+use crate::callbacks::{UserData, hydra_free_callback, run_callback};
 use crate::service::{handle, hydra};
-use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_OK, HYDRA_TIMEOUT, call, status_name};
+use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_TIMEOUT, call};
 
 /// Called for every message that reaches this instance (on its service or
 /// instance channel), on one of the library's worker threads
@@ -19,7 +19,12 @@ use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_OK, HYDRA_TI
 /// `hydra` is the handle the callback was registered on (use it to reply);
 /// `message_json` is the message in UMF long form (`to`, `from`, `mid`,
 /// `body`, ...), valid only during the call. Return `HYDRA_OK` when handled;
-/// any other value is logged and counted as failed (`message_stats.failed`).
+/// any other value is logged (`message callback returned <STATUS>: <message>`,
+/// the message being the one the callback set with
+/// `hydra_set_last_error_message`, or that of a library call that failed in
+/// it) and counted as failed (`message_stats.failed`). The library sends no
+/// reply for a failed message: a callback that wants the sender to know
+/// replies itself (e.g. with Hydra's error envelope) before returning.
 /// The callback may call any function of the library, including
 /// `hydra_request`, `hydra_shutdown` and `hydra_free` on its own handle.
 /// While all workers are busy, new messages wait in a bounded queue
@@ -202,16 +207,8 @@ pub unsafe extern "C" fn hydra_on_message(
         let result = h.on_message(move |_, message| {
             let text = CString::new(message.to_long_json()).map_err(|_| "message has a NUL byte")?;
             // SAFETY: the callback and user_data the caller registered.
-            let status = unsafe { callback(captured.ptr(), crate::service::as_ptr(id), text.as_ptr()) };
-            if status == HYDRA_OK {
-                Ok(())
-            } else {
-                Err(format!(
-                    "message callback returned {status} ({})",
-                    status_name(status).unwrap_or("not a hydra status")
-                )
-                .into())
-            }
+            run_callback(|| unsafe { callback(captured.ptr(), crate::service::as_ptr(id), text.as_ptr()) })
+                .map_err(|failure| format!("message callback returned {failure}").into())
         });
         if result.is_err() {
             data.disarm();

@@ -9,13 +9,10 @@ use hydra_rs::{QueueOptions, QueueWorker, QueuedMessage, Umf};
 use serde_json::{Value, json};
 
 use crate::args::{self, millis, owned_json};
-use crate::callbacks::{UserData, hydra_free_callback};
+use crate::callbacks::{UserData, hydra_free_callback, run_callback};
 use crate::handles::Table;
 use crate::service::{handle, hydra};
-use crate::status::{
-    FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_OK, call, call_or, clear_last_error, last_error, note_error,
-    status_name,
-};
+use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, call, call_or, note_error};
 
 /// A message taken from a queue with `hydra_get_queued_message`: read it with
 /// `hydra_queued_message_json`, mark it with `hydra_mark_queue_message`,
@@ -34,10 +31,12 @@ pub struct hydra_queue_worker {
 /// only during the call) is `{"message": <UMF long form>, "queue": "<service>",
 /// "deliveryCount": 1}`. Return `HYDRA_OK` to mark it completed; any other
 /// value fails this delivery: the message goes back to the queue, and after
-/// `maxDeliveries` to the dead letters (`mqincomplete`) with `bdy.reason`
-/// saying which status the callback returned (and the last error message of
-/// a library call that failed in it, if any). Do not mark the message
-/// yourself. The callback may call any function of the library.
+/// `maxDeliveries` to the dead letters (`mqincomplete`) with `bdy.reason` =
+/// `queue callback returned <STATUS>: <message>`, where the message is the
+/// one the callback set with `hydra_set_last_error_message` (or that of a
+/// library call that failed in it); to fail with a reason, set it and return
+/// `HYDRA_CALLBACK_FAILED`. Do not mark the message yourself. The callback
+/// may call any function of the library.
 pub type hydra_queue_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, hydra: *mut hydra, queued_json: *const c_char) -> i32>;
 
@@ -291,20 +290,9 @@ pub unsafe extern "C" fn hydra_queue_worker_new(
         let captured = data.clone();
         let result = h.queue_worker_with(service, concurrency as usize, options, move |queued| {
             let text = CString::new(queued_value(queued).to_string()).map_err(|_| "message has a NUL byte")?;
-            clear_last_error();
             // SAFETY: the callback and user_data the caller registered.
-            let status = unsafe { callback(captured.ptr(), crate::service::as_ptr(id), text.as_ptr()) };
-            if status == HYDRA_OK {
-                return Ok(());
-            }
-            let name = status_name(status).unwrap_or("not a hydra status");
-            let detail = last_error();
-            Err(if detail.is_empty() {
-                format!("queue callback returned {name}")
-            } else {
-                format!("queue callback returned {name}: {detail}")
-            }
-            .into())
+            run_callback(|| unsafe { callback(captured.ptr(), crate::service::as_ptr(id), text.as_ptr()) })
+                .map_err(|failure| format!("queue callback returned {failure}").into())
         });
         if result.is_err() {
             data.disarm();

@@ -43,6 +43,11 @@ pub const HYDRA_INVALID_HANDLE: i32 = 102;
 /// The library panicked inside the call; the panic was caught and the process
 /// lives on. The message carries the panic's text. Please report it.
 pub const HYDRA_PANIC: i32 = 103;
+/// Returned by a callback (message, HTTP route, queue) to say that it failed,
+/// after `hydra_set_last_error_message` with the reason; the library passes
+/// that reason on (dead-letter reason, 500 envelope `result.reason`, the
+/// logged message-handler failure). Library functions never return it.
+pub const HYDRA_CALLBACK_FAILED: i32 = 104;
 
 // The numeric codes of the Rust enum, checked when this crate compiles.
 const _: () = {
@@ -58,7 +63,7 @@ const _: () = {
 };
 
 /// Every status code and its C name, in order.
-pub(crate) const STATUS_NAMES: [(i32, &str); 13] = [
+pub(crate) const STATUS_NAMES: [(i32, &str); 14] = [
     (HYDRA_OK, "HYDRA_OK"),
     (HYDRA_INVALID_CONFIG, "HYDRA_INVALID_CONFIG"),
     (HYDRA_BAD_REQUEST, "HYDRA_BAD_REQUEST"),
@@ -72,6 +77,7 @@ pub(crate) const STATUS_NAMES: [(i32, &str); 13] = [
     (HYDRA_INVALID_UTF8, "HYDRA_INVALID_UTF8"),
     (HYDRA_INVALID_HANDLE, "HYDRA_INVALID_HANDLE"),
     (HYDRA_PANIC, "HYDRA_PANIC"),
+    (HYDRA_CALLBACK_FAILED, "HYDRA_CALLBACK_FAILED"),
 ];
 
 /// The C name of a status code, or `None`.
@@ -200,9 +206,10 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The message of the last call on this thread that returned a status other
-/// than `HYDRA_OK`; `""` when the last such call succeeded. Never NULL. The
-/// pointer belongs to the library and stays valid until the next call into
-/// the library on this thread; copy the text to keep it.
+/// than `HYDRA_OK` (or the one set by `hydra_set_last_error_message`); `""`
+/// when the last such call succeeded. Never NULL. The pointer belongs to the
+/// library and stays valid until the next call into the library on this
+/// thread; copy the text to keep it.
 #[unsafe(no_mangle)]
 pub extern "C" fn hydra_last_error_message() -> *const c_char {
     call_or("hydra_last_error_message", c"".as_ptr(), || {
@@ -210,11 +217,53 @@ pub extern "C" fn hydra_last_error_message() -> *const c_char {
     })
 }
 
+/// Sets this thread's last error message to `message` (NULL: clears it), for
+/// a callback to say why it fails: set it just before returning a status
+/// other than `HYDRA_OK` (best `HYDRA_CALLBACK_FAILED`), and the library uses
+/// it as the reason of the failure: the dead-letter reason of a queue
+/// message, `result.reason` of the HTTP 500 envelope, the logged failure of
+/// a message handler. Any library call made after it on the same thread
+/// replaces it. The library clears it before calling a callback, so a
+/// callback that sets none fails with just its status. `HYDRA_INVALID_UTF8`
+/// (and that error as the message) when `message` is not UTF-8.
+///
+/// # Safety
+/// `message` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hydra_set_last_error_message(message: *const c_char) -> i32 {
+    // Not through `call`: its success path would clear the message set here.
+    let result = catch_unwind(AssertUnwindSafe(|| -> FfiResult<Option<String>> {
+        // SAFETY: the caller's contract.
+        Ok(unsafe { crate::args::optional_text(message, "message") }?.map(str::to_owned))
+    }));
+    match result {
+        Ok(Ok(Some(text))) => {
+            set_last_error(&text);
+            HYDRA_OK
+        }
+        Ok(Ok(None)) => {
+            clear_last_error();
+            HYDRA_OK
+        }
+        Ok(Err(error)) => {
+            set_last_error(&format!("hydra_set_last_error_message: {}", error.message));
+            error.code
+        }
+        Err(payload) => {
+            set_last_error(&format!(
+                "hydra_set_last_error_message: panic: {}",
+                panic_text(payload.as_ref())
+            ));
+            HYDRA_PANIC
+        }
+    }
+}
+
 /// The C name of a status code (`"HYDRA_NOT_FOUND"`), or
 /// `"HYDRA_UNKNOWN_STATUS"`. A static string: never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn hydra_status_name(status: i32) -> *const c_char {
-    const NAMES: [&std::ffi::CStr; 13] = [
+    const NAMES: [&std::ffi::CStr; 14] = [
         c"HYDRA_OK",
         c"HYDRA_INVALID_CONFIG",
         c"HYDRA_BAD_REQUEST",
@@ -228,6 +277,7 @@ pub extern "C" fn hydra_status_name(status: i32) -> *const c_char {
         c"HYDRA_INVALID_UTF8",
         c"HYDRA_INVALID_HANDLE",
         c"HYDRA_PANIC",
+        c"HYDRA_CALLBACK_FAILED",
     ];
     call_or("hydra_status_name", c"HYDRA_UNKNOWN_STATUS".as_ptr(), || {
         STATUS_NAMES

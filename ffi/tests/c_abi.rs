@@ -413,6 +413,12 @@ fn c_service_talks_with_rust_and_node() {
         failed.result().unwrap()["reason"],
         "the route handler failed (HYDRA_NOT_FOUND)"
     );
+    let why = api("c-svc:[get]/v1/c/why", json!({}));
+    assert_eq!(why.status, 500);
+    assert_eq!(
+        why.result().unwrap()["reason"],
+        "the route handler failed (HYDRA_CALLBACK_FAILED): the widget ✓ is broken"
+    );
     assert_eq!(api("c-svc:[get]/v1/c/missing", json!({})).status, 404);
     let proxied = api("c-svc:[get]/v1/c/proxy", json!({}));
     assert_eq!(
@@ -440,6 +446,7 @@ fn c_service_talks_with_rust_and_node() {
         "calls rust",
         "calls node",
         "nested and pull",
+        "handler failure",
         "http misuse",
         "discovery",
         "counters",
@@ -478,7 +485,7 @@ fn c_queues_with_rust_and_node() {
     .unwrap();
 
     let mut program = Program::start(&exe, &[("HYDRA_REDIS_URL", &url)]);
-    for step in ["ok take and mark", "ok hostile", "ok worker", "ready"] {
+    for step in ["ok take and mark", "ok hostile", "ok worker", "ok reasons", "ready"] {
         program.expect_line(step);
     }
     node.call(

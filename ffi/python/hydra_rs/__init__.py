@@ -27,6 +27,7 @@ in the ``target/{debug,release}`` directory of the workspace (see
 from . import _native as native
 from .errors import (
     BadRequestError,
+    CallbackFailedError,
     HydraError,
     InvalidConfigError,
     InvalidHandleError,
@@ -53,6 +54,7 @@ from .hydra import (
 
 __all__ = [
     "BadRequestError",
+    "CallbackFailedError",
     "HttpRequest",
     "HttpResponse",
     "Hydra",

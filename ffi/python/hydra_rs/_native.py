@@ -61,6 +61,7 @@ HYDRA_NULL_ARGUMENT = 100
 HYDRA_INVALID_UTF8 = 101
 HYDRA_INVALID_HANDLE = 102
 HYDRA_PANIC = 103
+HYDRA_CALLBACK_FAILED = 104
 
 # Log levels (hydra_log_set_callback).
 HYDRA_LOG_OFF = 0
@@ -84,6 +85,7 @@ _out_handle = POINTER(c_void_p)  # struct x **
 #: name -> (restype, argtypes), in header order.
 SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "hydra_last_error_message": (c_char_p, []),
+    "hydra_set_last_error_message": (c_int32, [c_char_p]),
     "hydra_status_name": (c_char_p, [c_int32]),
     "hydra_version": (c_char_p, []),
     "hydra_string_free": (None, [c_void_p]),

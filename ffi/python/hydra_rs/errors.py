@@ -102,6 +102,14 @@ class PanicError(HydraError):
     status = n.HYDRA_PANIC
 
 
+class CallbackFailedError(HydraError):
+    """``HYDRA_CALLBACK_FAILED``: what a callback returns when it fails (the
+    library's functions never do); the trampolines return it for every
+    exception a handler raises."""
+
+    status = n.HYDRA_CALLBACK_FAILED
+
+
 #: Status code -> exception class.
 ERRORS: Dict[int, Type[HydraError]] = {
     cls.status: cls
@@ -118,6 +126,7 @@ ERRORS: Dict[int, Type[HydraError]] = {
         InvalidUtf8Error,
         InvalidHandleError,
         PanicError,
+        CallbackFailedError,
     )
 }
 

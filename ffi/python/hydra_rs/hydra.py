@@ -17,7 +17,9 @@ exception of the library's status code, with its message.
 Callbacks (message handlers, HTTP routes, queue workers, log forwarding) run
 on the library's threads. Every one goes through a trampoline that catches
 every exception: it is logged (logger ``hydra_rs``) and turned into an error
-reply, a 500 answer or an incomplete queue item, never into a success. The
+reply, a 500 answer or an incomplete queue item, never into a success; the
+library gets ``HYDRA_CALLBACK_FAILED`` and ``"<ExceptionType>: <text>"`` as the
+reason (``hydra_set_last_error_message``). The
 Python objects behind a callback stay alive as long as the library may call
 them, and are released when the library runs its ``free_user_data``
 finalizer.
@@ -36,7 +38,7 @@ from ctypes import byref, c_bool, c_uint16, c_uint64, c_void_p
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _native as n
-from .errors import HydraError, check
+from .errors import check
 
 lib = n.lib
 log = logging.getLogger("hydra_rs")
@@ -162,16 +164,25 @@ class _Callbacks:
 callbacks = _Callbacks()
 
 
-def _status_of(error: BaseException) -> int:
-    """The status a callback returns for an exception: a library error keeps
-    its own code; anything else is the Python analogue of a panic."""
-    if isinstance(error, HydraError) and error.status != n.HYDRA_OK:
-        return error.status
-    return n.HYDRA_PANIC
-
-
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def _failed(error: BaseException) -> int:
+    """What a trampoline returns for an exception: ``HYDRA_CALLBACK_FAILED``,
+    with the exception's text as this thread's last error message, which the
+    library passes on as the reason (dead-letter reason, HTTP 500
+    ``result.reason``, the logged message-handler failure). Call it last: any
+    library call after it on this thread replaces the message."""
+    try:
+        try:
+            text = _describe(error)
+        except BaseException:  # a __str__ that raises
+            text = type(error).__name__
+        lib.hydra_set_last_error_message(text.replace("\0", "\\0").encode("utf-8", "replace"))
+    except BaseException:
+        pass  # never let an exception escape: ctypes would return 0 (HYDRA_OK)
+    return n.HYDRA_CALLBACK_FAILED
 
 
 @n.hydra_free_callback
@@ -219,7 +230,6 @@ def _on_message(user_data, hydra_ptr, message_json):
             )
         return status
     except BaseException as error:
-        status = _status_of(error)
         try:
             mid = message.get("mid") if isinstance(message, dict) else None
             log.error("message handler raised on %s", mid, exc_info=error)
@@ -233,7 +243,8 @@ def _on_message(user_data, hydra_ptr, message_json):
                     )
         except BaseException:
             pass
-        return status
+        # After the error reply: its call would replace the message.
+        return _failed(error)
 
 
 class HttpRequest:
@@ -346,7 +357,7 @@ def _on_http(user_data, hydra_ptr, request_json, response_ptr):
             log.error("HTTP route %s raised", route, exc_info=error)
         except BaseException:
             pass
-        return _status_of(error)
+        return _failed(error)
 
 
 class _QueueHandler:
@@ -366,7 +377,7 @@ def _on_queued(user_data, hydra_ptr, queued_json):
             log.error("queue worker handler raised", exc_info=error)
         except BaseException:
             pass
-        return _status_of(error)
+        return _failed(error)
 
 
 # ---------------------------------------------------------------------------
@@ -700,9 +711,10 @@ class Hydra(_Owned):
         message in long form on a library worker thread; if it returns a value
         other than None, that value is sent as the body of the reply (unless
         the message is itself a reply, with ``rmid``: no ping-pong). If it
-        raises, the exception is logged, the message counted as failed, and a
-        message that is not itself a reply is answered with Hydra's error
-        envelope (``statusCode`` 500, ``result.reason``)."""
+        raises, the exception is logged, the message counted as failed (and
+        logged by the library with the exception's text), and a message that
+        is not itself a reply is answered with Hydra's error envelope
+        (``statusCode`` 500, ``result.reason``)."""
         if not callable(handler):
             raise TypeError("the message handler must be callable")
         key = callbacks.add(_MessageHandler(handler))
@@ -769,7 +781,9 @@ class Hydra(_Owned):
         The function gets an :class:`HttpRequest` and returns the ``result``
         of Hydra's 200 envelope, a ``(status, result)`` tuple, or an
         :class:`HttpResponse`. If it raises, the exception is logged and the
-        request answered 500 with Hydra's error envelope."""
+        request answered 500 with Hydra's error envelope, whose
+        ``result.reason`` carries the exception's type and text (so keep
+        secrets out of exceptions a route may raise)."""
 
         def decorator(handler: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
             self.add_route(method, path, handler)
@@ -877,7 +891,8 @@ class Hydra(_Owned):
         """Works ``service``'s queue on ``concurrency`` threads:
         ``handler({"message", "queue", "deliveryCount"})`` completes the
         message by returning; if it raises, the exception is logged and the
-        delivery fails (retried, then a dead letter after ``max_deliveries``)."""
+        delivery fails (retried, then a dead letter after ``max_deliveries``
+        whose ``reason`` carries the exception's type and text)."""
         if not callable(handler):
             raise TypeError("the queue handler must be callable")
         if not isinstance(concurrency, int) or not 0 <= concurrency < 2**32:

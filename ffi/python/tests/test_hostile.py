@@ -311,10 +311,61 @@ def test_raising_message_handler_answers_with_an_error_reply(h, make_hydra, capl
         assert reason in reply["body"]["result"]["reason"], (kind, reply)
     assert h.request("py-raiser:/", {"kind": "ok"}, timeout=WAIT)["body"] == {"fine": True}
     # Counted once each handler has returned (after its reply went out).
-    wait_until(lambda: server.message_stats()["handled"] == 1, what="the last message to be counted")
-    stats = server.message_stats()
-    assert (stats["handled"], stats["failed"]) == (1, 4)
+    # (each failure is counted after its trampoline returns, which may be
+    # after the next request was answered by another worker).
+    wait_until(
+        lambda: (server.message_stats()["handled"], server.message_stats()["failed"]) == (1, 4),
+        what="every message to be counted",
+    )
     assert sum("message handler raised" in r.getMessage() for r in caplog.records) == 4
+
+
+def test_a_raising_message_handler_gives_the_library_its_text(h, make_hydra):
+    """The library logs the failed message with the exception's text (not just
+    a status), and counts it as failed."""
+    server = make_hydra("py-reasons")
+
+    @server.on_message
+    def handler(message):
+        raise RuntimeError(f"the widget broke on {message['body']['n']} \u2713")
+
+    server.register_service()
+    records = queue.Queue()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.put(record.getMessage())
+
+    logger = logging.getLogger("hydra_rs.lib")
+    collect = Collect()
+    logger.addHandler(collect)
+    logger.setLevel(logging.WARNING)
+    try:
+        hydra_rs.forward_logs(logging.WARNING)
+        reply = h.request("py-reasons:/", {"n": 7}, timeout=WAIT)
+        assert reply["body"]["result"]["reason"] == "message handler raised RuntimeError: the widget broke on 7 \u2713"
+        expected = "message callback returned HYDRA_CALLBACK_FAILED: RuntimeError: the widget broke on 7 \u2713"
+        deadline = time.monotonic() + WAIT
+        while True:
+            text = records.get(timeout=max(0.01, deadline - time.monotonic()))
+            if "message handler failed on" in text:
+                assert text.endswith(expected), text
+                break
+    finally:
+        hydra_rs.forward_logs(None)
+        logger.removeHandler(collect)
+    wait_until(lambda: server.message_stats()["failed"] == 1, what="the failure to be counted")
+
+
+def test_set_last_error_message_directly():
+    lib = n.lib
+    assert lib.hydra_set_last_error_message("a reason \u2713".encode()) == n.HYDRA_OK
+    assert lib.hydra_last_error_message().decode() == "a reason \u2713"
+    assert lib.hydra_set_last_error_message(None) == n.HYDRA_OK
+    assert lib.hydra_last_error_message() == b""
+    assert lib.hydra_set_last_error_message(b"bad \xff") == n.HYDRA_INVALID_UTF8
+    assert b"argument message is not valid UTF-8" in lib.hydra_last_error_message()
+    assert hydra_rs.status_name(n.HYDRA_CALLBACK_FAILED) == "HYDRA_CALLBACK_FAILED"
 
 
 def test_a_raising_handler_does_not_answer_replies(h, make_hydra):

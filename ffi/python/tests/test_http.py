@@ -83,13 +83,21 @@ def test_status_tuple_raw_bytes_and_headers(served):
     assert response["body"]["result"] == {"ok": True}
 
 
-@pytest.mark.parametrize("path", ["raise", "junk", "bad-status"])
-def test_failing_routes_answer_500(served, path, caplog):
+@pytest.mark.parametrize(
+    "path, why",
+    [
+        ("raise", "LookupError: nothing here"),
+        ("junk", "TypeError: Object of type object is not JSON serializable"),
+        ("bad-status", "ValueError: HTTP status must be an int from 100 to 999, got 1000"),
+    ],
+)
+def test_failing_routes_answer_500(served, path, why, caplog):
     server, client, _ = served
     response = client.make_api_request(f"py-http:[get]/v1/http/{path}")
     assert response["statusCode"] == 500
     assert response["body"]["statusCode"] == 500
-    assert "route handler failed" in response["body"]["result"]["reason"]
+    # The exception's type and text reach the client as the reason.
+    assert response["body"]["result"]["reason"] == f"the route handler failed (HYDRA_CALLBACK_FAILED): {why}"
     assert any(r.name == "hydra_rs" and "raised" in r.getMessage() for r in caplog.records)
     # The server lives on.
     assert client.make_api_request("py-http:[get]/v1/http/items/1")["statusCode"] == 200

@@ -85,8 +85,8 @@ def test_raising_queue_handler_fails_the_delivery(make_hydra, caplog):
     assert any("queue worker handler raised" in r.getMessage() for r in caplog.records)
     assert h.redrive_dead_letters("py-qfail") == 1
     item = h.get_queued_message("py-qfail")
-    # The reason names the failure (the library cannot carry Python's text).
-    assert "queue callback returned HYDRA_PANIC" in item.body["reason"]
+    # The reason carries the exception's type and text.
+    assert item.body["reason"] == "queue callback returned HYDRA_CALLBACK_FAILED: ValueError: cannot do this job"
     item.close()
 
 
@@ -101,8 +101,9 @@ def test_queue_handler_raising_a_library_error_reports_it(make_hydra):
         wait_until(lambda: worker.stats()["dead_lettered"] == 1, what="a dead letter")
     h.redrive_dead_letters("py-qlib")
     item = h.get_queued_message("py-qlib")
-    assert "HYDRA_NOT_FOUND" in item.body["reason"]
-    assert "no-such-service" in item.body["reason"]
+    reason = item.body["reason"]
+    assert reason.startswith("queue callback returned HYDRA_CALLBACK_FAILED: NotFoundError: "), reason
+    assert "no-such-service" in reason and "(HYDRA_NOT_FOUND)" in reason, reason
     item.close()
 
 

@@ -186,6 +186,15 @@ static void bad_strings_and_json(hydra *h) {
     EXPECT(hydra_json_get_string(doc, "/a", &s), HYDRA_BAD_REQUEST, "not a string");
     EXPECT(hydra_json_get_string(doc, "/a/1/b", NULL), HYDRA_NULL_ARGUMENT, "out_text");
     CHECK(s == NULL);
+
+    /* A callback's reason: set, replaced, cleared; invalid UTF-8 is refused. */
+    CHECK(hydra_set_last_error_message("first") == HYDRA_OK);
+    CHECK(hydra_set_last_error_message("disk full \xe2\x9c\x93") == HYDRA_OK);
+    CHECK(strcmp(hydra_last_error_message(), "disk full \xe2\x9c\x93") == 0);
+    CHECK(hydra_set_last_error_message(NULL) == HYDRA_OK);
+    CHECK(strcmp(hydra_last_error_message(), "") == 0);
+    EXPECT(hydra_set_last_error_message(BAD_UTF8), HYDRA_INVALID_UTF8,
+           "hydra_set_last_error_message: argument message is not valid UTF-8");
     STEP("bad strings and json");
 }
 
@@ -200,6 +209,7 @@ static void forged_handles(void) {
     EXPECT(hydra_http_response_send((hydra_http_response *)(uintptr_t)0x41, 200, "{}"), HYDRA_INVALID_HANDLE,
            "hydra_http_response");
     CHECK(strcmp(hydra_status_name(HYDRA_TIMEOUT), "HYDRA_TIMEOUT") == 0);
+    CHECK(strcmp(hydra_status_name(HYDRA_CALLBACK_FAILED), "HYDRA_CALLBACK_FAILED") == 0);
     CHECK(strcmp(hydra_status_name(-1), "HYDRA_UNKNOWN_STATUS") == 0);
     CHECK(strlen(hydra_version()) >= 5);
     STEP("forged handles");

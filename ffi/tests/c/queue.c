@@ -39,6 +39,66 @@ static int32_t work(void *user_data, hydra *h, const char *queued_json) {
     return HYDRA_OK;
 }
 
+/* The "c-reasons" worker (one thread, so one thread-local last error): a
+ * message that leaves a last error and succeeds, one that fails without a
+ * reason (the stale text must not pass for it), one that fails with its own. */
+static int32_t fail_with_reason(void *user_data, hydra *h, const char *queued_json) {
+    CHECK(user_data == NULL);
+    CHECK(h == service);
+    CHECK(hydra_last_error_message()[0] == '\0'); /* cleared before each call */
+    if (strstr(queued_json, "\"leave\"") != NULL) {
+        CHECK(hydra_set_last_error_message("stale text from a callback that succeeded") == HYDRA_OK);
+        return HYDRA_OK;
+    }
+    if (strstr(queued_json, "\"bare\"") != NULL) {
+        return HYDRA_CALLBACK_FAILED;
+    }
+    CHECK(hydra_set_last_error_message("disk full while writing job 7 \xe2\x9c\x93") == HYDRA_OK);
+    return HYDRA_CALLBACK_FAILED;
+}
+
+static void reasons(void) {
+    hydra_queue_worker *worker = NULL;
+    EXPECT_OK(hydra_queue_worker_new(service, "c-reasons", 1, "{\"maxDeliveries\": 1}", fail_with_reason, NULL,
+                                     NULL, &worker));
+    EXPECT_OK(hydra_queue_message(service, "{\"to\": \"c-reasons:/\", \"body\": {\"leave\": 1}}"));
+    EXPECT_OK(hydra_queue_message(service, "{\"to\": \"c-reasons:/\", \"body\": {\"bare\": 2}}"));
+    EXPECT_OK(hydra_queue_message(service, "{\"to\": \"c-reasons:/\", \"body\": {\"reason\": 3}}"));
+    char *json = NULL;
+    for (int i = 0;; i++) {
+        EXPECT_OK(hydra_queue_worker_stats(worker, &json));
+        int done = strstr(json, "\"completed\":1,") != NULL && strstr(json, "\"dead_lettered\":2,") != NULL;
+        if (done || i == 3000) {
+            if (!done) {
+                fprintf(stderr, "c-reasons worker stats: %s\n", json);
+            }
+            hydra_string_free(json);
+            CHECK(done);
+            break;
+        }
+        hydra_string_free(json);
+        sleep_ms(10);
+    }
+    hydra_queue_worker_free(worker);
+    uint64_t moved = 0;
+    EXPECT_OK(hydra_redrive_dead_letters(service, "c-reasons", &moved));
+    CHECK(moved == 2);
+    const char *expected[2] = {
+        "\"reason\":\"queue callback returned HYDRA_CALLBACK_FAILED\"",
+        "\"reason\":\"queue callback returned HYDRA_CALLBACK_FAILED: disk full while writing job 7 \xe2\x9c\x93\"",
+    };
+    for (int i = 0; i < 2; i++) {
+        hydra_queued_message *dead = NULL;
+        EXPECT_OK(hydra_get_queued_message(service, "c-reasons", 0, &dead));
+        CHECK(dead != NULL);
+        EXPECT_OK(hydra_queued_message_json(dead, &json));
+        CHECK_JSON(json, expected[i]);
+        EXPECT_OK(hydra_mark_queue_message(service, dead, true, NULL, NULL));
+        hydra_queued_message_free(dead);
+    }
+    STEP("reasons");
+}
+
 static void read_go(void) {
     char line[64];
     CHECK(fgets(line, sizeof line, stdin) != NULL);
@@ -191,6 +251,7 @@ int main(void) {
     hydra_queue_worker_free(worker);
     EXPECT(hydra_queue_worker_stop(worker), HYDRA_INVALID_HANDLE, "");
     STEP("worker");
+    reasons();
 
     /* A new worker for the harness's Node and Rust producers. */
     EXPECT_OK(hydra_queue_worker_new(service, "c-work", 1, NULL, work, &worker_freed, count_free, &worker));

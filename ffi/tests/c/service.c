@@ -27,6 +27,11 @@ static int32_t on_message(void *user_data, hydra *h, const char *message_json) {
     if (strstr(message_json, "\"rmid\":") != NULL) {
         return HYDRA_OK; /* a reply (to our broadcast): never answer replies */
     }
+    if (strstr(message_json, "\"fail_with_reason\"") != NULL) {
+        CHECK(hydra_last_error_message()[0] == '\0'); /* cleared before each call */
+        CHECK(hydra_set_last_error_message("the C handler cannot do this") == HYDRA_OK);
+        return HYDRA_CALLBACK_FAILED; /* logged with the reason, counted as failed */
+    }
     if (strstr(message_json, "\"nested\"") != NULL) {
         char *answer = NULL;
         int32_t status =
@@ -89,11 +94,40 @@ static int32_t on_route(void *user_data, hydra *h, const char *request_json, hyd
         hydra_string_free(code);
         return status == HYDRA_OK ? hydra_http_response_send(response, 200, result) : status;
     }
+    if (strstr(request_json, "\"route\":\"[get]/v1/c/why\"") != NULL) {
+        /* Fails with a reason: the 500 envelope carries it. */
+        CHECK(hydra_last_error_message()[0] == '\0'); /* cleared before each call */
+        CHECK(hydra_set_last_error_message("the widget \xe2\x9c\x93 is broken") == HYDRA_OK);
+        return HYDRA_CALLBACK_FAILED;
+    }
     if (strstr(request_json, "\"route\":\"[get]/v1/c/silent\"") != NULL) {
         kept_response = response; /* misuse: kept past the callback */
         return HYDRA_OK;          /* ... and no response written: 500 */
     }
     return HYDRA_NOT_FOUND; /* [get]/v1/c/fail: 500 envelope */
+}
+
+/* Log records of message-handler failures that carry the handler's reason. */
+static atomic_int reason_logged;
+
+static void on_log(void *user_data, int32_t level, const char *target, const char *message) {
+    (void)user_data;
+    (void)target;
+    if (level == HYDRA_LOG_WARN &&
+        strstr(message, "message callback returned HYDRA_CALLBACK_FAILED: the C handler cannot do this") != NULL) {
+        atomic_fetch_add(&reason_logged, 1);
+    }
+}
+
+static void handler_failure(void) {
+    char *json = NULL;
+    EXPECT_OK(hydra_log_set_callback(HYDRA_LOG_WARN, on_log, NULL, NULL));
+    EXPECT_OK(hydra_send_message(service, "{\"to\": \"c-svc:/\", \"body\": {\"fail_with_reason\": true}}"));
+    CHECK(wait_for(&reason_logged, 1, 30000));
+    EXPECT_OK(hydra_log_set_callback(HYDRA_LOG_OFF, NULL, NULL, NULL));
+    EXPECT_OK(hydra_message_stats(service, &json));
+    CHECK_JSON(json, "\"failed\":1,");
+    STEP("handler failure");
 }
 
 static void read_go(void) {
@@ -235,7 +269,7 @@ static void counters(void) {
     char *json = NULL;
     EXPECT_OK(hydra_message_stats(service, &json));
     CHECK(strstr(json, "\"replies_matched\":") != NULL);
-    CHECK_JSON(json, "\"failed\":0");
+    CHECK_JSON(json, "\"failed\":1,\"panicked\":0");
     EXPECT_OK(hydra_http_stats(service, &json));
     CHECK_JSON(json, "\"requests\":");
     STEP("counters");
@@ -250,7 +284,7 @@ int main(void) {
     uint16_t port = 0;
     EXPECT_OK(hydra_serve_http(service,
                                "[\"[get]/v1/c/hello/:name\", \"[post]/v1/c/echo\", \"[get]/v1/c/text\","
-                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\", \"[get]/v1/c/proxy\"]",
+                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\", \"[get]/v1/c/why\", \"[get]/v1/c/proxy\"]",
                                "{\"workers\": 4, \"requestTimeoutMs\": 10000}", on_route, &routes_freed, count_free,
                                &port));
     CHECK(port != 0);
@@ -264,6 +298,7 @@ int main(void) {
     calls_rust();
     calls_node();
     nested_and_pull();
+    handler_failure();
     http_misuse();
     discovery();
     counters();
