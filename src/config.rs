@@ -497,9 +497,27 @@ impl ConfigBuilder {
         let presence_cache_ttl = Duration::from_millis(
             count_field(&hydra, "presenceCacheTTL")?.unwrap_or(millis(DEFAULT_PRESENCE_CACHE_TTL)),
         );
+        // Channels allocate their capacity up front: keep a typo from aborting.
+        let at_most = |key: &str, value: u64, limit: u64| -> Result<usize> {
+            if value > limit {
+                return Err(Error::invalid_config(
+                    key,
+                    format!("must be at most {limit}, got {value}"),
+                ));
+            }
+            Ok(to_usize(value))
+        };
         let tuning = Tuning {
-            message_workers: to_usize(positive("messageWorkers", DEFAULT_MESSAGE_WORKERS as u64)?),
-            message_queue_capacity: to_usize(positive("messageQueueCapacity", DEFAULT_MESSAGE_QUEUE_CAPACITY as u64)?),
+            message_workers: at_most(
+                "messageWorkers",
+                positive("messageWorkers", DEFAULT_MESSAGE_WORKERS as u64)?,
+                1024,
+            )?,
+            message_queue_capacity: at_most(
+                "messageQueueCapacity",
+                positive("messageQueueCapacity", DEFAULT_MESSAGE_QUEUE_CAPACITY as u64)?,
+                1 << 20,
+            )?,
             max_message_bytes: to_usize(positive("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES as u64)?),
         };
         Ok(Config {

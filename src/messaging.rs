@@ -226,13 +226,18 @@ impl Messaging {
     fn queue_for_consumer(&self, umf: Umf) {
         let handler = self.handler.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(handler) = handler {
-            let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(pool) = pool.as_ref() else {
-                bump(&self.counters.unhandled);
-                return;
-            };
             let job = self.handler_job(handler, umf);
-            if pool.try_submit(job).is_err() {
+            let rejected = match self.pool.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                Some(pool) => pool.try_submit(job).err(),
+                None => {
+                    bump(&self.counters.unhandled);
+                    return;
+                }
+            };
+            // Dropped outside the pool lock: the job may hold the last handle,
+            // whose drop shuts down and takes that lock.
+            if let Some(job) = rejected {
+                drop(job);
                 let n = bump(&self.counters.overflow);
                 self.warnings.warn("overflow", || {
                     format!("message handlers are saturated; dropped a message ({n} dropped so far)")

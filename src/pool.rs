@@ -71,12 +71,13 @@ impl WorkerPool {
     }
 
     /// Lets queued jobs finish, then joins the workers, waiting at most
-    /// `deadline` for each.
+    /// `deadline` in all.
     pub(crate) fn shutdown(self, deadline: Duration) {
         drop(self.sender);
         drop(self.receiver);
+        let until = std::time::Instant::now() + deadline;
         for thread in self.threads {
-            thread.join(deadline);
+            thread.join(until.saturating_duration_since(std::time::Instant::now()));
         }
     }
 }

@@ -487,12 +487,16 @@ struct WarnOnce {
 
 impl WarnOnce {
     fn warn(&self, key: &str, value: &str, reason: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > 4096 {
-            seen.clear();
-        }
         let shown: String = value.chars().take(120).collect();
-        if seen.insert((key.to_string(), shown.clone())) {
+        let first_time = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() > 4096 {
+                seen.clear();
+            }
+            seen.insert((key.to_string(), shown.clone()))
+        };
+        // Logged outside the lock: a logger may call back into the library.
+        if first_time {
             log::warn!("skipping malformed record in {key}: {reason}; value: {shown:?}");
         }
     }

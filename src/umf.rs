@@ -7,7 +7,7 @@
 //! short-form JSON in Node's key order.
 
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::error::{Error, Result};
 use crate::timestamp;
@@ -197,35 +197,7 @@ impl Umf {
 
     /// The short form as a JSON object.
     pub fn to_short_value(&self) -> Value {
-        Value::Object(self.to_map(false))
-    }
-
-    fn to_map(&self, long: bool) -> Map<String, Value> {
-        let text = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).map(|s| Value::String(s.clone()));
-        let plain = |s: &String| Some(Value::String(s.clone())).filter(|_| !s.is_empty());
-        let values: [Option<Value>; 14] = [
-            plain(&self.to),
-            plain(&self.from),
-            self.headers.clone().filter(is_truthy),
-            plain(&self.mid),
-            text(&self.rmid),
-            text(&self.signature),
-            self.timeout.clone().map(Value::Number).filter(is_truthy),
-            plain(&self.timestamp),
-            text(&self.message_type),
-            plain(&self.version),
-            text(&self.via),
-            text(&self.forward),
-            Some(self.body.clone()).filter(is_truthy),
-            text(&self.authorization),
-        ];
-        let mut map = Map::new();
-        for ((long_name, short_name), value) in FIELDS.iter().zip(values) {
-            if let Some(value) = value {
-                map.insert((if long { long_name } else { short_name }).to_string(), value);
-            }
-        }
-        map
+        serde_json::to_value(WireView::new(self, false)).expect("a UMF message serializes")
     }
 
     /// Node's `signMessage(algorithm, secret)`: HMAC of the long-form JSON

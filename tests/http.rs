@@ -303,7 +303,8 @@ fn failover_survives_killed_instances() {
     assert!(calls > 10);
     // Pinned to the dead one: falls over to the live one too (as Node does).
     let pinned = format!("{first_id}@flaky:[get]/v1/flaky/hello/x");
-    let _ = call(&client, &pinned, json!({}));
+    let response = call(&client, &pinned, json!({})).expect("a pinned dead instance falls over");
+    assert_eq!(response.instance_id, second_id);
 
     second.kill().unwrap();
     second.wait().unwrap();
@@ -595,7 +596,11 @@ fn silent_and_idle_connections_cannot_starve_the_workers() {
             .unwrap();
         idle.push(stream);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Wait until the server has taken all four connections.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while svc.http_stats().connections < 4 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     let started = Instant::now();
     let status = raw_exchange(
         port,
@@ -606,5 +611,26 @@ fn silent_and_idle_connections_cannot_starve_the_workers() {
         started.elapsed() < Duration::from_secs(1),
         "waited {:?} for a worker",
         started.elapsed()
+    );
+}
+
+#[test]
+fn an_overflowing_chunk_size_is_refused_not_a_crash() {
+    let server = RedisServer::start();
+    let (svc, port) = hostile_server(&server);
+    let evil = b"POST /v1/tough/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\nbb\r\n0\r\n\r\n";
+    assert!(raw_exchange(port, evil).starts_with("HTTP/1.1 413"));
+    assert_eq!(svc.http_stats().panicked, 0);
+    let client = init(&server, "client");
+    assert_eq!(
+        call(&client, "tough:[get]/v1/tough/hello/x", json!({})).unwrap().status,
+        200
+    );
+    // A message timeout too large for a Duration is capped, not a panic.
+    let mut msg = client.create_umf_message("tough:[get]/v1/tough/hello/x", json!({}));
+    msg.timeout = Some(serde_json::Number::from_f64(1e300).unwrap());
+    assert_eq!(
+        client.make_api_request(&msg, RequestOptions::default()).unwrap().status,
+        200
     );
 }

@@ -22,6 +22,8 @@ use crate::umf::Umf;
 
 /// Node's `REQUEST_TIMEOUT`: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound for a timeout taken from a message.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Largest response body read into memory.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -178,7 +180,9 @@ impl HttpClient {
             .as_ref()
             .and_then(|n| n.as_f64())
             .filter(|s| *s > 0.0)
-            .map(Duration::from_secs_f64)
+            // The message's word: no panic on huge or infinite values.
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(|d| d.min(MAX_REQUEST_TIMEOUT))
             .or(options.timeout)
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let request = PreparedRequest::new(&method, &route.api_route, message);

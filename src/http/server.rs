@@ -145,6 +145,19 @@ impl OpenConnections {
     }
 }
 
+/// Removes a connection from [`OpenConnections`] however serving it ends
+/// (a panic included), so no file descriptor is kept.
+struct OpenGuard<'a> {
+    open: &'a OpenConnections,
+    id: Option<u64>,
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.open.remove(self.id);
+    }
+}
+
 /// A running server: stopped by `Hydra::shutdown`.
 pub(crate) struct HttpServer {
     stop: Arc<AtomicBool>,
@@ -180,11 +193,21 @@ impl HttpServer {
             let shared = shared.clone();
             let submit = pool.submitter();
             OwnedThread::spawn("hydra-http", move || {
+                let mut accept_errors = AcceptErrors::default();
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    let Ok(stream) = stream else { continue };
+                    let stream = match stream {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            // E.g. out of file descriptors: accept fails at once, again
+                            // and again. Say so (rate-limited) and breathe, don't spin.
+                            accept_errors.report(&e);
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        }
+                    };
                     bump(&shared.counters.connections);
                     let job_shared = shared.clone();
                     let job_stream = match stream.try_clone() {
@@ -224,6 +247,24 @@ impl BackgroundTask for HttpServer {
     }
 }
 
+/// Logs failing `accept` calls at most once a second, with a count.
+#[derive(Default)]
+struct AcceptErrors {
+    last_report: Option<Instant>,
+    since_report: u64,
+}
+
+impl AcceptErrors {
+    fn report(&mut self, error: &io::Error) {
+        self.since_report += 1;
+        if self.last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            log::warn!("HTTP accept failed {} time(s): {error}", self.since_report);
+            self.last_report = Some(Instant::now());
+            self.since_report = 0;
+        }
+    }
+}
+
 fn refuse_overloaded(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
     let response = HttpResponse::error(503, "server is overloaded; try again");
@@ -255,7 +296,10 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         stream,
         buffer: Vec::with_capacity(4096),
     };
-    let registered = shared.open.add(&conn.stream);
+    let _registered = OpenGuard {
+        open: &shared.open,
+        id: shared.open.add(&conn.stream),
+    };
     let held_since = Instant::now();
     let mut first = true;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -296,7 +340,6 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Err(ReadError::Closed) | Err(ReadError::Io) => break,
         }
     }
-    shared.open.remove(registered);
     let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
@@ -553,7 +596,8 @@ fn read_chunked(conn: &mut Connection, started: Instant, settings: &HttpSettings
                 }
             }
         }
-        if body.len() + size > settings.max_body_bytes {
+        // The size is the client's word: compare without overflowing.
+        if size > settings.max_body_bytes.saturating_sub(body.len()) {
             return Err(ReadError::Reject(
                 413,
                 format!("request body is larger than {} bytes", settings.max_body_bytes),

@@ -54,7 +54,7 @@ pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
 local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
 if not raw then return false end
 redis.call('LPUSH', KEYS[3], raw)
-redis.call('ZADD', KEYS[4], 'NX', now_ms() + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[4], 'GT', now_ms() + tonumber(ARGV[2]), ARGV[1])
 return {raw, tonumber(redis.call('HGET', KEYS[5], redis.sha1hex(raw)) or 0)}
 ",
     )
@@ -73,7 +73,7 @@ pub(crate) static ADOPT: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return false end
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], 'NX', now_ms() + tonumber(ARGV[3]), ARGV[2])
+redis.call('ZADD', KEYS[4], 'GT', now_ms() + tonumber(ARGV[3]), ARGV[2])
 return tonumber(redis.call('HGET', KEYS[5], redis.sha1hex(ARGV[1])) or 0)
 ",
     )
@@ -113,7 +113,7 @@ end
 local raw = redis.call('LMOVE', KEYS[4], KEYS[2], 'RIGHT', 'LEFT')
 if not raw then return {held} end
 redis.call('LPUSH', KEYS[1], raw)
-redis.call('ZADD', KEYS[5], 'NX', now_ms() + tonumber(ARGV[3]), ARGV[2])
+redis.call('ZADD', KEYS[5], 'GT', now_ms() + tonumber(ARGV[3]), ARGV[2])
 return {held, raw, tonumber(redis.call('HGET', KEYS[3], redis.sha1hex(raw)) or 0)}
 ",
     )
