@@ -235,6 +235,7 @@ fn http_child() {
     let Ok(url) = std::env::var("HYDRA_TEST_HTTP_CHILD_URL") else {
         return;
     };
+    hydra_testkit::exit_when_stdin_closes();
     let hydra = Hydra::init(
         hydra::Config::builder()
             .service_name("flaky")
@@ -261,6 +262,7 @@ fn spawn_child(server: &RedisServer) -> (Child, String) {
             "1",
         ])
         .env("HYDRA_TEST_HTTP_CHILD_URL", server.url(15))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

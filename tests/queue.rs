@@ -542,6 +542,7 @@ impl ChildConsumer {
             .env("HYDRA_TEST_QUEUE_CHILD_MODE", mode)
             .env("HYDRA_TEST_QUEUE_CHILD_MAX", max_deliveries.to_string())
             .stdin(Stdio::piped())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -608,6 +609,7 @@ fn queue_consumer_child() {
     let Ok(url) = std::env::var("HYDRA_TEST_QUEUE_CHILD_URL") else {
         return;
     };
+    hydra_testkit::exit_when_stdin_closes();
     let mode = std::env::var("HYDRA_TEST_QUEUE_CHILD_MODE").unwrap();
     let config = hydra::Config::builder()
         .service_name("queue-child")

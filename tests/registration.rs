@@ -337,6 +337,7 @@ fn crash_child() {
     let Ok(url) = std::env::var("HYDRA_TEST_CRASH_CHILD_URL") else {
         return; // only meaningful as the child
     };
+    hydra_testkit::exit_when_stdin_closes();
     let config = Config::builder()
         .service_name("crasher")
         .redis_url(&url)
@@ -362,6 +363,7 @@ fn presence_disappears_after_a_crash() {
             "1",
         ])
         .env("HYDRA_TEST_CRASH_CHILD_URL", server.url(15))
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

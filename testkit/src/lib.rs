@@ -13,3 +13,16 @@ mod redis_server;
 pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
 pub use redis_server::RedisServer;
+
+/// For a test binary re-run as a child process: exits the process as soon as
+/// its stdin closes. The parent spawns it with `stdin(Stdio::piped())` and
+/// keeps the handle; if the parent dies or drops the child (a failing test),
+/// the child does not outlive it, sleeping on with the parent's stderr open.
+pub fn exit_when_stdin_closes() {
+    let _ = std::thread::Builder::new().name("exit-on-stdin-eof".into()).spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+}
