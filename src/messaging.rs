@@ -308,28 +308,27 @@ impl Messaging {
             }
             return Ok(());
         }
+        // Try the cached list; when it runs out (or was empty), ask Redis once
+        // more for instances not tried yet: the cache may be stale either way.
         let mut instances = self.registry.cached_presence(&service)?;
-        let mut refreshed = false;
+        let mut tried: HashSet<String> = HashSet::new();
+        let mut reread = false;
         loop {
             let Some(instance) = instances.pop() else {
-                if !refreshed {
-                    // The cache may predate new instances; ask Redis once.
-                    refreshed = true;
-                    self.registry.forget_presence(&service);
-                    instances = self.registry.cached_presence(&service)?;
-                    if !instances.is_empty() {
-                        continue;
-                    }
+                if reread {
+                    return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
                 }
-                return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
+                reread = true;
+                self.registry.forget_presence(&service);
+                instances = self.registry.cached_presence(&service)?;
+                continue;
             };
+            if !tried.insert(instance.instance_id.clone()) {
+                continue;
+            }
             let channel = keys::instance_channel(&service, &instance.instance_id);
             if self.publish(&channel, &payload)? > 0 {
                 return Ok(());
-            }
-            if !refreshed {
-                refreshed = true;
-                self.registry.forget_presence(&service);
             }
         }
     }

@@ -447,3 +447,34 @@ fn shutdown_wakes_waiting_requests() {
     assert!(matches!(result, Err(Error::InvalidState(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn a_present_instance_that_does_not_listen_is_skipped() {
+    let server = RedisServer::start();
+    let live = register(&server, "mixed");
+    let inbox = collect(&live);
+    // A "ghost": presence and nodes entry, but nobody subscribed to its channel
+    // (e.g. a process that died a moment ago).
+    let mut conn = raw(&server);
+    let ghost = json!({"serviceName":"mixed","serviceDescription":"","version":"1","instanceID":"0000ghost","updatedOn":"2026-01-01T00:00:00.000Z","processID":1,"ip":"127.0.0.1","port":1,"hostName":"h"});
+    let _: () = conn
+        .hset("hydra:service:nodes", "0000ghost", ghost.to_string())
+        .unwrap();
+    let _: () = conn
+        .set_ex("hydra:service:mixed:0000ghost:presence", "0000ghost", 60)
+        .unwrap();
+    let sender = init(&server, "sender");
+    for n in 0..10 {
+        sender
+            .send_message(&sender.create_umf_message("mixed:/", json!({"n": n})))
+            .unwrap();
+    }
+    for n in 0..10 {
+        assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"n": n}));
+    }
+    // Pinned to the ghost: nobody receives it, and the sender is told.
+    let err = sender
+        .send_message(&sender.create_umf_message("0000ghost@mixed:/", json!({})))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Unavailable mixed instance named 0000ghost");
+}
