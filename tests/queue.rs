@@ -805,3 +805,31 @@ fn a_message_whose_consumers_keep_dying_becomes_a_dead_letter() {
     let stats = hydra.queue_stats("jobs").unwrap();
     assert_eq!((stats.waiting, stats.in_progress, stats.incomplete), (0, 0, 1));
 }
+
+#[test]
+fn a_handler_can_stop_its_own_worker_without_stalling() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "self-stopper");
+    let worker_slot: Arc<std::sync::OnceLock<hydra::QueueWorker>> = Arc::new(std::sync::OnceLock::new());
+    let (tx, rx) = unbounded();
+    let slot = worker_slot.clone();
+    let worker = hydra
+        .queue_worker_with("jobs", 2, fast(1000, 5), move |_m: &QueuedMessage| {
+            if let Some(worker) = slot.get() {
+                let started = Instant::now();
+                worker.stop();
+                let _ = tx.send(started.elapsed());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(worker_slot.set(worker).is_ok());
+    hydra
+        .queue_message(&hydra.create_umf_message("jobs:/", json!({"stop": true})))
+        .unwrap();
+    let took = rx.recv_timeout(Duration::from_secs(10)).expect("the handler ran");
+    assert!(
+        took < Duration::from_secs(2),
+        "stopping from inside a handler took {took:?}"
+    );
+}

@@ -269,6 +269,11 @@ impl BackgroundTask for WorkerTask {
     }
 }
 
+thread_local! {
+    /// On a worker thread: which worker (by its `Core`'s address) and slot it runs.
+    static OWN_SLOT: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
 impl Core {
     fn spawn_threads(self: &Arc<Self>) -> std::io::Result<()> {
         for index in 0..self.slots.len() {
@@ -277,6 +282,7 @@ impl Core {
                 // Marked even if the loop panics: the keeper stops renewing
                 // the slot's lease, so what it holds goes to other consumers.
                 let _exit = ExitMark(&core.exited[index]);
+                OWN_SLOT.with(|own| own.set(Some((Arc::as_ptr(&core) as usize, index))));
                 core.run_slot(index);
             })?;
             self.threads.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
@@ -624,6 +630,10 @@ impl Core {
             return;
         }
         drop(self.stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let own = OWN_SLOT
+            .with(|slot| slot.get())
+            .filter(|(core, _)| *core == self as *const Core as usize)
+            .map(|(_, index)| index);
         // End blocking takes at once (as a timeout would). A thread may be
         // just about to block when the first unblock comes, so repeat for the
         // threads still running, until they are done or the deadline passes.
@@ -633,8 +643,11 @@ impl Core {
                 let ids = self.client_ids.lock().unwrap_or_else(|p| p.into_inner());
                 ids.iter()
                     .zip(&self.exited)
-                    .filter(|(_, exited)| !exited.load(Ordering::SeqCst))
-                    .filter_map(|(id, _)| *id)
+                    .enumerate()
+                    // The calling thread's own slot (a handler stopping its
+                    // worker) finishes after this returns: don't wait for it.
+                    .filter(|(index, (_, exited))| Some(*index) != own && !exited.load(Ordering::SeqCst))
+                    .filter_map(|(_, (id, _))| *id)
                     .collect()
             };
             if running.is_empty() || Instant::now() >= deadline {
