@@ -50,6 +50,9 @@ pub(crate) struct Registration {
     instance_id: String,
     node: NodeTemplate,
     started: Instant,
+    /// Set by `deregister`: a late beat (e.g. republishing a moved port while
+    /// shutting down) must not bring the instance back.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Registration {
@@ -72,6 +75,7 @@ impl Registration {
             instance_id: id,
             node,
             started: Instant::now(),
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -93,6 +97,9 @@ impl Registration {
     /// One heartbeat. Returns `false` when presence had vanished before this
     /// write, in which case the rest of the registration has been re-created.
     pub(crate) fn beat(&self, with_health: bool) -> Result<bool> {
+        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(true);
+        }
         let mut pipe = redis::pipe();
         self.add_beat(&mut pipe, with_health);
         let (previous,): (Option<String>,) = self.store.run(|c| pipe.query(c))?;
@@ -188,6 +195,7 @@ impl Registration {
     /// Node's shutdown writes (spec §2.10 step 5), plus removing our own
     /// `nodes` entry, which Node leaves behind forever.
     pub(crate) fn deregister(&self) -> Result<()> {
+        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
         let logged = self.log("info", "Service is shutting down.");
         let mut pipe = redis::pipe();
         pipe.expire(&self.health_key, PRESENCE_TTL_SECS as i64)
