@@ -81,6 +81,8 @@ pub(crate) trait BackgroundTask: Send {
 
 enum State {
     Initialized,
+    /// `register_service` is subscribing and writing (without the lock held).
+    Registering,
     Registered {
         registration: Arc<Registration>,
         heartbeat: Heartbeat,
@@ -142,16 +144,69 @@ impl Hydra {
     /// keeps them alive from the `hydra-heartbeat` thread.
     pub fn register_service(&self) -> Result<ServiceInfo> {
         let inner = &self.inner;
-        let mut state = inner.lock_state();
-        match *state {
-            State::Initialized => {}
-            State::Registered { .. } => {
-                return Err(Error::InvalidState("service is already registered".into()));
-            }
-            State::ShutDown => {
-                return Err(Error::InvalidState("this Hydra instance has been shut down".into()));
+        {
+            // Claim the transition, then do the I/O without holding the lock,
+            // so other calls on the handle are not kept waiting by Redis.
+            let mut state = inner.lock_state();
+            match *state {
+                State::Initialized => *state = State::Registering,
+                State::Registering => {
+                    return Err(Error::InvalidState(
+                        "service registration is already in progress".into(),
+                    ));
+                }
+                State::Registered { .. } => {
+                    return Err(Error::InvalidState("service is already registered".into()));
+                }
+                State::ShutDown => {
+                    return Err(Error::InvalidState("this Hydra instance has been shut down".into()));
+                }
             }
         }
+        let running = match self.start_registration() {
+            Ok(running) => running,
+            Err(e) => {
+                let mut state = inner.lock_state();
+                if matches!(*state, State::Registering) {
+                    *state = State::Initialized;
+                }
+                return Err(e);
+            }
+        };
+        let (registration, heartbeat, listener) = running;
+        {
+            let mut state = inner.lock_state();
+            if !matches!(*state, State::Registering) {
+                // Shut down while registering: undo what was just set up.
+                drop(state);
+                heartbeat.stop();
+                let _ = registration.deregister();
+                listener.stop();
+                return Err(Error::InvalidState(
+                    "this Hydra instance was shut down while registering".into(),
+                ));
+            }
+            *state = State::Registered {
+                registration,
+                heartbeat,
+                listener,
+            };
+        }
+        // Logged after the lock: a logger may call back into this handle.
+        log::info!(
+            "registered {} instance {} at {}:{} on {}",
+            inner.config.service_name,
+            inner.instance_id,
+            inner.service_ip,
+            inner.service_port.load(Ordering::SeqCst),
+            inner.store.target()
+        );
+        Ok(self.service_info())
+    }
+
+    /// Subscribes, writes the registration and starts the heartbeat.
+    fn start_registration(&self) -> Result<(Arc<Registration>, Heartbeat, Listener)> {
+        let inner = &self.inner;
         let node = NodeTemplate {
             service_name: inner.config.service_name.clone(),
             service_description: inner.config.service_description.clone(),
@@ -171,30 +226,13 @@ impl Hydra {
             listener.stop();
             return Err(e);
         }
-        let heartbeat = match Heartbeat::spawn(registration.clone()) {
-            Ok(heartbeat) => heartbeat,
+        match Heartbeat::spawn(registration.clone()) {
+            Ok(heartbeat) => Ok((registration, heartbeat, listener)),
             Err(e) => {
                 listener.stop();
-                return Err(Error::InvalidState(format!("cannot start the heartbeat thread: {e}")));
+                Err(Error::InvalidState(format!("cannot start the heartbeat thread: {e}")))
             }
-        };
-        *state = State::Registered {
-            registration,
-            heartbeat,
-            listener,
-        };
-        // Log only after releasing the state lock: a logger may call back into
-        // this handle (the C ABI's log callback does).
-        drop(state);
-        log::info!(
-            "registered {} instance {} at {}:{} on {}",
-            inner.config.service_name,
-            inner.instance_id,
-            inner.service_ip,
-            inner.service_port.load(Ordering::SeqCst),
-            inner.store.target()
-        );
-        Ok(self.service_info())
+        }
     }
 
     fn start_listener(&self) -> Result<Listener> {

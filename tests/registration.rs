@@ -393,3 +393,34 @@ fn presence_disappears_after_a_crash() {
     assert!(observer.get_service_presence("crasher").unwrap().is_empty());
     assert!(!observer.has_service_presence("crasher").unwrap());
 }
+
+#[test]
+fn concurrent_registrations_register_once() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "racer");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let results: Vec<Result<hydra::ServiceInfo, Error>> = (0..4)
+        .map(|_| {
+            let hydra = hydra.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                hydra.register_service()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, Error::InvalidState(_)))
+    );
+    assert!(hydra.is_registered());
+    let mut conn = raw(&server);
+    let fields: Vec<String> = conn.hkeys("hydra:service:nodes").unwrap();
+    assert_eq!(fields, [hydra.get_instance_id().to_string()]);
+}
