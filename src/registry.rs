@@ -269,53 +269,109 @@ impl Registry {
             }
             pipe.query(c)
         })?;
-        let mut entries: Vec<HealthLogEntry> = log_keys
+        Ok(self.parse_logs(log_keys.into_iter().zip(lists).collect()))
+    }
+
+    /// Flight-recorder lists (key, raw entries) merged newest first; bad
+    /// entries skipped with a warning.
+    fn parse_logs(&self, lists: Vec<(String, Vec<String>)>) -> Vec<HealthLogEntry> {
+        let mut entries: Vec<HealthLogEntry> = lists
             .iter()
-            .zip(lists)
             .flat_map(|(key, list)| {
-                list.into_iter().filter_map(move |text| {
-                    HealthLogEntry::parse(&text)
-                        .map_err(|reason| self.warned.warn(key, &text, &reason))
+                list.iter().filter_map(move |text| {
+                    HealthLogEntry::parse(text)
+                        .map_err(|reason| self.warned.warn(key, text, &reason))
                         .ok()
                 })
             })
             .collect();
         // ISO-8601 timestamps sort as text; stable, so each list keeps its order.
         entries.sort_by(|a, b| b.ts.cmp(&a.ts));
-        Ok(entries)
+        entries
     }
 
-    /// Health, log and presence of every service (`getServiceHealthAll`).
+    /// Health, log and presence of every service (`getServiceHealthAll`), in
+    /// two round trips whatever the number of services: the `nodes` hash and
+    /// our index, then one pipeline with every record, presence key, health
+    /// snapshot and log.
     pub(crate) fn get_service_health_all(&self) -> Result<Vec<ServiceHealth>> {
-        let services = self.get_services()?;
-        let nodes = self.get_service_nodes()?;
-        let mut result = Vec::with_capacity(services.len());
-        for service in services {
-            let name = service.service_name.clone();
-            let ids: Vec<String> = nodes
-                .iter()
-                .filter(|i| i.service_name == name)
-                .map(|i| i.instance_id.clone())
-                .collect();
-            let health_keys: Vec<String> = ids.iter().map(|id| keys::health(&name, id)).collect();
-            let health: Vec<Option<String>> = if health_keys.is_empty() {
-                Vec::new()
-            } else {
-                self.store.run(|c| redis::cmd("MGET").arg(&health_keys).query(c))?
+        let (entries, indexed): (Vec<(String, String)>, Vec<String>) = self.store.run(|c| {
+            redis::pipe()
+                .hgetall(keys::NODES)
+                .smembers(keys::SERVICE_INDEX)
+                .query(c)
+        })?;
+        let instances: Vec<Instance> = entries
+            .iter()
+            .filter_map(|(field, text)| self.parse_instance(field, text))
+            .collect();
+        let names: Vec<String> = indexed
+            .into_iter()
+            .chain(instances.iter().map(|i| i.service_name.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
+        let replies: Vec<redis::Value> = self.store.run(|c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("MGET").arg(&service_keys);
+            for i in &instances {
+                pipe.exists(keys::presence(&i.service_name, &i.instance_id));
+                pipe.get(keys::health(&i.service_name, &i.instance_id));
+                pipe.lrange(
+                    keys::health_log(&i.service_name, &i.instance_id),
+                    0,
+                    HEALTH_LOG_ENTRIES - 1,
+                );
+            }
+            pipe.query(c)
+        })?;
+        let mut replies = replies.into_iter();
+        let records: Vec<Option<String>> = decode(replies.next())?;
+        let mut per_instance = Vec::with_capacity(instances.len());
+        for instance in instances {
+            let present: bool = decode(replies.next())?;
+            let health: Option<String> = decode(replies.next())?;
+            let log: Vec<String> = decode(replies.next())?;
+            per_instance.push((instance, present, health, log));
+        }
+        let mut result = Vec::new();
+        for (key, record) in service_keys.iter().zip(records) {
+            let Some(text) = record else { continue };
+            let Ok(service) = ServiceRecord::parse(&text).map_err(|reason| self.warned.warn(key, &text, &reason))
+            else {
+                continue;
             };
-            let health = health_keys
+            let mut health = Vec::new();
+            let mut logs = Vec::new();
+            let mut presence = Vec::new();
+            for (instance, present, snapshot, log) in per_instance
                 .iter()
-                .zip(health)
-                .filter_map(|(key, text)| {
-                    let text = text?;
-                    serde_json::from_str::<Value>(&text)
-                        .map_err(|e| self.warned.warn(key, &text, &e.to_string()))
-                        .ok()
-                })
-                .collect();
+                .filter(|(i, ..)| i.service_name == service.service_name)
+            {
+                if let Some(text) = snapshot {
+                    let key = keys::health(&instance.service_name, &instance.instance_id);
+                    if let Ok(value) =
+                        serde_json::from_str::<Value>(text).map_err(|e| self.warned.warn(&key, text, &e.to_string()))
+                    {
+                        health.push(value);
+                    }
+                }
+                logs.push((
+                    keys::health_log(&instance.service_name, &instance.instance_id),
+                    log.clone(),
+                ));
+                if *present {
+                    presence.push(instance.clone());
+                }
+            }
+            fastrand::shuffle(&mut presence);
             result.push(ServiceHealth {
-                log: self.health_logs(&name, &ids)?,
-                presence: self.get_service_presence(&name)?,
+                log: self.parse_logs(logs),
+                presence,
                 health,
                 service,
             });
@@ -427,6 +483,12 @@ mod tests {
             "forget drops the entry"
         );
     }
+}
+
+/// Converts one reply of a mixed pipeline.
+fn decode<T: redis::FromRedisValue>(value: Option<redis::Value>) -> Result<T> {
+    let value = value.ok_or_else(|| Error::Malformed("a pipelined reply is missing".into()))?;
+    T::from_redis_value(value).map_err(|e| Error::Malformed(format!("unexpected reply from Redis: {e}")))
 }
 
 /// Names are stored lowercased by Node and by us; Node's lookups forget to
