@@ -312,6 +312,10 @@ impl Hydra {
     /// handle for replying. An `Err` or a panic is logged and counted; the
     /// worker lives on. When the handlers are saturated, new messages are
     /// dropped and counted ([`MessageStats::overflow`]).
+    ///
+    /// Up to `messageWorkers` handler calls run at once, so messages sent one
+    /// after another may be handled in a different order; a handler that needs
+    /// order must restore it itself (e.g. from a sequence number in the body).
     pub fn on_message<F>(&self, handler: F) -> Result<()>
     where
         F: Fn(&Hydra, Umf) -> std::result::Result<(), HandlerError> + Send + Sync + 'static,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{builder, collect, echo, init, raw, register, wait_for};
+use common::{builder, collect, echo, init, raw, received_numbers, register, wait_for};
 use crossbeam_channel::{Receiver, unbounded};
 use hydra::{Error, Hydra, Umf};
 use hydra_testkit::RedisServer;
@@ -51,9 +51,7 @@ fn instance_targeting_and_unavailable_reasons() {
             .send_message(&sender.create_umf_message(&to, json!({"n": n})))
             .unwrap();
     }
-    for n in 0..20 {
-        assert_eq!(inbox_second.recv_timeout(WAIT).unwrap().body, json!({"n": n}));
-    }
+    assert_eq!(received_numbers(&inbox_second, 20, WAIT), (0..20).collect::<Vec<_>>());
     assert!(
         inbox_first.try_recv().is_err(),
         "a targeted message reached another instance"
@@ -473,9 +471,7 @@ fn a_present_instance_that_does_not_listen_is_skipped() {
             .send_message(&sender.create_umf_message("mixed:/", json!({"n": n})))
             .unwrap();
     }
-    for n in 0..10 {
-        assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"n": n}));
-    }
+    assert_eq!(received_numbers(&inbox, 10, WAIT), (0..10).collect::<Vec<_>>());
     // Pinned to the ghost: nobody receives it, and the sender is told.
     let err = sender
         .send_message(&sender.create_umf_message("0000ghost@mixed:/", json!({})))

@@ -72,6 +72,24 @@ pub fn collect(hydra: &Hydra) -> Receiver<Umf> {
     rx
 }
 
+/// The `n` fields of `count` messages from `inbox`, sorted. Handlers run
+/// concurrently on several threads, so messages sent in order may be handled
+/// (and collected) in a different order.
+pub fn received_numbers(inbox: &Receiver<Umf>, count: usize, timeout: Duration) -> Vec<u64> {
+    let mut numbers: Vec<u64> = (0..count)
+        .map(|i| {
+            let msg = inbox
+                .recv_timeout(timeout)
+                .unwrap_or_else(|_| panic!("only {i} of {count} messages arrived"));
+            msg.body["n"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no number in {}", msg.body))
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
 /// A message handler that replies `{"echo": body}` to everything.
 pub fn echo(hydra: &Hydra) {
     hydra
