@@ -17,7 +17,6 @@ use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
 use crate::http::HttpState;
 use crate::keys;
-use crate::listener::Listener;
 use crate::messaging::{HandlerError, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
 use crate::registry::{Registry, ServiceHealth};
@@ -83,10 +82,10 @@ enum State {
     Initialized,
     /// `register_service` is subscribing and writing (without the lock held).
     Registering,
+    /// Registered, heartbeat running, listening on the service's channels.
     Registered {
         registration: Arc<Registration>,
         heartbeat: Heartbeat,
-        listener: Listener,
     },
     ShutDown,
 }
@@ -173,7 +172,7 @@ impl Hydra {
                 return Err(e);
             }
         };
-        let (registration, heartbeat, listener) = running;
+        let (registration, heartbeat) = running;
         {
             let mut state = inner.lock_state();
             if !matches!(*state, State::Registering) {
@@ -181,7 +180,7 @@ impl Hydra {
                 drop(state);
                 heartbeat.stop();
                 let _ = registration.deregister();
-                listener.stop();
+                inner.messaging.stop_listening();
                 return Err(Error::InvalidState(
                     "this Hydra instance was shut down while registering".into(),
                 ));
@@ -189,7 +188,6 @@ impl Hydra {
             *state = State::Registered {
                 registration,
                 heartbeat,
-                listener,
             };
         }
         // Logged after the lock: a logger may call back into this handle.
@@ -205,7 +203,7 @@ impl Hydra {
     }
 
     /// Subscribes, writes the registration and starts the heartbeat.
-    fn start_registration(&self) -> Result<(Arc<Registration>, Heartbeat, Listener)> {
+    fn start_registration(&self) -> Result<(Arc<Registration>, Heartbeat)> {
         let inner = &self.inner;
         let node = NodeTemplate {
             service_name: inner.config.service_name.clone(),
@@ -220,47 +218,30 @@ impl Hydra {
         };
         // Subscribe before becoming visible, so a message sent as soon as
         // presence appears is not lost (Node subscribes after).
-        let listener = self.start_listener()?;
+        self.start_listener()?;
         let registration = Arc::new(Registration::new(inner.store.clone(), &inner.config.service_type, node));
         if let Err(e) = registration.register() {
-            listener.stop();
+            inner.messaging.stop_listening();
             return Err(e);
         }
         match Heartbeat::spawn(registration.clone()) {
-            Ok(heartbeat) => Ok((registration, heartbeat, listener)),
+            Ok(heartbeat) => Ok((registration, heartbeat)),
             Err(e) => {
-                listener.stop();
+                inner.messaging.stop_listening();
                 Err(Error::InvalidState(format!("cannot start the heartbeat thread: {e}")))
             }
         }
     }
 
-    fn start_listener(&self) -> Result<Listener> {
+    fn start_listener(&self) -> Result<()> {
         let inner = &self.inner;
         let svc = &inner.config.service_name;
         let channels = vec![
             keys::service_channel(svc),
             keys::instance_channel(svc, &inner.instance_id),
         ];
-        let messaging = inner.messaging.clone();
-        let deliver = Box::new(move |channel: &str, payload: &[u8]| messaging.dispatch(channel, payload));
-        let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
-        let messaging = inner.messaging.clone();
-        let on_subscribed = Box::new(move || {
-            messaging.note_subscribed();
-            let _ = subscribed_tx.try_send(());
-        });
-        let listener = Listener::spawn(inner.store.clone(), channels, deliver, on_subscribed)
-            .map_err(|e| Error::InvalidState(format!("cannot start the listener thread: {e}")))?;
         let deadline = inner.config.connect_timeout + inner.config.command_timeout;
-        if subscribed.recv_timeout(deadline).is_err() {
-            listener.stop();
-            return Err(Error::Timeout(format!(
-                "could not subscribe to {svc}'s channels on {} within {deadline:?}",
-                inner.store.target()
-            )));
-        }
-        Ok(listener)
+        inner.messaging.listen(channels, deadline)
     }
 
     /// Stops the heartbeat and removes this instance like Node does: logs
@@ -545,7 +526,6 @@ impl Inner {
         let State::Registered {
             registration,
             heartbeat,
-            listener,
         } = previous
         else {
             tasks.into_iter().for_each(|task| task.stop());
@@ -556,7 +536,6 @@ impl Inner {
         heartbeat.stop();
         let result = registration.deregister();
         tasks.into_iter().for_each(|task| task.stop());
-        listener.stop();
         self.messaging.shutdown();
         match &result {
             Ok(()) => log::info!("{} instance {} shut down", self.config.service_name, self.instance_id),

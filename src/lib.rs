@@ -51,6 +51,7 @@ mod queue;
 mod records;
 mod registry;
 mod store;
+mod subscription;
 mod threads;
 mod timestamp;
 pub mod umf;

@@ -2,13 +2,14 @@
 //! any instance, to all instances, replies, request–reply with a timeout, and
 //! the dispatch of incoming messages to a handler pool or a pull receiver.
 //!
-//! Incoming messages take this path: the listener thread hands each payload to
-//! [`Messaging::dispatch`], which drops oversized and invalid payloads (one
-//! rate-limited warning, a counter), routes replies to waiting `request` calls
-//! directly (so a busy pool never delays them), and queues everything else for
-//! the handler pool, or for the pull receiver when no handler is set. When the
-//! queue is full the message is dropped and counted: the listener never blocks,
-//! because a stalled subscriber gets disconnected by Redis and loses everything.
+//! Incoming messages take this path: the thread reading the subscription (see
+//! [`crate::listener`]) hands each payload to [`Messaging::dispatch`], which
+//! drops oversized and invalid payloads (one rate-limited warning, a counter),
+//! routes replies to waiting `request` calls directly (so busy handlers never
+//! delay them), and turns everything else into a handler job for the listener's
+//! threads, or puts it on the pull receiver when no handler is set. A full queue
+//! drops and counts: the reader never blocks, because a stalled subscriber gets
+//! disconnected by Redis and loses everything.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +22,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::hydra::Hydra;
 use crate::keys;
-use crate::pool::WorkerPool;
+use crate::listener::{Listener, Subscriber};
+use crate::pool::Job;
 use crate::records::Instance;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -30,7 +32,7 @@ use crate::umf::Umf;
 /// What a message handler returns on failure.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A message handler: runs on the worker pool with a handle for replying.
+/// A message handler: runs on the message threads with a handle for replying.
 pub(crate) type Handler = dyn Fn(&Hydra, Umf) -> std::result::Result<(), HandlerError> + Send + Sync;
 
 /// Builds a `Hydra` handle for a handler call, or `None` while shutting down.
@@ -40,7 +42,7 @@ pub(crate) type HandleFactory = Box<dyn Fn() -> Option<Hydra> + Send + Sync>;
 const ROUTER_SERVICE: &str = "hydra-router";
 /// How many timed-out request IDs are remembered to recognise late replies.
 const EXPIRED_REMEMBERED: usize = 65_536;
-/// How long shutdown waits for each worker to finish its current message.
+/// How long shutdown waits for running handlers to finish.
 const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Tuning of the message runtime.
@@ -108,7 +110,7 @@ pub(crate) struct Messaging {
     pending: Mutex<HashMap<String, Sender<Umf>>>,
     expired: Mutex<ExpiredRequests>,
     handler: RwLock<Option<Arc<Handler>>>,
-    pool: Mutex<Option<WorkerPool>>,
+    listener: Listener,
     pull: (Sender<Umf>, Receiver<Umf>),
     pull_enabled: AtomicBool,
     make_handle: HandleFactory,
@@ -130,7 +132,7 @@ impl Messaging {
             pending: Mutex::new(HashMap::new()),
             expired: Mutex::new(ExpiredRequests::default()),
             handler: RwLock::new(None),
-            pool: Mutex::new(None),
+            listener: Listener::new(settings.queue_capacity),
             pull: bounded(settings.queue_capacity.max(1)),
             pull_enabled: AtomicBool::new(false),
             make_handle,
@@ -156,16 +158,40 @@ impl Messaging {
         }
     }
 
-    /// Installs the handler (replacing any) and starts the worker pool.
+    /// Installs the handler (replacing any) and grows the message threads so
+    /// that `workers` handlers can run while one thread reads.
     pub(crate) fn set_handler(&self, handler: Arc<Handler>) -> Result<()> {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.is_none() {
-            let started = WorkerPool::start("worker", self.settings.workers, self.settings.queue_capacity)
-                .map_err(|e| Error::InvalidState(format!("cannot start worker threads: {e}")))?;
-            *pool = Some(started);
-        }
+        self.listener
+            .ensure_threads(self.settings.workers + 1)
+            .map_err(|e| Error::InvalidState(format!("cannot start message threads: {e}")))?;
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(handler);
         Ok(())
+    }
+
+    /// Subscribes to `channels` and reads them until [`stop_listening`]; waits
+    /// at most `deadline` for the first subscription.
+    ///
+    /// [`stop_listening`]: Messaging::stop_listening
+    pub(crate) fn listen(self: &Arc<Self>, channels: Vec<String>, deadline: Duration) -> Result<()> {
+        self.listener
+            .ensure_threads(1)
+            .map_err(|e| Error::InvalidState(format!("cannot start the listener thread: {e}")))?;
+        let before = self.listener.subscriptions();
+        let described = channels.join(", ");
+        self.listener.start(self.store.clone(), channels, self.clone());
+        if !self.listener.wait_subscribed(before, deadline) {
+            self.listener.stop();
+            return Err(Error::Timeout(format!(
+                "could not subscribe to {described} on {} within {deadline:?}",
+                self.store.target()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes (closes the subscriber connection); running handlers go on.
+    pub(crate) fn stop_listening(&self) {
+        self.listener.stop();
     }
 
     /// The pull receiver: messages arrive here when no handler is set.
@@ -174,13 +200,9 @@ impl Messaging {
         self.pull.1.clone()
     }
 
-    /// Called by the listener thread each time its subscription is established.
-    pub(crate) fn note_subscribed(&self) {
-        bump(&self.counters.subscriptions);
-    }
-
-    /// Called by the listener thread for every payload.
-    pub(crate) fn dispatch(&self, channel: &str, payload: &[u8]) {
+    /// Called by the reading thread for every payload: deals with it now
+    /// (`None`), or returns the handler job for it.
+    pub(crate) fn dispatch(&self, channel: &str, payload: &[u8]) -> Option<Job> {
         bump(&self.counters.received);
         if payload.len() > self.settings.max_message_bytes {
             self.drop_invalid(
@@ -191,7 +213,7 @@ impl Messaging {
                     self.settings.max_message_bytes
                 ),
             );
-            return;
+            return None;
         }
         let umf = match std::str::from_utf8(payload)
             .map_err(|_| Error::BadRequest("not UTF-8".into()))
@@ -200,7 +222,7 @@ impl Messaging {
             Ok(umf) => umf,
             Err(e) => {
                 self.drop_invalid(channel, &e.to_string());
-                return;
+                return None;
             }
         };
         if let Some(rmid) = umf.rmid.as_deref() {
@@ -208,42 +230,29 @@ impl Messaging {
             if let Some(caller) = waiting {
                 bump(&self.counters.replies_matched);
                 let _ = caller.try_send(umf);
-                return;
+                return None;
             }
             if self.expired.lock().unwrap_or_else(|p| p.into_inner()).contains(rmid) {
                 bump(&self.counters.replies_late);
                 log::debug!("discarding late reply to {rmid}");
-                return;
+                return None;
             }
         }
         if let Err(e) = umf.validate() {
             self.drop_invalid(channel, &e.to_string());
-            return;
+            return None;
         }
-        self.queue_for_consumer(umf);
+        self.route_to_consumer(umf)
     }
 
-    fn queue_for_consumer(&self, umf: Umf) {
+    /// The handler job for `umf`, or `None` after putting it on the pull
+    /// receiver (or dropping it when there is neither).
+    fn route_to_consumer(&self, umf: Umf) -> Option<Job> {
         let handler = self.handler.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(handler) = handler {
-            let job = self.handler_job(handler, umf);
-            let rejected = match self.pool.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                Some(pool) => pool.try_submit(job).err(),
-                None => {
-                    bump(&self.counters.unhandled);
-                    return;
-                }
-            };
-            // Dropped outside the pool lock: the job may hold the last handle,
-            // whose drop shuts down and takes that lock.
-            if let Some(job) = rejected {
-                drop(job);
-                let n = bump(&self.counters.overflow);
-                self.warnings.warn("overflow", || {
-                    format!("message handlers are saturated; dropped a message ({n} dropped so far)")
-                });
-            }
-        } else if self.pull_enabled.load(Ordering::SeqCst) {
+            return Some(self.handler_job(handler, umf));
+        }
+        if self.pull_enabled.load(Ordering::SeqCst) {
             if self.pull.0.try_send(umf).is_err() {
                 let n = bump(&self.counters.overflow);
                 self.warnings.warn("overflow", || {
@@ -256,9 +265,10 @@ impl Messaging {
                 format!("no message handler or receiver is set; dropped a message ({n} so far)")
             });
         }
+        None
     }
 
-    fn handler_job(&self, handler: Arc<Handler>, umf: Umf) -> crate::pool::Job {
+    fn handler_job(&self, handler: Arc<Handler>, umf: Umf) -> Job {
         let Some(hydra) = (self.make_handle)() else {
             return Box::new(|| {});
         };
@@ -395,14 +405,12 @@ impl Messaging {
         }
     }
 
-    /// Wakes every waiting `request` with an error and stops the workers.
+    /// Wakes every waiting `request` with an error, stops listening, lets
+    /// queued handler jobs finish and joins the message threads.
     pub(crate) fn shutdown(&self) {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = None;
-        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(pool) = pool {
-            pool.shutdown(WORKER_JOIN_DEADLINE);
-        }
+        self.listener.close(WORKER_JOIN_DEADLINE);
     }
 
     fn find_instance(&self, service: &str, instance_id: &str) -> Result<Instance> {
@@ -421,6 +429,26 @@ impl Messaging {
             .run(|c| redis::cmd("PUBLISH").arg(channel).arg(payload).query(c))?;
         bump(&self.counters.sent);
         Ok(receivers)
+    }
+}
+
+impl Subscriber for Messaging {
+    fn on_message(&self, channel: &str, payload: &[u8]) -> Option<Job> {
+        self.dispatch(channel, payload)
+    }
+
+    fn on_subscribed(&self) {
+        bump(&self.counters.subscriptions);
+    }
+
+    fn on_overflow(&self, job: Job) {
+        // The job may hold the last handle; its drop shuts the instance down,
+        // which the listener allows from the reading thread.
+        drop(job);
+        let n = bump(&self.counters.overflow);
+        self.warnings.warn("overflow", || {
+            format!("message handlers are saturated; dropped a message ({n} dropped so far)")
+        });
     }
 }
 

@@ -1,9 +1,8 @@
 //! A fixed pool of worker threads fed by a bounded crossbeam channel.
 //!
-//! Backpressure is explicit: [`WorkerPool::try_submit`] never blocks and hands
-//! the job back when the queue is full, so the caller decides (the pub/sub
-//! listener drops and counts; it must never stall, or Redis would disconnect it
-//! for an overflowing output buffer and every message in flight would be lost).
+//! Backpressure is explicit: a [`WorkerPool::submitter`] never blocks and hands
+//! the job back when the queue is full, so the caller decides (the HTTP
+//! acceptor answers 503 rather than let connections pile up unseen).
 
 use std::time::Duration;
 
@@ -46,15 +45,9 @@ impl WorkerPool {
         })
     }
 
-    /// Queues `job`, or gives it back when the queue is full.
-    pub(crate) fn try_submit(&self, job: Job) -> Result<(), Job> {
-        self.sender.try_send(job).map_err(|e| match e {
-            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-        })
-    }
-
-    /// A `try_submit` that can live on another thread (e.g. an acceptor).
-    /// Workers keep running until it is dropped too.
+    /// Queues a job, or gives it back when the queue is full; can live on
+    /// another thread (e.g. an acceptor). Workers keep running until it is
+    /// dropped too.
     pub(crate) fn submitter(&self) -> impl Fn(Job) -> Result<(), Job> + Send + 'static {
         let sender = self.sender.clone();
         move |job| {
@@ -91,12 +84,13 @@ mod tests {
     #[test]
     fn runs_jobs_survives_panics_and_refuses_when_full() {
         let pool = WorkerPool::start("test", 2, 4).unwrap();
+        let submit = pool.submitter();
         let done = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = crossbeam_channel::unbounded();
         for n in 0..4 {
             let done = done.clone();
             let tx = tx.clone();
-            pool.try_submit(Box::new(move || {
+            submit(Box::new(move || {
                 if n == 1 {
                     panic!("job panics");
                 }
@@ -116,7 +110,7 @@ mod tests {
         for _ in 0..2 {
             let release_rx = release_rx.clone();
             let started_tx = started_tx.clone();
-            pool.try_submit(Box::new(move || {
+            submit(Box::new(move || {
                 started_tx.send(()).unwrap();
                 let _ = release_rx.recv();
             }))
@@ -126,11 +120,11 @@ mod tests {
             started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         }
         for _ in 0..4 {
-            pool.try_submit(Box::new(|| {}))
-                .unwrap_or_else(|_| panic!("queue has room"));
+            submit(Box::new(|| {})).unwrap_or_else(|_| panic!("queue has room"));
         }
-        assert!(pool.try_submit(Box::new(|| {})).is_err(), "a full queue must refuse");
+        assert!(submit(Box::new(|| {})).is_err(), "a full queue must refuse");
         drop(release_tx);
+        drop(submit);
         pool.shutdown(Duration::from_secs(5));
     }
 }

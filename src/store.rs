@@ -12,6 +12,7 @@ use redis::{Client, Connection, RedisError};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
+use crate::subscription::Subscription;
 
 /// Idle connections kept for reuse; more may be open while busy. Generous, so
 /// that many threads sharing one handle do not open and close a connection per
@@ -98,9 +99,26 @@ impl Store {
         }
     }
 
-    /// Opens a dedicated connection (e.g. for pub/sub) with the store's timeouts.
+    /// Opens a dedicated connection (e.g. for blocking commands) with the
+    /// store's timeouts.
     pub(crate) fn open(&self) -> Result<Connection> {
         self.connect()
+    }
+
+    /// Opens a pub/sub connection subscribed to `channels`, with the store's
+    /// timeouts. Not gated: the listener has its own backoff.
+    pub(crate) fn subscribe(&self, channels: &[String]) -> redis::RedisResult<Subscription> {
+        Subscription::open(
+            self.client.get_connection_info(),
+            self.connect_timeout,
+            self.command_timeout,
+            channels,
+        )
+    }
+
+    /// The read/write timeout of each command.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.command_timeout
     }
 
     /// Drops every idle connection (after a fork or on shutdown).

@@ -220,6 +220,7 @@ fn ping(port: u16) -> bool {
     if stream.write_all(b"PING\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    // A server started with `--requirepass` answers `-NOAUTH ...`: it is up.
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && (line == "+PONG\r\n" || line.starts_with("-NOAUTH"))
 }

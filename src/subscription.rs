@@ -1,0 +1,589 @@
+//! An owned Redis pub/sub subscriber connection (RESP2) that can move between threads.
+//!
+//! Why not redis-rs's `PubSub`:
+//! - `PubSub<'a>` borrows its `Connection` and unsubscribes on drop, so the subscription cannot be handed from
+//!   thread to thread, as the listener's leader/follower group needs (whoever leads reads it).
+//! - `Connection::recv_response` counts a read timeout as a reply still owed and skips the next frame it reads
+//!   (`messages_to_skip += 1`): a reader polling with a short timeout would silently drop a published message after
+//!   every quiet spell.
+//!
+//! This type owns its socket and uses only public redis-rs pieces: `redis::cmd` packs commands, `redis::Parser`
+//! parses frames (it keeps a frame cut by a read timeout and completes it on the next call, as redis-rs's own
+//! connection relies on), `redis::Msg` decodes messages. It supports TCP and Unix sockets, `AUTH` with a password or
+//! an ACL user, `SUBSCRIBE` to a fixed set of channels, and `PING`. Not supported: TLS, RESP3, patterns, changing the
+//! channels after `open` (reconnect instead), and `SELECT` (pub/sub ignores the database).
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, Msg, Parser, RedisError, RedisResult, Value};
+
+/// Sockets reject a zero timeout; the shortest wait still lets an already buffered frame through.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// A subscribed connection. Reading and writing need `&mut self`, so one thread uses it at a time; it is `Send`.
+pub(crate) struct Subscription {
+    reader: BufReader<Socket>,
+    /// A clone of the reader's socket, so commands can be written without going through the `BufReader`.
+    writer: Socket,
+    /// Holds any partial frame between calls, so a timeout never loses data.
+    parser: Parser,
+    /// Messages read while `ping` waited for its pong, handed out first by `next_message`.
+    pending: VecDeque<Msg>,
+}
+
+impl Subscription {
+    /// Connects within `connect_timeout` (each resolved address, like redis-rs; TCP_NODELAY on), authenticates when the
+    /// ConnectionInfo has a password (`AUTH [username] password`), subscribes to `channels` and waits for every
+    /// subscribe confirmation, all within `command_timeout` per reply. Server errors (e.g. WRONGPASS) come back as
+    /// the RedisError from `Value::extract_error`, so the message is clear.
+    pub(crate) fn open(
+        info: &ConnectionInfo,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+        channels: &[String],
+    ) -> RedisResult<Subscription> {
+        if channels.is_empty() {
+            return Err((
+                ErrorKind::InvalidClientConfig,
+                "a subscription needs at least one channel",
+            )
+                .into());
+        }
+        let socket = Socket::connect(info.addr(), connect_timeout)?;
+        let writer = socket.try_clone()?;
+        let mut sub = Subscription {
+            reader: BufReader::new(socket),
+            writer,
+            parser: Parser::new(),
+            pending: VecDeque::new(),
+        };
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(username) = settings.username() {
+                auth.arg(username);
+            }
+            auth.arg(password);
+            sub.send(&auth, command_timeout)?;
+            // Any reply but an error (which await_reply returns as the error) means we are in.
+            sub.await_reply("AUTH", command_timeout, |_| true)?;
+        }
+        let mut subscribe = redis::cmd("SUBSCRIBE");
+        subscribe.arg(channels);
+        sub.send(&subscribe, command_timeout)?;
+        // One confirmation per channel named, duplicates included.
+        for _ in channels {
+            sub.await_reply("SUBSCRIBE", command_timeout, |frame| {
+                frame_kind(frame) == Some(b"subscribe")
+            })?;
+        }
+        Ok(sub)
+    }
+
+    /// The next published message, waiting at most `timeout`; `Ok(None)` when none came (the connection stays usable,
+    /// a frame cut by the timeout is kept by the parser and completed by the next call). Non-message frames (e.g. late
+    /// subscribe confirmations) are skipped. Messages buffered by `ping` are returned first.
+    pub(crate) fn next_message(&mut self, timeout: Duration) -> RedisResult<Option<Msg>> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(Some(msg));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = match self.read_frame(deadline) {
+                Ok(frame) => frame.extract_error()?,
+                Err(e) if e.is_timeout() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if let Some(msg) = Msg::from_owned_value(frame) {
+                return Ok(Some(msg));
+            }
+            // A late pong or confirmation: skip it, but never past the deadline when such frames keep coming.
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends PING and waits up to `timeout` for its pong (in RESP2 subscribed mode it is the array ["pong", ""]);
+    /// messages that arrive before it are kept for `next_message`. A missing pong is a timeout error (half-open socket).
+    pub(crate) fn ping(&mut self, timeout: Duration) -> RedisResult<()> {
+        self.send(&redis::cmd("PING"), timeout)?;
+        // A pong that arrives after a failed ping is skipped later, or answers the next ping (the link is alive).
+        self.await_reply("PING", timeout, |frame| frame_kind(frame) == Some(b"pong"))?;
+        Ok(())
+    }
+
+    /// Writes one command. A write that times out may leave half a command on the wire: the caller must reconnect,
+    /// as after any error.
+    fn send(&mut self, cmd: &redis::Cmd, timeout: Duration) -> RedisResult<()> {
+        self.writer.set_write_timeout(Some(timeout.max(MIN_WAIT)))?;
+        self.writer.write_all(&cmd.get_packed_command())?;
+        Ok(())
+    }
+
+    /// Reads frames until one that `is_reply` accepts, within `timeout`. Published messages read meanwhile are kept
+    /// for `next_message`; other frames are skipped; a server error reply is returned as the error.
+    fn await_reply(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        is_reply: impl Fn(&Value) -> bool,
+    ) -> RedisResult<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frame = match self.read_frame(deadline) {
+                Ok(frame) => frame.extract_error()?,
+                // The OS error ("Resource temporarily unavailable") would not say what was awaited.
+                Err(e) if e.is_timeout() => return Err(no_reply(command, timeout)),
+                Err(e) => return Err(e),
+            };
+            if is_reply(&frame) {
+                return Ok(frame);
+            }
+            if matches!(frame_kind(&frame), Some(b"message" | b"pmessage"))
+                && let Some(msg) = Msg::from_owned_value(frame)
+            {
+                self.pending.push_back(msg);
+            }
+            // A steady stream of messages must not keep us waiting past the deadline.
+            if Instant::now() >= deadline {
+                return Err(no_reply(command, timeout));
+            }
+        }
+    }
+
+    /// Reads one frame, each socket read waiting until `deadline` at most.
+    fn read_frame(&mut self, deadline: Instant) -> RedisResult<Value> {
+        let wait = deadline.saturating_duration_since(Instant::now()).max(MIN_WAIT);
+        self.reader.get_ref().set_read_timeout(Some(wait))?;
+        self.parser.parse_value(&mut self.reader)
+    }
+}
+
+/// The first element of a RESP2 pub/sub array frame: `message`, `subscribe`, `pong`, …
+fn frame_kind(frame: &Value) -> Option<&[u8]> {
+    match frame {
+        Value::Array(items) => match items.first() {
+            Some(Value::BulkString(kind)) => Some(kind),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn no_reply(command: &str, timeout: Duration) -> RedisError {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no reply to {command} within {timeout:?}"),
+    )
+    .into()
+}
+
+/// Keeps the error kind (so `is_timeout` still works) and says which address failed.
+fn at(addr: impl Display, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot connect to Redis at {addr}: {e}"))
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn connect(addr: &ConnectionAddr, timeout: Duration) -> RedisResult<Socket> {
+        match addr {
+            ConnectionAddr::Tcp(host, port) => {
+                // Like redis-rs: each resolved address gets the whole timeout; the last error is reported.
+                let mut last_error = None;
+                for resolved in (host.as_str(), *port).to_socket_addrs().map_err(|e| at(addr, e))? {
+                    match TcpStream::connect_timeout(&resolved, timeout) {
+                        Ok(tcp) => {
+                            tcp.set_nodelay(true)?;
+                            return Ok(Socket::Tcp(tcp));
+                        }
+                        Err(e) => last_error = Some(at(resolved, e)),
+                    }
+                }
+                let none = || {
+                    at(
+                        addr,
+                        io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
+                    )
+                };
+                Err(last_error.unwrap_or_else(none).into())
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => Ok(Socket::Unix(
+                UnixStream::connect(path).map_err(|e| at(path.display(), e))?,
+            )),
+            ConnectionAddr::TcpTls { .. } => Err((
+                ErrorKind::InvalidClientConfig,
+                "TLS (rediss://) is not supported by this build",
+            )
+                .into()),
+            _ => Err((
+                ErrorKind::InvalidClientConfig,
+                "unsupported Redis address for a subscription",
+            )
+                .into()),
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            #[cfg(unix)]
+            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Applies to the socket itself, so to every clone of it.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_write_timeout(timeout),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.flush(),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydra_testkit::RedisServer;
+    use redis::IntoConnectionInfo;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    const WAIT: Duration = Duration::from_secs(2);
+
+    fn open(url: &str, channels: &[&str]) -> RedisResult<Subscription> {
+        let info = url.into_connection_info().expect("valid URL");
+        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        Subscription::open(&info, WAIT, WAIT, &channels)
+    }
+
+    fn publisher(url: &str) -> redis::Connection {
+        redis::Client::open(url)
+            .expect("valid URL")
+            .get_connection()
+            .expect("publisher connects")
+    }
+
+    /// Publishes and checks that exactly one subscriber (ours) got it.
+    fn publish(conn: &mut redis::Connection, channel: &str, payload: &[u8]) {
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query(conn)
+            .expect("PUBLISH");
+        assert_eq!(receivers, 1, "subscribers of {channel}");
+    }
+
+    fn receive(sub: &mut Subscription) -> Msg {
+        sub.next_message(WAIT)
+            .expect("next_message")
+            .expect("a message within 2 s")
+    }
+
+    fn assert_message(msg: &Msg, channel: &str, payload: &[u8]) {
+        assert_eq!(msg.get_channel_name(), channel);
+        assert_eq!(msg.get_payload_bytes(), payload, "payload on {channel}");
+    }
+
+    #[test]
+    fn is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Subscription>();
+    }
+
+    #[test]
+    fn messages_arrive_in_order_with_exact_bytes() {
+        let server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["a", "b"]).expect("open");
+        let mut publisher = publisher(&server.url(0));
+        let binary = [0xff, 0xfe, 0x00, b'\r', b'\n', b'$', b'5'];
+        let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        publish(&mut publisher, "a", b"one");
+        publish(&mut publisher, "b", &binary);
+        publish(&mut publisher, "a", &big);
+        publish(&mut publisher, "b", b"");
+        publish(&mut publisher, "b", b"last");
+        assert_message(&receive(&mut sub), "a", b"one");
+        assert_message(&receive(&mut sub), "b", &binary);
+        assert_message(&receive(&mut sub), "a", &big);
+        assert_message(&receive(&mut sub), "b", b"");
+        assert_message(&receive(&mut sub), "b", b"last");
+        assert!(sub.next_message(Duration::from_millis(50)).expect("quiet").is_none());
+    }
+
+    #[test]
+    fn timeouts_lose_nothing() {
+        let server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        for _ in 0..5 {
+            let started = Instant::now();
+            assert!(
+                sub.next_message(Duration::from_millis(50))
+                    .expect("a timeout is not an error")
+                    .is_none()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "waited {:?}",
+                started.elapsed()
+            );
+        }
+        // redis-rs's Connection would skip the first frame read after a timeout: "first" would be lost.
+        let mut publisher = publisher(&server.url(0));
+        publish(&mut publisher, "c", b"first");
+        publish(&mut publisher, "c", b"second");
+        assert_message(&receive(&mut sub), "c", b"first");
+        assert_message(&receive(&mut sub), "c", b"second");
+    }
+
+    #[test]
+    fn moves_between_threads() {
+        let server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        let mut publisher = publisher(&server.url(0));
+        publish(&mut publisher, "c", b"before");
+        assert_message(&receive(&mut sub), "c", b"before");
+        publish(&mut publisher, "c", b"there");
+        let (mut sub, msg) = std::thread::spawn(move || {
+            let msg = receive(&mut sub);
+            (sub, msg)
+        })
+        .join()
+        .expect("thread");
+        assert_message(&msg, "c", b"there");
+        publish(&mut publisher, "c", b"back");
+        assert_message(&receive(&mut sub), "c", b"back");
+    }
+
+    #[test]
+    fn ping_keeps_messages_and_detects_a_frozen_server() {
+        let server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        let mut publisher = publisher(&server.url(0));
+        publish(&mut publisher, "c", b"m1");
+        publish(&mut publisher, "c", b"m2");
+        sub.ping(WAIT).expect("ping a live server");
+        assert_message(&receive(&mut sub), "c", b"m1");
+        assert_message(&receive(&mut sub), "c", b"m2");
+
+        server.freeze();
+        let started = Instant::now();
+        let result = sub.ping(Duration::from_millis(200));
+        let waited = started.elapsed();
+        server.resume();
+        let err = result.expect_err("no pong from a frozen server");
+        assert!(err.is_timeout(), "{err}");
+        assert!(err.to_string().contains("PING"), "{err}");
+        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+
+        // Thawed, the late pong is skipped and the link works again.
+        publish(&mut publisher, "c", b"m3");
+        assert_message(&receive(&mut sub), "c", b"m3");
+    }
+
+    #[test]
+    fn authenticates_with_password_and_acl_user() {
+        let server = RedisServer::start_with_args(&["--requirepass", "secret"]);
+        let port = server.port();
+        let mut admin = publisher(&format!("redis://:secret@127.0.0.1:{port}/"));
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "alice", "on", ">pw", "~*", "&*", "+@all"])
+            .query(&mut admin)
+            .expect("ACL SETUSER");
+        let mut publisher = publisher(&format!("redis://:secret@127.0.0.1:{port}/"));
+
+        let mut sub = open(&format!("redis://:secret@127.0.0.1:{port}/"), &["c"]).expect("right password");
+        publish(&mut publisher, "c", b"hi");
+        assert_message(&receive(&mut sub), "c", b"hi");
+        drop(sub);
+
+        let mut alice = open(&format!("redis://alice:pw@127.0.0.1:{port}/"), &["c"]).expect("ACL user");
+        publish(&mut publisher, "c", b"alice");
+        assert_message(&receive(&mut alice), "c", b"alice");
+
+        for url in [
+            format!("redis://:wrong@127.0.0.1:{port}/"),
+            format!("redis://alice:nope@127.0.0.1:{port}/"),
+        ] {
+            let err = open(&url, &["c"]).err().expect("a wrong password is rejected");
+            let text = err.to_string();
+            assert!(text.contains("WRONGPASS") || text.contains("invalid"), "{url}: {text}");
+        }
+        let err = open(&format!("redis://127.0.0.1:{port}/"), &["c"])
+            .err()
+            .expect("no password is rejected");
+        assert!(err.to_string().contains("NOAUTH"), "{err}");
+    }
+
+    #[test]
+    fn unix_socket() {
+        let path = std::env::temp_dir().join(format!("hydra-sub-{}.sock", std::process::id()));
+        let path_text = path.to_str().expect("UTF-8 temp path").to_string();
+        let server = RedisServer::start_with_args(&["--unixsocket", &path_text, "--unixsocketperm", "700"]);
+        let mut publisher = publisher(&server.url(0));
+        for url in [format!("redis+unix://{path_text}"), format!("unix://{path_text}")] {
+            let mut sub = open(&url, &["c"]).expect("open over the Unix socket");
+            publish(&mut publisher, "c", url.as_bytes());
+            assert_message(&receive(&mut sub), "c", url.as_bytes());
+        }
+        drop(server);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_restarted_server_is_an_error() {
+        let mut server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        server.restart();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match sub.next_message(Duration::from_millis(50)) {
+                Err(_) => break,
+                Ok(None) => assert!(Instant::now() < deadline, "no error within 2 s of the restart"),
+                Ok(Some(msg)) => panic!("unexpected message {msg:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn connect_fails_within_the_timeout() {
+        let timeout = Duration::from_millis(300);
+        let open_at = |addr: std::net::SocketAddr| {
+            let info = format!("redis://{addr}/").into_connection_info().expect("valid URL");
+            let started = Instant::now();
+            let err = Subscription::open(&info, timeout, WAIT, &["c".to_string()])
+                .err()
+                .expect("unreachable");
+            let took = started.elapsed();
+            assert!(took < timeout + Duration::from_millis(700), "{addr}: took {took:?}");
+            assert!(err.to_string().contains(&addr.to_string()), "{err}");
+            (err, took)
+        };
+
+        // A closed port refuses at once.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let (err, _) = open_at(closed);
+        assert!(!err.is_timeout(), "{err}");
+
+        // A listener that never accepts: once its accept queue is full the kernel drops further SYNs, so a connect
+        // only ends by its timeout (without one it would retry for minutes).
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut queued = Vec::new();
+        while let Ok(conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            queued.push(conn);
+            assert!(queued.len() < 5000, "the accept queue never filled");
+        }
+        let (err, took) = open_at(addr);
+        assert!(err.is_timeout(), "{err}");
+        assert!(took >= timeout - Duration::from_millis(50), "gave up early: {took:?}");
+    }
+
+    #[test]
+    fn tls_is_a_clear_error() {
+        // redis-rs itself refuses to parse rediss:// URLs in this build, so build the address directly.
+        let tls = ConnectionAddr::TcpTls {
+            host: "127.0.0.1".into(),
+            port: 1,
+            insecure: false,
+            tls_params: None,
+        };
+        let info = tls.into_connection_info().expect("a TLS address");
+        let err = Subscription::open(&info, WAIT, WAIT, &["c".to_string()])
+            .err()
+            .expect("no TLS");
+        assert!(err.to_string().contains("TLS"), "{err}");
+    }
+
+    /// A scripted server: partial frames across a timeout, junk frames, a server error and garbage.
+    #[test]
+    fn odd_server_input() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (half_sent, wait_half) = mpsc::channel();
+        let (send_rest, rest) = mpsc::channel::<()>();
+        let server = std::thread::spawn(move || -> io::Result<()> {
+            let (mut conn, _) = listener.accept()?;
+            let mut request = Vec::new();
+            while !request.ends_with(b"$1\r\nc\r\n") {
+                let mut buf = [0u8; 64];
+                let n = conn.read(&mut buf)?;
+                assert!(n > 0, "client hung up");
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(request, b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n");
+            conn.write_all(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")?;
+            // Frames to skip: an integer, a status, a truncated message, a pong; then half a message.
+            conn.write_all(b":7\r\n+OK\r\n*1\r\n$7\r\nmessage\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n")?;
+            conn.write_all(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$10\r\nhello")?;
+            half_sent.send(()).expect("test alive");
+            rest.recv().expect("test alive");
+            conn.write_all(b"world\r\n-ERR boom\r\n?\r\n")?;
+            Ok(())
+        });
+        let mut sub = open(&format!("redis://127.0.0.1:{port}/"), &["c"]).expect("open");
+        wait_half.recv().expect("server alive");
+        assert!(
+            sub.next_message(Duration::from_millis(50))
+                .expect("half a frame")
+                .is_none()
+        );
+        send_rest.send(()).expect("server alive");
+        assert_message(&receive(&mut sub), "c", b"helloworld");
+        let err = sub.next_message(WAIT).expect_err("server error");
+        assert!(err.to_string().contains("boom"), "{err}");
+        assert!(sub.next_message(WAIT).is_err(), "garbage is an error");
+        server.join().expect("server thread").expect("server I/O");
+    }
+}
