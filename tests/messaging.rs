@@ -335,6 +335,75 @@ fn a_saturated_pool_drops_and_counts_instead_of_growing() {
 }
 
 #[test]
+fn up_to_message_workers_handlers_run_at_once_while_the_subscription_is_read() {
+    let server = RedisServer::start();
+    let target = Hydra::init(builder(&server, "busy").message_workers(3).build().unwrap()).unwrap();
+    target.register_service().unwrap();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let (started_tx, started_rx) = unbounded::<u64>();
+    target
+        .on_message(move |_, msg| {
+            let _ = started_tx.send(msg.body["n"].as_u64().unwrap_or(u64::MAX));
+            let _ = release_rx.recv_timeout(WAIT);
+            Ok(())
+        })
+        .unwrap();
+    let sender = init(&server, "sender");
+    let send = |n: u64| {
+        sender
+            .send_message(&sender.create_umf_message("busy:/", json!({"n": n})))
+            .unwrap()
+    };
+    for n in 0..3 {
+        send(n);
+    }
+    for _ in 0..3 {
+        started_rx.recv_timeout(WAIT).expect("three handlers run at once");
+    }
+    // Every worker is busy, yet the subscription is still read: the fourth
+    // message is received and waits in the queue instead of starting.
+    send(3);
+    wait_for(WAIT, || Some(()).filter(|_| target.message_stats().received == 4)).expect("read while busy");
+    assert!(
+        started_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a fourth handler started with message_workers(3)"
+    );
+    release_tx.send(()).unwrap();
+    assert_eq!(started_rx.recv_timeout(WAIT).unwrap(), 3, "the queued message runs once a worker is free");
+    for _ in 0..3 {
+        release_tx.send(()).unwrap();
+    }
+    let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled == 4)).unwrap();
+    assert_eq!((stats.overflow, stats.failed), (0, 0));
+}
+
+#[test]
+fn a_handler_can_wait_for_a_reply_with_a_single_worker() {
+    // The reply to the handler's own request must be read while the only
+    // worker is busy in that handler.
+    let server = RedisServer::start();
+    let backend = register(&server, "backend");
+    echo(&backend);
+    let relay = Hydra::init(builder(&server, "relay").message_workers(1).build().unwrap()).unwrap();
+    relay.register_service().unwrap();
+    relay
+        .on_message(|h, msg| {
+            let answer = h.request(&h.create_umf_message("backend:/", msg.body.clone()), WAIT)?;
+            h.reply(&msg, json!({"relayed": answer.body}))?;
+            Ok(())
+        })
+        .unwrap();
+    let caller = register(&server, "caller");
+    for n in 0..20 {
+        let reply = caller
+            .request(&caller.create_umf_message("relay:/", json!({"n": n})), WAIT)
+            .unwrap();
+        assert_eq!(reply.body, json!({"relayed": {"echo": {"n": n}}}));
+    }
+    assert_eq!(relay.message_stats().failed, 0);
+}
+
+#[test]
 fn messages_flow_again_after_a_redis_restart() {
     common::init_logging();
     let mut server = RedisServer::start();
