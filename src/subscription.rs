@@ -35,6 +35,9 @@ pub(crate) struct Subscription {
     parser: Parser,
     /// Messages read while `ping` waited for its pong, handed out first by `next_message`.
     pending: VecDeque<Msg>,
+    /// The socket's read timeout as last set: setting it is a system call, skipped when unchanged (the common case of
+    /// one `next_message` after another).
+    read_timeout: Option<Duration>,
 }
 
 impl Subscription {
@@ -62,6 +65,7 @@ impl Subscription {
             writer,
             parser: Parser::new(),
             pending: VecDeque::new(),
+            read_timeout: None,
         };
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
@@ -94,8 +98,9 @@ impl Subscription {
             return Ok(Some(msg));
         }
         let deadline = Instant::now() + timeout;
+        let mut wait = timeout;
         loop {
-            let frame = match self.read_frame(deadline) {
+            let frame = match self.read_frame(wait) {
                 Ok(frame) => frame.extract_error()?,
                 Err(e) if e.is_timeout() => return Ok(None),
                 Err(e) => return Err(e),
@@ -104,7 +109,8 @@ impl Subscription {
                 return Ok(Some(msg));
             }
             // A late pong or confirmation: skip it, but never past the deadline when such frames keep coming.
-            if Instant::now() >= deadline {
+            wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
                 return Ok(None);
             }
         }
@@ -137,7 +143,7 @@ impl Subscription {
     ) -> RedisResult<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let frame = match self.read_frame(deadline) {
+            let frame = match self.read_frame(deadline.saturating_duration_since(Instant::now())) {
                 Ok(frame) => frame.extract_error()?,
                 // The OS error ("Resource temporarily unavailable") would not say what was awaited.
                 Err(e) if e.is_timeout() => return Err(no_reply(command, timeout)),
@@ -158,10 +164,13 @@ impl Subscription {
         }
     }
 
-    /// Reads one frame, each socket read waiting until `deadline` at most.
-    fn read_frame(&mut self, deadline: Instant) -> RedisResult<Value> {
-        let wait = deadline.saturating_duration_since(Instant::now()).max(MIN_WAIT);
-        self.reader.get_ref().set_read_timeout(Some(wait))?;
+    /// Reads one frame, each socket read waiting `wait` at most.
+    fn read_frame(&mut self, wait: Duration) -> RedisResult<Value> {
+        let wait = Some(wait.max(MIN_WAIT));
+        if self.read_timeout != wait {
+            self.reader.get_ref().set_read_timeout(wait)?;
+            self.read_timeout = wait;
+        }
         self.parser.parse_value(&mut self.reader)
     }
 }
