@@ -417,7 +417,8 @@ impl ConfigBuilder {
         self.set("presenceCacheTTL", millis(ttl))
     }
 
-    /// Threads running message handlers (default 4).
+    /// Message handlers that may run at once (default 4); one more thread
+    /// keeps reading the subscription meanwhile.
     pub fn message_workers(self, workers: usize) -> ConfigBuilder {
         self.set("messageWorkers", workers)
     }

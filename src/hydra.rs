@@ -287,11 +287,11 @@ impl Hydra {
         matches!(*self.inner.lock_state(), State::Registered { .. })
     }
 
-    /// Runs `handler` on the worker pool for every message that reaches this
+    /// Runs `handler` on the message threads for every message that reaches this
     /// instance (on the service channel or the instance channel), replacing any
     /// previous handler (Node's `hydra.on('message', …)`). The handler gets a
     /// handle for replying. An `Err` or a panic is logged and counted; the
-    /// worker lives on. When the handlers are saturated, new messages are
+    /// thread lives on. When the handlers are saturated, new messages are
     /// dropped and counted ([`MessageStats::overflow`]).
     ///
     /// Up to `messageWorkers` handler calls run at once, so messages sent one

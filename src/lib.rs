@@ -29,10 +29,11 @@
 //! service queues plus leased, crash-safe queue workers.
 //!
 //! Threads (all named, owned and joined on `shutdown`): `register_service`
-//! starts `hydra-heartbeat` and `hydra-listener`; `on_message` starts the
-//! `hydra-worker-N` pool; `serve_http` starts `hydra-http` and `hydra-http-N`;
-//! `queue_worker` starts `hydra-queue-N` and `hydra-queue-keeper`. No async
-//! runtime is used.
+//! starts `hydra-heartbeat` and `hydra-msg-0`, which reads the subscription;
+//! `on_message` grows that group to `messageWorkers + 1` `hydra-msg-N` threads
+//! (they take turns reading and run the handlers); `serve_http` starts
+//! `hydra-http` and `hydra-http-N`; `queue_worker` starts `hydra-queue-N` and
+//! `hydra-queue-keeper`. No async runtime is used.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! Messaging over Redis pub/sub (spec §3, §5): sending to one instance, to
 //! any instance, to all instances, replies, request–reply with a timeout, and
-//! the dispatch of incoming messages to a handler pool or a pull receiver.
+//! the dispatch of incoming messages to handlers or a pull receiver.
 //!
 //! Incoming messages take this path: the thread reading the subscription (see
 //! [`crate::listener`]) hands each payload to [`Messaging::dispatch`], which

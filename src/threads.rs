@@ -1,5 +1,5 @@
 //! Owned, named threads that are joined with a deadline: every hydra-rs thread
-//! (`hydra-heartbeat`, `hydra-listener`, `hydra-worker-N`) is one of these.
+//! (`hydra-heartbeat`, `hydra-msg-N`, `hydra-http-N`, …) is one of these.
 //! A panic inside is caught and logged; a thread that does not stop in time is
 //! logged and left detached rather than blocking shutdown forever.
 
