@@ -75,7 +75,7 @@ struct Shared {
 struct GroupState {
     /// The right (and the means) to read the subscription, while it waits for
     /// a member to pick it up. `None` while a member holds it.
-    baton: Option<Baton>,
+    baton: Option<Box<Baton>>,
     /// Batons alive anywhere (normally 0 or 1; briefly 2 after a restart).
     readers: usize,
     jobs: VecDeque<Job>,
@@ -92,7 +92,8 @@ thread_local! {
     static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whoever holds this reads the subscription.
+/// Whoever holds this reads the subscription (boxed: it moves between
+/// threads with every message).
 struct Baton {
     generation: u64,
     source: Arc<Source>,
@@ -107,7 +108,7 @@ enum HandOver {
     /// Another member reads on; run the handler here.
     RunHere(Job),
     /// Nobody could take over (the job was queued or dropped): read on.
-    KeepReading(Baton),
+    KeepReading(Box<Baton>),
 }
 
 /// Where to read from and whom to tell.
@@ -160,14 +161,14 @@ impl Listener {
         if state.baton.take().is_some() {
             state.readers -= 1;
         }
-        state.baton = Some(Baton {
+        state.baton = Some(Box::new(Baton {
             generation,
             source,
             link: None,
             last_heard: Instant::now(),
             backoff: FIRST_BACKOFF,
             lost_since: None,
-        });
+        }));
         state.readers += 1;
         self.shared.work.notify_one();
     }
@@ -260,7 +261,7 @@ impl Shared {
 
     /// Reads until a message needs a handler and another member can take over
     /// reading (returns that handler's job), or until listening stops.
-    fn lead(&self, mut baton: Baton) -> Option<Job> {
+    fn lead(&self, mut baton: Box<Baton>) -> Option<Job> {
         loop {
             if self.generation.load(Ordering::SeqCst) != baton.generation {
                 drop(baton);
@@ -309,7 +310,7 @@ impl Shared {
     /// With a member idle, passes it the baton and returns `job` to run here.
     /// Otherwise queues `job` (or drops it when the queue is full) and gives
     /// the baton back: the reader must go on reading.
-    fn hand_over(&self, baton: Baton, job: Job) -> HandOver {
+    fn hand_over(&self, baton: Box<Baton>, job: Job) -> HandOver {
         let mut state = self.lock();
         if state.idle > 0 {
             state.baton = Some(baton);
