@@ -294,9 +294,16 @@ impl Shared {
         match link.next_message(READ_TIMEOUT)? {
             Some(message) => {
                 baton.last_heard = Instant::now();
-                Ok(source
-                    .subscriber
-                    .on_message(message.get_channel_name(), message.get_payload_bytes()))
+                let (channel, payload) = (message.get_channel_name(), message.get_payload_bytes());
+                // A panic here would take the baton down with this thread and
+                // leave the subscription unread: drop the message instead.
+                let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    source.subscriber.on_message(channel, payload)
+                }));
+                Ok(delivered.unwrap_or_else(|_| {
+                    log::error!("dispatching a message from {channel} panicked; the message is dropped");
+                    None
+                }))
             }
             None if baton.last_heard.elapsed() >= PING_AFTER => {
                 link.ping(source.store.command_timeout())?;
@@ -340,9 +347,15 @@ impl Shared {
                         since.elapsed().as_secs_f64()
                     );
                 }
-                source.subscriber.on_subscribed();
-                self.lock().subscriptions += 1;
-                self.events.notify_all();
+                let mut state = self.lock();
+                // A reader that lost a race with `stop` or a newer `start`
+                // must not count as this subscription.
+                if self.generation.load(Ordering::SeqCst) == baton.generation {
+                    state.subscriptions += 1;
+                    drop(state);
+                    source.subscriber.on_subscribed();
+                    self.events.notify_all();
+                }
             }
             Err(e) => {
                 self.note_lost(baton, &e.to_string());
@@ -374,5 +387,112 @@ impl Shared {
 fn run(job: Job) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
         log::error!("a job panicked in a hydra message thread; the thread continues");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{Receiver, Sender, unbounded};
+    use hydra_testkit::RedisServer;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Records payloads; with `handle`, returns a job that records the thread
+    /// it ran on.
+    struct Recorder {
+        payloads: Sender<Vec<u8>>,
+        handled_on: Option<Sender<String>>,
+    }
+
+    impl Subscriber for Recorder {
+        fn on_message(&self, _channel: &str, payload: &[u8]) -> Option<Job> {
+            let _ = self.payloads.send(payload.to_vec());
+            let handled_on = self.handled_on.clone()?;
+            Some(Box::new(move || {
+                let name = std::thread::current().name().unwrap_or("?").to_string();
+                let _ = handled_on.send(name);
+            }))
+        }
+        fn on_subscribed(&self) {}
+        fn on_overflow(&self, _job: Job) {}
+    }
+
+    fn store(server: &RedisServer) -> Arc<Store> {
+        let config = crate::Config::builder()
+            .service_name("listener-test")
+            .redis_url(&server.url(0))
+            .build()
+            .unwrap();
+        Arc::new(Store::new(config.redis(), Duration::from_secs(2), Duration::from_secs(2)).unwrap())
+    }
+
+    fn publish(server: &RedisServer, payload: &str) -> u64 {
+        let mut conn = redis::Client::open(server.url(0)).unwrap().get_connection().unwrap();
+        redis::cmd("PUBLISH").arg("ch").arg(payload).query(&mut conn).unwrap()
+    }
+
+    fn recorder(handle: bool) -> (Arc<Recorder>, Receiver<Vec<u8>>, Receiver<String>) {
+        let (payloads, payload_rx) = unbounded();
+        let (handled_on, handled_rx) = unbounded();
+        let recorder = Recorder {
+            payloads,
+            handled_on: handle.then_some(handled_on),
+        };
+        (Arc::new(recorder), payload_rx, handled_rx)
+    }
+
+    #[test]
+    fn stops_and_starts_again_and_close_joins_every_thread() {
+        let server = RedisServer::start();
+        let store = store(&server);
+        let listener = Listener::new(16);
+        listener.ensure_threads(1).unwrap();
+        let (subscriber, payloads, _) = recorder(false);
+
+        listener.start(store.clone(), vec!["ch".into()], subscriber.clone());
+        assert!(listener.wait_subscribed(0, WAIT));
+        assert_eq!(publish(&server, "one"), 1);
+        assert_eq!(payloads.recv_timeout(WAIT).unwrap(), b"one");
+
+        listener.stop();
+        assert_eq!(publish(&server, "lost"), 0, "stop closes the subscription");
+
+        listener.start(store, vec!["ch".into()], subscriber);
+        assert!(listener.wait_subscribed(1, WAIT));
+        assert_eq!(listener.subscriptions(), 2);
+        assert_eq!(publish(&server, "two"), 1, "exactly one reader after a restart");
+        assert_eq!(payloads.recv_timeout(WAIT).unwrap(), b"two");
+
+        let started = Instant::now();
+        listener.close(WAIT);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "close took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(publish(&server, "after"), 0);
+        assert!(listener.ensure_threads(2).is_err(), "a closed group does not grow");
+    }
+
+    #[test]
+    fn handlers_take_turns_with_reading() {
+        let server = RedisServer::start();
+        let listener = Listener::new(16);
+        listener.ensure_threads(3).unwrap();
+        let (subscriber, payloads, handled_on) = recorder(true);
+        listener.start(store(&server), vec!["ch".into()], subscriber);
+        assert!(listener.wait_subscribed(0, WAIT));
+        let mut threads = std::collections::BTreeSet::new();
+        for n in 0..30 {
+            publish(&server, &n.to_string());
+            payloads.recv_timeout(WAIT).unwrap();
+            threads.insert(handled_on.recv_timeout(WAIT).unwrap());
+        }
+        // The reader runs each handler itself and an idle thread reads on, so
+        // the reading (and handling) role moves around the group.
+        assert!(threads.len() >= 2, "handlers only ever ran on {threads:?}");
+        assert!(threads.iter().all(|t| t.starts_with("hydra-msg-")), "{threads:?}");
+        listener.close(WAIT);
     }
 }
