@@ -369,7 +369,11 @@ fn up_to_message_workers_handlers_run_at_once_while_the_subscription_is_read() {
         "a fourth handler started with message_workers(3)"
     );
     release_tx.send(()).unwrap();
-    assert_eq!(started_rx.recv_timeout(WAIT).unwrap(), 3, "the queued message runs once a worker is free");
+    assert_eq!(
+        started_rx.recv_timeout(WAIT).unwrap(),
+        3,
+        "the queued message runs once a worker is free"
+    );
     for _ in 0..3 {
         release_tx.send(()).unwrap();
     }
