@@ -57,6 +57,9 @@ end
 return 0
 "#;
 
+/// Stale entries removed per round trip by `clear_stale_nodes`.
+const STALE_BATCH: usize = 1000;
+
 /// Health, recent log and present instances of one service
 /// (`getServiceHealthAll`).
 #[derive(Debug, Clone, Serialize)]
@@ -154,24 +157,33 @@ impl Registry {
     /// do not parse are left alone. Returns how many were removed.
     pub(crate) fn clear_stale_nodes(&self, older_than: Duration) -> Result<usize> {
         let entries: Vec<(String, String)> = self.store.run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
+        let stale: Vec<(String, String, String)> = entries
+            .into_iter()
+            .filter_map(|(field, text)| {
+                let instance = Instance::parse(&text).ok()?;
+                let old = instance.updated_on_ts != 0 && Duration::from_secs(instance.elapsed) >= older_than;
+                old.then(|| (keys::presence(&instance.service_name, &field), field, text))
+            })
+            .collect();
         let mut removed = 0;
-        for (field, text) in entries {
-            let Ok(instance) = Instance::parse(&text) else {
-                continue;
-            };
-            if instance.updated_on_ts == 0 || Duration::from_secs(instance.elapsed) < older_than {
-                continue;
-            }
-            let presence = keys::presence(&instance.service_name, &field);
-            let deleted: usize = self.store.run(|c| {
-                self.remove_stale_script
-                    .key(keys::NODES)
-                    .key(&presence)
-                    .arg(&field)
-                    .arg(&text)
-                    .invoke(c)
+        // One round trip per batch, however many entries are stale.
+        for batch in stale.chunks(STALE_BATCH) {
+            let deleted: Vec<usize> = self.store.run(|c| {
+                let mut pipe = redis::pipe();
+                // Loaded in the same round trip, so EVALSHA never meets NOSCRIPT.
+                pipe.cmd("SCRIPT").arg("LOAD").arg(REMOVE_STALE_NODE_LUA).ignore();
+                for (presence, field, text) in batch {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.remove_stale_script.get_hash())
+                        .arg(2)
+                        .arg(keys::NODES)
+                        .arg(presence)
+                        .arg(field)
+                        .arg(text);
+                }
+                pipe.query(c)
             })?;
-            removed += deleted;
+            removed += deleted.iter().sum::<usize>();
         }
         Ok(removed)
     }

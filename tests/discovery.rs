@@ -263,4 +263,16 @@ fn stale_nodes_entries_can_be_cleared() {
     assert_eq!(fields, expected);
     // A live instance is never removed, however small the threshold.
     assert_eq!(live.clear_stale_nodes(Duration::ZERO).unwrap(), 0);
+
+    // Thousands at once (several batches), after the script cache was flushed.
+    let mut pipe = redis::pipe();
+    for n in 0..2500 {
+        let id = format!("dead{n:04}");
+        pipe.hset("hydra:service:nodes", &id, old.replace("deadbeef", &id))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    assert_eq!(live.clear_stale_nodes(Duration::from_secs(60)).unwrap(), 2500);
+    assert_eq!(conn.hlen::<_, usize>("hydra:service:nodes").unwrap(), 3);
 }
