@@ -227,9 +227,13 @@ typedef void (*hydra_free_callback)(void *user_data);
  * during the call) is `{"route": "[get]/v1/items/:id", "method": "GET",
  * "path": "/v1/items/7", "query": "a=1", "params": {"id": "7"}, "headers":
  * {"host": "..."}, "body": "<the body as text>"}` (header names lowercased;
- * repeated headers joined with ", "; invalid UTF-8 in the body replaced with
- * U+FFFD). Write the answer into `response`, then return `HYDRA_OK`. Any
- * other return value, or returning without a response, answers 500 with
+ * repeated headers joined with ", "). A body that is not valid UTF-8 (an
+ * image, protobuf, gzip) is also given exactly, as `"bodyBase64":
+ * "<standard base64 of the bytes>"` after `body`, whose text then has each
+ * invalid sequence replaced with U+FFFD; a UTF-8 body has no `bodyBase64`.
+ *
+ * Write the answer into `response`, then return `HYDRA_OK`. Any other
+ * return value, or returning without a response, answers 500 with
  * Hydra's error envelope; its `result.reason` is `the route handler failed
  * (<STATUS>): <message>`, the message being the one the callback set with
  * `hydra_set_last_error_message` (or that of a library call that failed in
@@ -687,9 +691,13 @@ int32_t hydra_message_stats(struct hydra *hydra, char **out_json);
  * `{"timeoutMs": 5000, "balance": "roundRobin" | "random"}`.
  *
  * `*out_response_json` = `{"statusCode": 200, "instanceID": "...",
- * "headers": {...}, "body": <the JSON body, or the body as a string>}`. Any
- * HTTP status is a response, not an error; transport failures move on to
- * the next instance; `HYDRA_SERVICE_UNAVAILABLE` when none answered.
+ * "headers": {...}, "body": <the JSON body, or the body as a string>}`. A
+ * body that is neither JSON nor valid UTF-8 (an image, protobuf, gzip) is
+ * also given exactly, as `"bodyBase64": "<standard base64 of the bytes>"`
+ * after `body`, whose text then has each invalid sequence replaced with
+ * U+FFFD; other bodies have no `bodyBase64`. Any HTTP status is a response,
+ * not an error; transport failures move on to the next instance;
+ * `HYDRA_SERVICE_UNAVAILABLE` when none answered.
  *
  * # Safety
  * `message_json` and `options_json` are NULL or NUL-terminated strings;

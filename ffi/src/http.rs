@@ -4,6 +4,8 @@
 use std::ffi::{CString, c_char, c_void};
 use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hydra_rs::{ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, RequestOptions, Umf};
 use serde_json::{Map, Value, json};
 
@@ -29,9 +31,13 @@ pub struct hydra_http_response {
 /// during the call) is `{"route": "[get]/v1/items/:id", "method": "GET",
 /// "path": "/v1/items/7", "query": "a=1", "params": {"id": "7"}, "headers":
 /// {"host": "..."}, "body": "<the body as text>"}` (header names lowercased;
-/// repeated headers joined with ", "; invalid UTF-8 in the body replaced with
-/// U+FFFD). Write the answer into `response`, then return `HYDRA_OK`. Any
-/// other return value, or returning without a response, answers 500 with
+/// repeated headers joined with ", "). A body that is not valid UTF-8 (an
+/// image, protobuf, gzip) is also given exactly, as `"bodyBase64":
+/// "<standard base64 of the bytes>"` after `body`, whose text then has each
+/// invalid sequence replaced with U+FFFD; a UTF-8 body has no `bodyBase64`.
+///
+/// Write the answer into `response`, then return `HYDRA_OK`. Any other
+/// return value, or returning without a response, answers 500 with
 /// Hydra's error envelope; its `result.reason` is `the route handler failed
 /// (<STATUS>): <message>`, the message being the one the callback set with
 /// `hydra_set_last_error_message` (or that of a library call that failed in
@@ -100,29 +106,44 @@ fn request_json(route: &str, request: &HttpRequest) -> String {
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    json!({
+    let mut value = json!({
         "route": route,
         "method": request.method,
         "path": request.path,
         "query": request.query,
         "params": params,
         "headers": headers_object(&request.headers),
-        "body": String::from_utf8_lossy(&request.body),
-    })
-    .to_string()
+    });
+    set_body(&mut value, &request.body);
+    value.to_string()
 }
 
 fn response_json(response: &ApiResponse) -> Value {
-    let body = match response.json() {
-        Ok(value) if response.is_json() => value,
-        _ => Value::String(String::from_utf8_lossy(&response.body).into_owned()),
-    };
-    json!({
+    let mut value = json!({
         "statusCode": response.status,
         "instanceID": response.instance_id,
         "headers": headers_object(&response.headers),
-        "body": body,
-    })
+    });
+    let json = if response.is_json() { response.json().ok() } else { None };
+    match json {
+        Some(body) => value["body"] = body,
+        None => set_body(&mut value, &response.body),
+    }
+    value
+}
+
+/// Sets `"body"` of the JSON object `value`: the body as text. When the bytes
+/// are not UTF-8 that text is lossy (U+FFFD for each invalid sequence), so
+/// `"bodyBase64"` follows with the exact bytes (standard alphabet, padded);
+/// a UTF-8 body gets no copy.
+fn set_body(value: &mut Value, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(text) => value["body"] = text.into(),
+        Err(_) => {
+            value["body"] = String::from_utf8_lossy(body).into();
+            value["bodyBase64"] = BASE64.encode(body).into();
+        }
+    }
 }
 
 fn number(options: &Map<String, Value>, key: &str, name: &str) -> FfiResult<Option<u64>> {
@@ -213,9 +234,13 @@ fn http_settings(options: &Map<String, Value>) -> FfiResult<HttpSettings> {
 /// `{"timeoutMs": 5000, "balance": "roundRobin" | "random"}`.
 ///
 /// `*out_response_json` = `{"statusCode": 200, "instanceID": "...",
-/// "headers": {...}, "body": <the JSON body, or the body as a string>}`. Any
-/// HTTP status is a response, not an error; transport failures move on to
-/// the next instance; `HYDRA_SERVICE_UNAVAILABLE` when none answered.
+/// "headers": {...}, "body": <the JSON body, or the body as a string>}`. A
+/// body that is neither JSON nor valid UTF-8 (an image, protobuf, gzip) is
+/// also given exactly, as `"bodyBase64": "<standard base64 of the bytes>"`
+/// after `body`, whose text then has each invalid sequence replaced with
+/// U+FFFD; other bodies have no `bodyBase64`. Any HTTP status is a response,
+/// not an error; transport failures move on to the next instance;
+/// `HYDRA_SERVICE_UNAVAILABLE` when none answered.
 ///
 /// # Safety
 /// `message_json` and `options_json` are NULL or NUL-terminated strings;
@@ -542,4 +567,67 @@ pub unsafe extern "C" fn hydra_match_route(hydra: *mut hydra, route: *const c_ch
         *out = handle(hydra)?.hydra.match_route(route);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &[u8]) -> Value {
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: "/v1/up".into(),
+            query: String::new(),
+            params: Default::default(),
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body: body.to_vec(),
+        };
+        serde_json::from_str(&request_json("[post]/v1/up", &request)).unwrap()
+    }
+
+    fn response(content_type: &str, body: &[u8]) -> Value {
+        response_json(&ApiResponse {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.to_vec(),
+            instance_id: "i".into(),
+        })
+    }
+
+    #[test]
+    fn a_binary_request_body_comes_exactly_in_body_base64() {
+        let bytes: Vec<u8> = (0..=255).chain([0xff, 0xfe, 0x00]).collect();
+        let json = request(&bytes);
+        assert_eq!(BASE64.decode(json["bodyBase64"].as_str().unwrap()).unwrap(), bytes);
+        assert_eq!(
+            json["body"],
+            String::from_utf8_lossy(&bytes).as_ref(),
+            "the lossy text stays"
+        );
+        assert_eq!(request(b"\xff")["bodyBase64"], "/w==");
+    }
+
+    #[test]
+    fn a_text_request_body_has_no_base64() {
+        for text in ["", "plain ✓", "nul \0 inside"] {
+            let json = request(text.as_bytes());
+            assert_eq!(json["body"], text);
+            assert!(json.get("bodyBase64").is_none(), "{json}");
+        }
+    }
+
+    #[test]
+    fn response_bodies_json_text_and_binary() {
+        let json = response("application/json", br#"{"a": 1}"#);
+        assert_eq!(json["body"], json!({"a": 1}));
+        assert!(json.get("bodyBase64").is_none(), "{json}");
+        let text = response("text/plain", "caf\u{e9}".as_bytes());
+        assert_eq!(text["body"], "caf\u{e9}");
+        assert!(text.get("bodyBase64").is_none(), "{text}");
+        for content_type in ["application/octet-stream", "application/json"] {
+            let binary = response(content_type, b"\x89PNG\r\n\x1a\n\xff\x00");
+            assert_eq!(binary["bodyBase64"], "iVBORw0KGgr/AA==", "{content_type}");
+            assert_eq!(binary["body"], "\u{fffd}PNG\r\n\u{1a}\n\u{fffd}\0", "{content_type}");
+        }
+    }
 }

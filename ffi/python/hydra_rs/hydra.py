@@ -28,6 +28,7 @@ finalizer.
 from __future__ import annotations
 
 import atexit
+import base64
 import ctypes
 import itertools
 import json
@@ -250,9 +251,12 @@ def _on_message(user_data, hydra_ptr, message_json):
 class HttpRequest:
     """One HTTP request served by a route: ``route`` (``"[get]/v1/x/:id"``),
     ``method``, ``path``, ``query`` (the raw query string), ``params`` (the
-    route's ``:params``), ``headers`` (names lowercased) and ``body`` (text)."""
+    route's ``:params``), ``headers`` (names lowercased), ``body`` (text: a
+    body that is not UTF-8 has each invalid sequence replaced with U+FFFD)
+    and ``body_bytes`` (the exact bytes sent, for binary uploads: images,
+    protobuf, gzip)."""
 
-    __slots__ = ("route", "method", "path", "query", "params", "headers", "body")
+    __slots__ = ("route", "method", "path", "query", "params", "headers", "body", "body_bytes")
 
     def __init__(self, data: Mapping[str, Any]):
         self.route: str = data["route"]
@@ -262,6 +266,11 @@ class HttpRequest:
         self.params: Dict[str, str] = data.get("params") or {}
         self.headers: Dict[str, str] = data.get("headers") or {}
         self.body: str = data.get("body") or ""
+        # The library adds "bodyBase64" only when the body is not UTF-8.
+        encoded = data.get("bodyBase64")
+        self.body_bytes: bytes = (
+            base64.b64decode(encoded, validate=True) if encoded is not None else self.body.encode("utf-8")
+        )
 
     @property
     def query_params(self) -> Dict[str, str]:
@@ -754,7 +763,13 @@ class Hydra(_Owned):
         """Calls a service's HTTP route (Node's ``makeAPIRequest``): ``to`` is
         ``"service:[get]/v1/path?query"``. Returns ``{"statusCode",
         "instanceID", "headers", "body"}``; any HTTP status is a result,
-        :class:`ServiceUnavailableError` when no instance answered."""
+        :class:`ServiceUnavailableError` when no instance answered.
+
+        ``body`` is the parsed JSON for a JSON response, else the body as
+        text. A body that is neither JSON nor UTF-8 (an image, protobuf,
+        gzip) has each invalid sequence replaced with U+FFFD in that text,
+        and its exact bytes in ``"bodyBase64"`` (standard base64, present
+        only then): ``base64.b64decode(response["bodyBase64"])``."""
         if headers is not None:
             if isinstance(message, str):
                 message = {"to": message, "body": {} if body is None else body}

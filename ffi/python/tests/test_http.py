@@ -1,5 +1,10 @@
 """HTTP routes served from Python: what a route gets, the three ways to
-answer, and routes that fail (raise, return junk) -> 500, never a 200."""
+answer, and routes that fail (raise, return junk) -> 500, never a 200;
+binary bodies both ways, byte for byte."""
+
+import base64
+import json
+import urllib.request
 
 import pytest
 
@@ -77,6 +82,7 @@ def test_status_tuple_raw_bytes_and_headers(served):
     assert response["headers"]["content-type"] == "application/x-thing"
     assert response["headers"]["x-raw"] == "yes"
     assert response["body"] == "\x00\x01binary"
+    assert "bodyBase64" not in response  # UTF-8, if not printable: no copy
     response = client.make_api_request("py-http:[get]/v1/http/headers")
     assert response["headers"]["x-served-by"] == "python"
     assert response["headers"]["cache-control"] == "no-store"
@@ -147,3 +153,80 @@ def test_post_body_limits_answer_413_not_crash(make_hydra):
     client = make_hydra("py-http-limit-client")
     assert client.make_api_request("py-http-limit:[post]/v1/limit", {"x": "a" * 10})["body"]["result"] == {"len": 18}
     assert client.make_api_request("py-http-limit:[post]/v1/limit", {"x": "a" * 500})["statusCode"] == 413
+
+
+# Every byte value, then bytes that are never UTF-8 (0xff, 0xfe) and a NUL.
+BINARY = bytes(range(256)) + b"\xff\xfe\x00"
+
+
+@pytest.fixture
+def binary_service(make_hydra, monkeypatch):
+    """A service with an upload route and a route answering raw bytes; the
+    requests its routes got, with the library's request JSON as decoded."""
+    server = make_hydra("py-http-binary")
+    seen = []
+
+    class Recorded(hydra_rs.HttpRequest):
+        def __init__(self, data):
+            super().__init__(data)
+            self.data = data
+
+    # The trampoline builds requests through this module global.
+    monkeypatch.setattr(hydra_rs.hydra, "HttpRequest", Recorded)
+
+    @server.route("POST", "/v1/http/upload")
+    def upload(request):
+        seen.append(request)
+        return {"received": len(request.body_bytes)}
+
+    @server.route("GET", "/v1/http/binary")
+    def binary(request):
+        return HttpResponse.raw(BINARY, 200, "application/octet-stream")
+
+    server.register_service()
+    port = server.serve_http()
+    return server, port, seen
+
+
+def _post(port, path, data):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method="POST",
+        headers={"content-type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status, json.loads(answer.read())
+
+
+def test_a_binary_upload_reaches_the_route_byte_for_byte(binary_service):
+    _, port, seen = binary_service
+    status, answer = _post(port, "/v1/http/upload", BINARY)
+    assert (status, answer["result"]) == (200, {"received": len(BINARY)})
+    request = seen[0]
+    assert request.body_bytes == BINARY
+    assert base64.b64decode(request.data["bodyBase64"]) == BINARY
+    # The lossy text stays, for compatibility.
+    assert "\ufffd" in request.body and request.body.startswith("\x00\x01\x02")
+
+
+def test_a_text_upload_has_no_base64(binary_service):
+    _, port, seen = binary_service
+    text = "caf\u00e9 \u2713 with a NUL \x00 and \U0001f600"
+    status, answer = _post(port, "/v1/http/upload", text.encode())
+    assert (status, answer["result"]) == (200, {"received": len(text.encode())})
+    request = seen[0]
+    assert request.body == text
+    assert request.body_bytes == text.encode()
+    assert "bodyBase64" not in request.data
+
+
+def test_make_api_request_returns_binary_responses_exactly(binary_service, make_hydra):
+    client = make_hydra("py-http-binary-client")
+    response = client.make_api_request("py-http-binary:[get]/v1/http/binary")
+    assert response["statusCode"] == 200
+    assert response["headers"]["content-type"] == "application/octet-stream"
+    assert base64.b64decode(response["bodyBase64"]) == BINARY
+    assert isinstance(response["body"], str) and "\ufffd" in response["body"]
+    # JSON and UTF-8 text responses are unchanged: no copy.
+    response = client.make_api_request("py-http-binary:[post]/v1/http/upload", {"n": 1})
+    assert response["body"]["result"] == {"received": len('{"n":1}')}
+    assert "bodyBase64" not in response

@@ -9,6 +9,12 @@
  *   writes "go"; we then call them, print "ok <step>" lines, and "done".
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include "check.h"
 
 static hydra *service;
@@ -17,6 +23,12 @@ static atomic_int handler_freed;
 static atomic_int routes_freed;
 static atomic_int nested_ok;
 static hydra_http_response *kept_response;
+static uint16_t http_port;
+
+/* Not UTF-8 (0xff, 0xfe, a lone continuation byte 0x80, a cut-off 0xc3), with NULs. */
+static const uint8_t binary_body[] = {0x00, 0x01, 0xff, 0xfe, 'h', 'y', 0x80, 0xc3, '\n'};
+static const char binary_base64[] = "AAH//mh5gMMK";
+static const char text_body[] = "text \xe2\x9c\x93";
 
 /* Replies {"by": "c", "original": <the whole message>}; on {"nested": ...} first asks
  * rust-echo from inside the callback and replies with its answer. */
@@ -104,7 +116,54 @@ static int32_t on_route(void *user_data, hydra *h, const char *request_json, hyd
         kept_response = response; /* misuse: kept past the callback */
         return HYDRA_OK;          /* ... and no response written: 500 */
     }
+    if (strstr(request_json, "\"route\":\"[post]/v1/c/upload\"") != NULL) {
+        /* Binary: the exact bytes in "bodyBase64"; UTF-8 text: "body" alone. */
+        char *text = NULL;
+        if (strstr(request_json, "\"query\":\"kind=binary\"") != NULL) {
+            EXPECT_OK(hydra_json_get_string(request_json, "/bodyBase64", &text));
+            CHECK(strcmp(text, binary_base64) == 0);
+        } else {
+            EXPECT(hydra_json_get_string(request_json, "/bodyBase64", &text), HYDRA_NOT_FOUND, "");
+            EXPECT_OK(hydra_json_get_string(request_json, "/body", &text));
+            CHECK(strcmp(text, text_body) == 0);
+        }
+        hydra_string_free(text);
+        return hydra_http_response_send(response, 200, "{\"checked\": true}");
+    }
+    if (strstr(request_json, "\"route\":\"[get]/v1/c/binary\"") != NULL) {
+        return hydra_http_response_set(response, 200, NULL, binary_body, sizeof binary_body);
+    }
     return HYDRA_NOT_FOUND; /* [get]/v1/c/fail: 500 envelope */
+}
+
+/* POSTs `len` bytes to our own port with a plain socket (hydra_make_api_request
+ * sends JSON); the status line of the answer in `status_line`. */
+static void post_raw(const char *target, const uint8_t *body, size_t len, char *status_line, size_t size) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct timeval timeout = {30, 0};
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) == 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(http_port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&address, sizeof address) == 0);
+    char head[256];
+    int head_len = snprintf(head, sizeof head,
+                            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+                            "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                            target, len);
+    CHECK(head_len > 0 && (size_t)head_len < sizeof head);
+    CHECK(write(fd, head, (size_t)head_len) == head_len);
+    CHECK(write(fd, body, len) == (ssize_t)len);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < size && (n = read(fd, status_line + got, size - 1 - got)) > 0) {
+        got += (size_t)n;
+    }
+    status_line[got] = '\0';
+    status_line[strcspn(status_line, "\r\n")] = '\0';
+    close(fd);
 }
 
 /* Log records of message-handler failures that carry the handler's reason. */
@@ -220,6 +279,28 @@ static void http_misuse(void) {
     STEP("http misuse");
 }
 
+static void binary_bodies(void) {
+    /* Uploads: the route callback checks what it got (see on_route). */
+    char status_line[512];
+    post_raw("/v1/c/upload?kind=binary", binary_body, sizeof binary_body, status_line, sizeof status_line);
+    CHECK(strcmp(status_line, "HTTP/1.1 200 OK") == 0);
+    post_raw("/v1/c/upload?kind=text", (const uint8_t *)text_body, strlen(text_body), status_line,
+             sizeof status_line);
+    CHECK(strcmp(status_line, "HTTP/1.1 200 OK") == 0);
+
+    /* A binary answer comes back exactly; a text one without a copy. */
+    char *response = NULL, *base64 = NULL;
+    EXPECT_OK(hydra_make_api_request(service, "{\"to\": \"c-svc:[get]/v1/c/binary\", \"body\": {}}", NULL, &response));
+    EXPECT_OK(hydra_json_get_string(response, "/bodyBase64", &base64));
+    CHECK(strcmp(base64, binary_base64) == 0);
+    hydra_string_free(base64);
+    CHECK_JSON(response, "\"content-type\":\"application/octet-stream\"");
+    EXPECT_OK(hydra_make_api_request(service, "{\"to\": \"c-svc:[get]/v1/c/text\", \"body\": {}}", NULL, &response));
+    EXPECT(hydra_json_get_string(response, "/bodyBase64", &base64), HYDRA_NOT_FOUND, "");
+    hydra_string_free(response);
+    STEP("binary bodies");
+}
+
 static void discovery(void) {
     char *json = NULL;
     bool present = false;
@@ -284,10 +365,12 @@ int main(void) {
     uint16_t port = 0;
     EXPECT_OK(hydra_serve_http(service,
                                "[\"[get]/v1/c/hello/:name\", \"[post]/v1/c/echo\", \"[get]/v1/c/text\","
-                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\", \"[get]/v1/c/why\", \"[get]/v1/c/proxy\"]",
+                               " \"[get]/v1/c/silent\", \"[get]/v1/c/fail\", \"[get]/v1/c/why\", \"[get]/v1/c/proxy\","
+                               " \"[post]/v1/c/upload\", \"[get]/v1/c/binary\"]",
                                "{\"workers\": 4, \"requestTimeoutMs\": 10000}", on_route, &routes_freed, count_free,
                                &port));
     CHECK(port != 0);
+    http_port = port;
     char *id = NULL;
     EXPECT_OK(hydra_get_instance_id(service, &id));
     printf("ready %s %u\n", id, (unsigned)port);
@@ -300,6 +383,7 @@ int main(void) {
     nested_and_pull();
     handler_failure();
     http_misuse();
+    binary_bodies();
     discovery();
     counters();
     printf("handled %d\n", atomic_load(&messages_handled));
