@@ -264,3 +264,61 @@ fn a_node_consumer_keeps_its_message_past_the_visibility_timeout() {
     })
     .expect("the Node consumer's mark emptied mqinprogress");
 }
+
+#[test]
+fn delivery_counts_of_messages_node_completed_are_forgotten() {
+    let server = RedisServer::start();
+    let ours = init(&server, "producer");
+    let counters = || -> usize { raw(&server).hlen(q("jobs", "mqdeliveries")).unwrap() };
+    for name in ["a", "b"] {
+        ours.queue_message(&ours.create_umf_message("jobs:/", json!({"name": name})))
+            .unwrap();
+    }
+    // Both fail here once: each gets a delivery counter.
+    let (failed_tx, failed_rx) = unbounded();
+    let failing = ours
+        .queue_worker_with(
+            "jobs",
+            1,
+            options(2000).with_max_deliveries(1000),
+            move |m: &QueuedMessage| {
+                failed_tx.send(m.message.body["name"].clone()).unwrap();
+                Err("not yet".into())
+            },
+        )
+        .unwrap();
+    wait_for(WAIT, || (counters() == 2).then_some(())).expect("two counters");
+    failing.stop();
+    drop(failed_rx);
+
+    // A Node consumer completes one of them: its counter is left behind.
+    let consumer = node(&server, "jobs");
+    let taken = consumer.call("getQueuedMessage", json!(["jobs"])).unwrap();
+    consumer.call("markQueueMessage", json!([taken, true, null])).unwrap();
+    let other = if taken["bdy"]["name"] == "a" { "b" } else { "a" };
+    assert_eq!(counters(), 2);
+
+    // The next keeper step forgets the stale counter and keeps the live one:
+    // the other message comes back as a repeated delivery.
+    let (tx, rx) = unbounded();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let _worker = ours
+        .queue_worker_with(
+            "jobs",
+            1,
+            options(400).with_max_deliveries(1000),
+            move |m: &QueuedMessage| {
+                tx.send((m.message.body["name"].clone(), m.delivery_count())).unwrap();
+                // Held past every wait below: the live counter stays live.
+                let _ = release_rx.recv_timeout(WAIT * 3);
+                Ok(())
+            },
+        )
+        .unwrap();
+    let (name, delivery) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(name, other);
+    assert!(delivery >= 2, "the live message's count was kept: delivery {delivery}");
+    wait_for(WAIT, || (counters() == 1).then_some(())).expect("the stale counter is pruned");
+    release_tx.send(()).unwrap();
+    wait_for(WAIT, || (counters() == 0).then_some(())).expect("completing forgets the last one");
+}

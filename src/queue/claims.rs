@@ -271,6 +271,8 @@ pub(crate) struct Kept {
     pub registered: u64,
     /// Messages of dead slots requeued; `None` when another consumer reaped.
     pub requeued: Option<u64>,
+    /// Stale delivery counters removed.
+    pub pruned: u64,
 }
 
 /// Renews the leases of `slots` and, unless another consumer did recently,
@@ -298,9 +300,10 @@ pub(crate) fn keep(
     for slot in slots {
         invocation.arg(&slot.id);
     }
-    let (registered, requeued): (u64, i64) = invocation.invoke(conn)?;
+    let (registered, requeued, pruned): (u64, i64, u64) = invocation.invoke(conn)?;
     Ok(Kept {
         registered,
         requeued: u64::try_from(requeued).ok(),
+        pruned,
     })
 }

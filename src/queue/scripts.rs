@@ -167,13 +167,21 @@ return moved
 /// A consumer's periodic step. Renews the leases of its live slots; then, if
 /// no consumer has done so in the last reap interval (the lock), requeues
 /// the messages of every slot whose lease has run out, counting a delivery
-/// for each, and forgets slots dead for longer than the grace period.
+/// for each, forgets slots dead for longer than the grace period, and prunes
+/// stale delivery counters.
+///
+/// Counters go stale when a Node consumer completes or dead-letters a message
+/// that failed here before: Node knows nothing of them. They are pruned only
+/// when there are more counters than queued messages (so some must be stale)
+/// and the queue is small enough to hash in one step (`PRUNE_QUEUED`), at
+/// most `PRUNE_SAMPLE` counters a step: their number stays bounded by the
+/// queue's length, and a big backlog is never scanned.
 ///
 /// KEYS: consumers, reaper lock, mqrecieved, mqinprogress, deliveries.
 /// ARGV: staging prefix, claimed prefix, lease ms, reap interval ms, grace ms,
 /// lock token, slot…
 /// Returns {slots newly (re)registered, messages requeued or -1 when another
-/// consumer holds the lock}.
+/// consumer holds the lock, counters pruned}.
 pub(crate) static KEEP: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r"
@@ -187,7 +195,7 @@ if #ARGV >= 7 then
   end
   registered = redis.call('ZADD', KEYS[1], unpack(args))
 end
-if not redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[4]) then return {registered, -1} end
+if not redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[4]) then return {registered, -1, 0} end
 local budget = 10000
 local moved = 0
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('(%.0f', now), 'WITHSCORES', 'LIMIT', 0, 1000)
@@ -197,7 +205,25 @@ for i = 1, #dead, 2 do
   if moved >= budget then break end
   if tonumber(dead[i + 1]) < now - tonumber(ARGV[5]) then redis.call('ZREM', KEYS[1], slot) end
 end
-return {registered, moved}
+local pruned = 0
+local counters = redis.call('HLEN', KEYS[5])
+local queued = redis.call('LLEN', KEYS[3]) + redis.call('LLEN', KEYS[4])
+if counters > queued and queued <= 10000 then
+  local live = {}
+  local function mark(list)
+    for _, raw in ipairs(redis.call('LRANGE', list, 0, -1)) do live[redis.sha1hex(raw)] = true end
+  end
+  mark(KEYS[3])
+  mark(KEYS[4])
+  -- Staged messages are in neither list for a moment.
+  for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do mark(ARGV[1] .. slot) end
+  for _, sha in ipairs(redis.call('HRANDFIELD', KEYS[5], 10000)) do
+    if not live[sha] then
+      pruned = pruned + redis.call('HDEL', KEYS[5], sha)
+    end
+  end
+end
+return {registered, moved, pruned}
 ",
     )
 });

@@ -361,6 +361,13 @@ impl Core {
                 self.keys.service
             );
         }
+        if kept.pruned > 0 {
+            log::debug!(
+                "queue {}: forgot {} delivery count(s) of messages no longer queued",
+                self.keys.service,
+                kept.pruned
+            );
+        }
         Ok(())
     }
 
