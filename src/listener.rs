@@ -398,20 +398,25 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(5);
 
-    /// Records payloads; with `handle`, returns a job that records the thread
-    /// it ran on.
+    /// Records each payload with the thread that read it; with `handlers`,
+    /// returns a job that records the thread it runs on and then waits for a
+    /// release.
     struct Recorder {
-        payloads: Sender<Vec<u8>>,
-        handled_on: Option<Sender<String>>,
+        reads: Sender<(Vec<u8>, String)>,
+        handlers: Option<(Sender<String>, Receiver<()>)>,
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("?").to_string()
     }
 
     impl Subscriber for Recorder {
         fn on_message(&self, _channel: &str, payload: &[u8]) -> Option<Job> {
-            let _ = self.payloads.send(payload.to_vec());
-            let handled_on = self.handled_on.clone()?;
+            let _ = self.reads.send((payload.to_vec(), thread_name()));
+            let (started, release) = self.handlers.clone()?;
             Some(Box::new(move || {
-                let name = std::thread::current().name().unwrap_or("?").to_string();
-                let _ = handled_on.send(name);
+                let _ = started.send(thread_name());
+                let _ = release.recv_timeout(WAIT);
             }))
         }
         fn on_subscribed(&self) {}
@@ -432,14 +437,11 @@ mod tests {
         redis::cmd("PUBLISH").arg("ch").arg(payload).query(&mut conn).unwrap()
     }
 
-    fn recorder(handle: bool) -> (Arc<Recorder>, Receiver<Vec<u8>>, Receiver<String>) {
-        let (payloads, payload_rx) = unbounded();
-        let (handled_on, handled_rx) = unbounded();
-        let recorder = Recorder {
-            payloads,
-            handled_on: handle.then_some(handled_on),
-        };
-        (Arc::new(recorder), payload_rx, handled_rx)
+    type Reads = Receiver<(Vec<u8>, String)>;
+
+    fn recorder(handlers: Option<(Sender<String>, Receiver<()>)>) -> (Arc<Recorder>, Reads) {
+        let (reads, reads_rx) = unbounded();
+        (Arc::new(Recorder { reads, handlers }), reads_rx)
     }
 
     #[test]
@@ -448,12 +450,12 @@ mod tests {
         let store = store(&server);
         let listener = Listener::new(16);
         listener.ensure_threads(1).unwrap();
-        let (subscriber, payloads, _) = recorder(false);
+        let (subscriber, reads) = recorder(None);
 
         listener.start(store.clone(), vec!["ch".into()], subscriber.clone());
         assert!(listener.wait_subscribed(0, WAIT));
         assert_eq!(publish(&server, "one"), 1);
-        assert_eq!(payloads.recv_timeout(WAIT).unwrap(), b"one");
+        assert_eq!(reads.recv_timeout(WAIT).unwrap().0, b"one");
 
         listener.stop();
         assert_eq!(publish(&server, "lost"), 0, "stop closes the subscription");
@@ -462,7 +464,7 @@ mod tests {
         assert!(listener.wait_subscribed(1, WAIT));
         assert_eq!(listener.subscriptions(), 2);
         assert_eq!(publish(&server, "two"), 1, "exactly one reader after a restart");
-        assert_eq!(payloads.recv_timeout(WAIT).unwrap(), b"two");
+        assert_eq!(reads.recv_timeout(WAIT).unwrap().0, b"two");
 
         let started = Instant::now();
         listener.close(WAIT);
@@ -476,23 +478,42 @@ mod tests {
     }
 
     #[test]
-    fn handlers_take_turns_with_reading() {
+    fn a_handler_runs_where_its_message_was_read_while_another_thread_reads_on() {
         let server = RedisServer::start();
         let listener = Listener::new(16);
         listener.ensure_threads(3).unwrap();
-        let (subscriber, payloads, handled_on) = recorder(true);
+        let (started_tx, started) = unbounded();
+        let (release, release_rx) = unbounded::<()>();
+        let (subscriber, reads) = recorder(Some((started_tx, release_rx)));
         listener.start(store(&server), vec!["ch".into()], subscriber);
         assert!(listener.wait_subscribed(0, WAIT));
-        let mut threads = std::collections::BTreeSet::new();
-        for n in 0..30 {
-            publish(&server, &n.to_string());
-            payloads.recv_timeout(WAIT).unwrap();
-            threads.insert(handled_on.recv_timeout(WAIT).unwrap());
+
+        // Two messages, two blocked handlers, each on the thread that read it.
+        let mut busy = Vec::new();
+        for payload in ["1", "2"] {
+            publish(&server, payload);
+            let (read, reader) = reads.recv_timeout(WAIT).unwrap();
+            assert_eq!(read, payload.as_bytes());
+            assert!(!busy.contains(&reader), "{reader} read while running a handler");
+            assert_eq!(started.recv_timeout(WAIT).unwrap(), reader, "handled where it was read");
+            busy.push(reader);
         }
-        // The reader runs each handler itself and an idle thread reads on, so
-        // the reading (and handling) role moves around the group.
-        assert!(threads.len() >= 2, "handlers only ever ran on {threads:?}");
-        assert!(threads.iter().all(|t| t.starts_with("hydra-msg-")), "{threads:?}");
+        // The last free thread reads the third but must not keep it: nobody
+        // would be left reading. It waits for the first handler to finish.
+        publish(&server, "3");
+        let (_, reader) = reads.recv_timeout(WAIT).unwrap();
+        assert!(!busy.contains(&reader), "{reader} read while running a handler");
+        assert!(
+            started.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a third handler started"
+        );
+        release.send(()).unwrap();
+        let third = started.recv_timeout(WAIT).unwrap();
+        assert!(busy.contains(&third), "queued work goes to a freed thread, not {third}");
+        assert!(third.starts_with("hydra-msg-"), "{third}");
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
         listener.close(WAIT);
     }
 }

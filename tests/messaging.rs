@@ -207,8 +207,10 @@ fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
     let stats = caller.message_stats();
     assert_eq!(stats.replies_matched, 10_000);
     assert_eq!(stats.replies_late, 0);
-    let handled: u64 = responders.iter().map(|r| r.message_stats().handled).sum();
-    assert_eq!(handled, 10_000);
+    // A handler's `handled` is counted after it returns, so after its reply.
+    let handled = || -> u64 { responders.iter().map(|r| r.message_stats().handled).sum() };
+    wait_for(WAIT, || (handled() == 10_000).then_some(()));
+    assert_eq!(handled(), 10_000);
 }
 
 #[test]
@@ -286,7 +288,9 @@ fn a_panicking_or_failing_handler_does_not_kill_the_worker() {
             .unwrap();
     }
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"do": "work"}));
-    let stats = target.message_stats();
+    // `handled` is counted once the handler has returned, after it sent.
+    let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled == 1))
+        .unwrap_or_else(|| target.message_stats());
     assert_eq!((stats.failed, stats.panicked, stats.handled), (3, 2, 1));
 }
 
