@@ -286,14 +286,19 @@ impl Shared {
     /// One step of reading: connects when needed, waits up to the read timeout
     /// for a message (pinging a quiet line) and returns its handler job, if any.
     fn read_one(&self, baton: &mut Baton) -> redis::RedisResult<Option<Job>> {
-        let source = baton.source.clone();
-        let Some(link) = baton.link.as_mut() else {
+        let Baton {
+            link: Some(link),
+            source,
+            last_heard,
+            ..
+        } = baton
+        else {
             self.connect(baton);
             return Ok(None);
         };
         match link.next_message(READ_TIMEOUT)? {
             Some(message) => {
-                baton.last_heard = Instant::now();
+                *last_heard = Instant::now();
                 let (channel, payload) = (message.get_channel_name(), message.get_payload_bytes());
                 // A panic here would take the baton down with this thread and
                 // leave the subscription unread: drop the message instead.
@@ -305,9 +310,9 @@ impl Shared {
                     None
                 }))
             }
-            None if baton.last_heard.elapsed() >= PING_AFTER => {
+            None if last_heard.elapsed() >= PING_AFTER => {
                 link.ping(source.store.command_timeout())?;
-                baton.last_heard = Instant::now();
+                *last_heard = Instant::now();
                 Ok(None)
             }
             None => Ok(None),
