@@ -447,6 +447,60 @@ fn messages_flow_again_after_a_redis_restart() {
 }
 
 #[test]
+fn request_reply_under_load_recovers_from_a_redis_restart() {
+    // Four callers keep requests in flight while Redis restarts under them:
+    // failures are errors (never hangs, never a wrong reply), and afterwards
+    // every thread of both sides works again.
+    common::init_logging();
+    let mut server = RedisServer::start();
+    let responder = register(&server, "steady");
+    echo(&responder);
+    let caller = register(&server, "busy-caller");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, wrong) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (caller, stop, ok, wrong) = (caller.clone(), stop.clone(), ok.clone(), wrong.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let msg = caller.create_umf_message("steady:/", json!({"t": t, "n": n}));
+                    match caller.request(&msg, Duration::from_millis(500)) {
+                        Ok(reply) if reply.body == json!({"echo": {"t": t, "n": n}}) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(_) => {
+                            wrong.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // Redis is down: fast errors; back off a little.
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for(WAIT, || (ok.load(Ordering::SeqCst) >= 200).then_some(())).expect("requests flow");
+    server.restart();
+    let after_restart = ok.load(Ordering::SeqCst);
+    wait_for(Duration::from_secs(10), || {
+        (ok.load(Ordering::SeqCst) >= after_restart + 200).then_some(())
+    })
+    .expect("requests flow again after the restart");
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().expect("no caller thread panicked");
+    }
+    assert_eq!(wrong.load(Ordering::SeqCst), 0, "a reply reached the wrong request");
+    assert!(caller.message_stats().subscriptions >= 2, "the caller resubscribed");
+    assert!(
+        responder.message_stats().subscriptions >= 2,
+        "the responder resubscribed"
+    );
+    assert_eq!(responder.message_stats().panicked, 0);
+}
+
+#[test]
 fn a_frozen_redis_is_detected_and_the_listener_recovers() {
     common::init_logging();
     let server = RedisServer::start();
