@@ -46,8 +46,6 @@ pub(crate) trait Subscriber: Send + Sync + 'static {
     /// A payload arrived on `channel`: deal with it now and return `None`, or
     /// return the job that handles it (run on this group, maybe inline).
     fn on_message(&self, channel: &str, payload: &[u8]) -> Option<Job>;
-    /// The subscription was (re-)established.
-    fn on_subscribed(&self);
     /// Every thread was busy and the queue full: `job` is dropped.
     fn on_overflow(&self, job: Job);
 }
@@ -357,8 +355,6 @@ impl Shared {
                 // must not count as this subscription.
                 if self.generation.load(Ordering::SeqCst) == baton.generation {
                     state.subscriptions += 1;
-                    drop(state);
-                    source.subscriber.on_subscribed();
                     self.events.notify_all();
                 }
             }
@@ -424,7 +420,6 @@ mod tests {
                 let _ = release.recv_timeout(WAIT);
             }))
         }
-        fn on_subscribed(&self) {}
         fn on_overflow(&self, _job: Job) {}
     }
 

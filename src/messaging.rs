@@ -94,7 +94,6 @@ struct Counters {
     replies_matched: AtomicU64,
     replies_late: AtomicU64,
     sent: AtomicU64,
-    subscriptions: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) -> u64 {
@@ -154,7 +153,7 @@ impl Messaging {
             replies_matched: get(&c.replies_matched),
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
-            subscriptions: get(&c.subscriptions),
+            subscriptions: self.listener.subscriptions(),
         }
     }
 
@@ -435,10 +434,6 @@ impl Messaging {
 impl Subscriber for Messaging {
     fn on_message(&self, channel: &str, payload: &[u8]) -> Option<Job> {
         self.dispatch(channel, payload)
-    }
-
-    fn on_subscribed(&self) {
-        bump(&self.counters.subscriptions);
     }
 
     fn on_overflow(&self, job: Job) {
