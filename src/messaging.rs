@@ -346,7 +346,7 @@ impl Messaging {
     pub(crate) fn send_broadcast_message(&self, umf: &Umf) -> Result<()> {
         let route = umf.to_route()?;
         let service = route.service_name.to_lowercase();
-        if self.registry.cached_presence(&service)?.is_empty() {
+        if self.registry.cached_instances(&service)?.is_empty() {
             if service == ROUTER_SERVICE {
                 return Ok(());
             }
@@ -413,12 +413,13 @@ impl Messaging {
     }
 
     fn find_instance(&self, service: &str, instance_id: &str) -> Result<Instance> {
-        let pick = |list: Vec<Instance>| list.into_iter().find(|i| i.instance_id == instance_id);
-        if let Some(found) = pick(self.registry.cached_presence(service)?) {
+        if let Some(found) = self.registry.cached_instance(service, instance_id)? {
             return Ok(found);
         }
+        // Maybe it appeared since the cache was filled: ask Redis once more.
         self.registry.forget_presence(service);
-        pick(self.registry.cached_presence(service)?)
+        self.registry
+            .cached_instance(service, instance_id)?
             .ok_or_else(|| Error::ServiceUnavailable(format!("Unavailable {service} instance named {instance_id}")))
     }
 

@@ -204,18 +204,31 @@ impl Registry {
     /// ask Redis for every message. Each caller gets its own shuffled copy, so
     /// nothing one caller does to its list affects another (Node bug §6.4).
     pub(crate) fn cached_presence(&self, name: &str) -> Result<Vec<Instance>> {
-        let name = lookup_name(name);
-        let instances = match self.presence_cache.get(&name) {
-            Some(cached) => cached,
-            None => {
-                let fresh: Arc<[Instance]> = self.present_instances(&name)?.into();
-                self.presence_cache.put(&name, fresh.clone());
-                fresh
-            }
-        };
-        let mut copy = instances.to_vec();
+        let mut copy = self.cached_instances(name)?.to_vec();
         fastrand::shuffle(&mut copy);
         Ok(copy)
+    }
+
+    /// The present instance `instance_id` of `name`, from the same cache
+    /// (a reply's route: no copy of the whole list).
+    pub(crate) fn cached_instance(&self, name: &str, instance_id: &str) -> Result<Option<Instance>> {
+        Ok(self
+            .cached_instances(name)?
+            .iter()
+            .find(|i| i.instance_id == instance_id)
+            .cloned())
+    }
+
+    /// The cached present instances of `name` (filled from Redis when stale),
+    /// shared, in cache order.
+    pub(crate) fn cached_instances(&self, name: &str) -> Result<Arc<[Instance]>> {
+        let name = lookup_name(name);
+        if let Some(cached) = self.presence_cache.get(&name) {
+            return Ok(cached);
+        }
+        let fresh: Arc<[Instance]> = self.present_instances(&name)?.into();
+        self.presence_cache.put(&name, fresh.clone());
+        Ok(fresh)
     }
 
     /// True iff an instance of `name` is present (`hasServicePresence`; never cached).
