@@ -52,6 +52,7 @@ if not os.environ.get("HYDRA_RS_LIBRARY"):
     os.environ["HYDRA_RS_LIBRARY"] = str(_cargo_target_dir() / "debug" / "libhydra_ffi.so")
 
 import hydra_rs  # noqa: E402  (after the library is known)
+from node_peer import wait_or_kill  # noqa: E402
 
 WAIT = 20.0
 
@@ -124,11 +125,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            wait_or_kill(self.process, 5)
         self.log.close()
 
 

@@ -28,6 +28,15 @@ READY_TIMEOUT = 10.0
 CALL_TIMEOUT = 10.0
 
 
+def wait_or_kill(process: subprocess.Popen, timeout: float) -> None:
+    """Waits for `process` to exit; kills it after `timeout` seconds."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class NodeCallError(Exception):
     """Node answered a call with an error (its message), or did not answer."""
 
@@ -141,11 +150,7 @@ class NodePeer:
                 self.process.stdin.close()
         except OSError:
             pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        wait_or_kill(self.process, 5)
         self.log.close()
         try:
             os.unlink(self.log.name)
