@@ -96,6 +96,12 @@
 #define HYDRA_MALFORMED 8
 
 /**
+ * The Redis user lacks an ACL permission the call needs; the message names
+ * the command and the key or channel (HTTP-style 403).
+ */
+#define HYDRA_PERMISSION_DENIED 9
+
+/**
  * A required pointer argument was NULL (the message names it).
  */
 #define HYDRA_NULL_ARGUMENT 100

@@ -33,6 +33,9 @@ pub enum Error {
     /// Data read from Redis is not what Hydra writes (e.g. garbage in a
     /// record); carries where it was found.
     Malformed(String),
+    /// The Redis user lacks an ACL permission the call needs (HTTP-style
+    /// 403); the message names the command and the key or channel.
+    PermissionDenied(String),
 }
 
 /// Stable numeric error codes, shared with the C ABI (`hydra_status_t`).
@@ -58,6 +61,8 @@ pub enum ErrorCode {
     InvalidState = 7,
     /// [`Error::Malformed`].
     Malformed = 8,
+    /// [`Error::PermissionDenied`].
+    PermissionDenied = 9,
 }
 
 impl Error {
@@ -79,14 +84,16 @@ impl Error {
             Error::Timeout(_) => ErrorCode::Timeout,
             Error::InvalidState(_) => ErrorCode::InvalidState,
             Error::Malformed(_) => ErrorCode::Malformed,
+            Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
         }
     }
 
     /// The HTTP-style status Node Hydra would answer with for this error
-    /// (400, 404, 500, 503, 504).
+    /// (400, 403, 404, 500, 503, 504).
     pub fn http_status(&self) -> u16 {
         match self {
             Error::InvalidConfig { .. } | Error::BadRequest(_) => 400,
+            Error::PermissionDenied(_) => 403,
             Error::NotFound(_) => 404,
             Error::ServiceUnavailable(_) => 503,
             Error::Timeout(_) => 504,
@@ -108,6 +115,7 @@ impl fmt::Display for Error {
             Error::Timeout(reason) => write!(f, "timed out: {reason}"),
             Error::InvalidState(reason) => f.write_str(reason),
             Error::Malformed(reason) => write!(f, "malformed data: {reason}"),
+            Error::PermissionDenied(reason) => write!(f, "permission denied: {reason}"),
         }
     }
 }

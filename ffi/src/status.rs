@@ -33,6 +33,9 @@ pub const HYDRA_TIMEOUT: i32 = 6;
 pub const HYDRA_INVALID_STATE: i32 = 7;
 /// Data read from Redis is not what Hydra writes.
 pub const HYDRA_MALFORMED: i32 = 8;
+/// The Redis user lacks an ACL permission the call needs; the message names
+/// the command and the key or channel (HTTP-style 403).
+pub const HYDRA_PERMISSION_DENIED: i32 = 9;
 /// A required pointer argument was NULL (the message names it).
 pub const HYDRA_NULL_ARGUMENT: i32 = 100;
 /// A string argument is not valid UTF-8 (the message names it).
@@ -60,10 +63,11 @@ const _: () = {
     assert!(HYDRA_TIMEOUT == ErrorCode::Timeout as i32);
     assert!(HYDRA_INVALID_STATE == ErrorCode::InvalidState as i32);
     assert!(HYDRA_MALFORMED == ErrorCode::Malformed as i32);
+    assert!(HYDRA_PERMISSION_DENIED == ErrorCode::PermissionDenied as i32);
 };
 
 /// Every status code and its C name, in order.
-pub(crate) const STATUS_NAMES: [(i32, &str); 14] = [
+pub(crate) const STATUS_NAMES: [(i32, &str); 15] = [
     (HYDRA_OK, "HYDRA_OK"),
     (HYDRA_INVALID_CONFIG, "HYDRA_INVALID_CONFIG"),
     (HYDRA_BAD_REQUEST, "HYDRA_BAD_REQUEST"),
@@ -73,6 +77,7 @@ pub(crate) const STATUS_NAMES: [(i32, &str); 14] = [
     (HYDRA_TIMEOUT, "HYDRA_TIMEOUT"),
     (HYDRA_INVALID_STATE, "HYDRA_INVALID_STATE"),
     (HYDRA_MALFORMED, "HYDRA_MALFORMED"),
+    (HYDRA_PERMISSION_DENIED, "HYDRA_PERMISSION_DENIED"),
     (HYDRA_NULL_ARGUMENT, "HYDRA_NULL_ARGUMENT"),
     (HYDRA_INVALID_UTF8, "HYDRA_INVALID_UTF8"),
     (HYDRA_INVALID_HANDLE, "HYDRA_INVALID_HANDLE"),
@@ -263,7 +268,7 @@ pub unsafe extern "C" fn hydra_set_last_error_message(message: *const c_char) ->
 /// `"HYDRA_UNKNOWN_STATUS"`. A static string: never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn hydra_status_name(status: i32) -> *const c_char {
-    const NAMES: [&std::ffi::CStr; 14] = [
+    const NAMES: [&std::ffi::CStr; 15] = [
         c"HYDRA_OK",
         c"HYDRA_INVALID_CONFIG",
         c"HYDRA_BAD_REQUEST",
@@ -273,6 +278,7 @@ pub extern "C" fn hydra_status_name(status: i32) -> *const c_char {
         c"HYDRA_TIMEOUT",
         c"HYDRA_INVALID_STATE",
         c"HYDRA_MALFORMED",
+        c"HYDRA_PERMISSION_DENIED",
         c"HYDRA_NULL_ARGUMENT",
         c"HYDRA_INVALID_UTF8",
         c"HYDRA_INVALID_HANDLE",

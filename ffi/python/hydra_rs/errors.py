@@ -78,6 +78,14 @@ class MalformedError(HydraError):
     status = n.HYDRA_MALFORMED
 
 
+class PermissionDeniedError(HydraError, PermissionError):
+    """``HYDRA_PERMISSION_DENIED``: the Redis user lacks an ACL permission the
+    call needs (the message names the command and key). Also a builtin
+    ``PermissionError``."""
+
+    status = n.HYDRA_PERMISSION_DENIED
+
+
 class NullArgumentError(HydraError, TypeError):
     """``HYDRA_NULL_ARGUMENT``: a required argument was ``None`` (NULL)."""
 
@@ -122,6 +130,7 @@ ERRORS: Dict[int, Type[HydraError]] = {
         TimeoutError,
         InvalidStateError,
         MalformedError,
+        PermissionDeniedError,
         NullArgumentError,
         InvalidUtf8Error,
         InvalidHandleError,
