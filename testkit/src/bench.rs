@@ -20,6 +20,25 @@ const PAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 /// How many failure reasons [`Failures`] keeps.
 const FIRST_FAILURES: usize = 3;
 
+/// Environment variable that asks a benchmark program for a short smoke run.
+pub const SMOKE_ENV: &str = "HYDRA_BENCH_SMOKE";
+
+/// True when `HYDRA_BENCH_SMOKE` is set (to anything but `0` or empty):
+/// `scripts/test` runs every benchmark program this way so none of them rots.
+/// A smoke run does every step of the real one with tiny counts and short
+/// windows (a few seconds in all), prints its tables, and still fails on wrong
+/// answers; its figures mean nothing and nothing asserts on them.
+#[must_use]
+pub fn smoke() -> bool {
+    std::env::var(SMOKE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full` normally, `small` in a smoke run (see [`smoke`]).
+#[must_use]
+pub fn scaled<T>(full: T, small: T) -> T {
+    if smoke() { small } else { full }
+}
+
 /// The body the request benchmarks send: `{"n": <n>, "pad": <64 bytes>}`.
 #[must_use]
 pub fn padded_body(n: u64) -> Value {
