@@ -31,7 +31,8 @@ pub enum Error {
     /// already shut down).
     InvalidState(String),
     /// Data read from Redis is not what Hydra writes (e.g. garbage in a
-    /// record); carries where it was found.
+    /// record), or a peer's answer cannot be taken (e.g. an HTTP response
+    /// over the size limit); carries where it was found.
     Malformed(String),
     /// The Redis user lacks an ACL permission the call needs (HTTP-style
     /// 403); the message names the command and the key or channel.

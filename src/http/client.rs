@@ -6,6 +6,14 @@
 //! for this call only (Node empties its shared 3 s cache, §6.4); a `statusCode`
 //! in a JSON body does not override the real HTTP status (§15.12); DELETE
 //! carries its body when the body is not `{}` (Node drops DELETE bodies).
+//!
+//! The URL is built from parts (the chosen instance's address and port, and
+//! the route's path), never by pasting strings: Node's
+//! `http://${ip}:${port}${apiRoute}` lets a `to` such as
+//! `svc:[get]@evil:80/x` move the authority, and the request, with its
+//! `Authorization` header, to another host. Paths must be origin-form
+//! (RFC 9112 §3.2.1: `/path?query`). A response larger than the limit is an
+//! error, never a truncated body.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -24,8 +32,9 @@ use crate::umf::Umf;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound for a timeout taken from a message.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Largest response body read into memory.
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest response body read into memory by default (64 MiB); a larger one
+/// fails the call (see [`RequestOptions::max_response_bytes`]).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How `make_api_request` picks among present instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +57,10 @@ pub struct RequestOptions {
     pub timeout: Option<Duration>,
     /// Instance choice (default round-robin).
     pub balance: Option<Balance>,
+    /// Largest response body accepted (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`]); a larger one fails the call with
+    /// [`Error::Malformed`] instead of being cut short.
+    pub max_response_bytes: Option<u64>,
 }
 
 impl RequestOptions {
@@ -62,6 +75,12 @@ impl RequestOptions {
     /// Sets the balance.
     pub fn with_balance(mut self, balance: Balance) -> RequestOptions {
         self.balance = Some(balance);
+        self
+    }
+
+    /// Sets the largest response body accepted.
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> RequestOptions {
+        self.max_response_bytes = Some(bytes);
         self
     }
 }
@@ -160,6 +179,7 @@ impl HttpClient {
                 "message `to` field does not specify a valid route".into(),
             ));
         }
+        check_origin_form(&route.api_route)?;
         let service = route.service_name.to_lowercase();
         let mut instances = registry.cached_presence(&service)?;
         if instances.is_empty() {
@@ -186,16 +206,20 @@ impl HttpClient {
             .or(options.timeout)
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let request = PreparedRequest::new(&method, &route.api_route, message);
+        let limit = options.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
         let mut failed = false;
         for instance in &order {
-            match self.attempt(instance, &request, timeout) {
+            match self.attempt(instance, &request, timeout, limit) {
                 Ok(response) => {
                     if failed {
                         registry.forget_presence(&service);
                     }
                     return Ok(response);
                 }
-                Err(e) => {
+                // The instance answered: trying another would run the request
+                // twice.
+                Err(Attempt::Answered(e)) => return Err(e),
+                Err(Attempt::Failed(e)) => {
                     failed = true;
                     log::warn!(
                         "{method} {} to {service} instance {} at {}:{} failed: {e}; trying the next instance",
@@ -242,15 +266,13 @@ impl HttpClient {
         instance: &Instance,
         request: &PreparedRequest,
         timeout: Duration,
-    ) -> std::result::Result<ApiResponse, String> {
-        let host = if instance.ip.contains(':') {
-            format!("[{}]", instance.ip)
-        } else {
-            instance.ip.clone()
-        };
-        let url = format!("http://{host}:{}{}", instance.port, request.path);
+        limit: u64,
+    ) -> std::result::Result<ApiResponse, Attempt> {
+        let uri = instance_uri(instance, &request.path).map_err(Attempt::Failed)?;
         let send = || -> std::result::Result<ureq::http::Response<ureq::Body>, String> {
-            let mut builder = ureq::http::Request::builder().method(request.method.as_str()).uri(&url);
+            let mut builder = ureq::http::Request::builder()
+                .method(request.method.as_str())
+                .uri(uri.clone());
             for (name, value) in &request.headers {
                 builder = builder.header(name.as_str(), value.as_str());
             }
@@ -278,7 +300,7 @@ impl HttpClient {
             Err(e) if e.starts_with(STALE_CONNECTION) => send(),
             other => other,
         }
-        .map_err(|e| e.trim_start_matches(STALE_CONNECTION).to_string())?;
+        .map_err(|e| Attempt::Failed(e.trim_start_matches(STALE_CONNECTION).to_string()))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -290,13 +312,31 @@ impl HttpClient {
                 )
             })
             .collect();
+        let too_large = || {
+            Attempt::Answered(Error::Malformed(format!(
+                "the response of instance {} at {}:{} is larger than {limit} bytes (the limit of make_api_request)",
+                instance.instance_id, instance.ip, instance.port
+            )))
+        };
+        let announced = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if announced.is_some_and(|length| length > limit) {
+            return Err(too_large());
+        }
         let mut body = Vec::new();
+        // One byte more than the limit tells a body of exactly `limit` bytes
+        // from a larger one.
         response
             .body_mut()
             .as_reader()
-            .take(MAX_RESPONSE_BYTES)
+            .take(limit.saturating_add(1))
             .read_to_end(&mut body)
-            .map_err(|e| format!("reading the response failed: {e}"))?;
+            .map_err(|e| Attempt::Failed(format!("reading the response failed: {e}")))?;
+        if body.len() as u64 > limit {
+            return Err(too_large());
+        }
         Ok(ApiResponse {
             status,
             headers,
@@ -325,6 +365,74 @@ impl HttpClient {
             .timeout_per_write(Some(timeout))
             .run()
     }
+}
+
+/// Why one attempt on one instance did not give a response.
+enum Attempt {
+    /// Transport trouble (refused, reset, timeout): the next instance may
+    /// answer.
+    Failed(String),
+    /// The instance answered, but the answer cannot be taken: the call fails.
+    Answered(Error),
+}
+
+/// Refuses a path that is not origin-form (`/path?query`, RFC 9112 §3.2.1):
+/// one without its leading `/` (`@host:port/x` would name another authority
+/// in a pasted URL), a `//` prefix (read as an authority by URL parsers), a
+/// scheme, a fragment, whitespace, control or non-ASCII characters (which must
+/// be percent-encoded).
+fn check_origin_form(path: &str) -> Result<()> {
+    let refuse = |why: &str| Err(Error::BadRequest(format!("route path {path:?} {why}")));
+    if !path.starts_with('/') {
+        return refuse("must start with `/` (origin-form: /path?query)");
+    }
+    if path.starts_with("//") {
+        return refuse("must not start with `//`");
+    }
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return refuse(&format!(
+            "contains {c:?}: whitespace, control and non-ASCII characters must be percent-encoded"
+        ));
+    }
+    if path.contains('#') {
+        return refuse("must not contain a fragment (`#`)");
+    }
+    Ok(())
+}
+
+/// `http://<instance address>:<port><path>`, put together from parts so that
+/// nothing in `path` can change the authority. An instance whose address is
+/// not an IP address or a host name cannot be called.
+fn instance_uri(instance: &Instance, path: &str) -> std::result::Result<ureq::http::Uri, String> {
+    let ip = instance.ip.trim_start_matches('[').trim_end_matches(']');
+    let host = match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) if is_host_name(ip) => ip.to_string(),
+        Err(_) => {
+            return Err(format!(
+                "instance address {:?} is not an IP address or host name",
+                instance.ip
+            ));
+        }
+    };
+    let authority = ureq::http::uri::Authority::try_from(format!("{host}:{}", instance.port))
+        .map_err(|e| format!("instance address {host}:{} is invalid: {e}", instance.port))?;
+    ureq::http::Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("invalid request path {path:?}: {e}"))
+}
+
+/// Letters, digits, `-` and `.`: a DNS name, nothing that could carry
+/// user information or a port.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// Marks an error as "the connection was closed under us" inside `attempt`.

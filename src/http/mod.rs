@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-pub use client::{ApiResponse, Balance, DEFAULT_REQUEST_TIMEOUT, RequestOptions};
+pub use client::{ApiResponse, Balance, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RequestOptions};
 pub use envelope::{envelope, error_envelope, status_text};
 pub use handler::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
 pub use pattern::RoutePattern;
