@@ -217,6 +217,7 @@ fn garbage_written_by_others_is_skipped() {
     let _: () = conn.sadd("hydra:service:services", "broken").unwrap();
     // A health log with garbage entries.
     let log_key = format!("hydra:service:victim:{}:health:log", good.get_instance_id());
+    good.send_to_health_log("info", "still readable").unwrap();
     let _: () = conn.lpush(&log_key, "nonsense").unwrap();
 
     let reader = init(&server, "reader");
@@ -229,7 +230,13 @@ fn garbage_written_by_others_is_skipped() {
     let services = reader.get_services().unwrap();
     assert_eq!(services.len(), 1, "{services:?}");
     assert!(matches!(reader.find_service("broken"), Err(Error::Malformed(_))));
-    assert!(reader.get_service_health_log("victim").is_ok());
+    let log = reader.get_service_health_log("victim").unwrap();
+    assert_eq!(
+        log.iter().filter(|e| e.msg == "still readable").count(),
+        1,
+        "the good entry is read past the garbage: {log:?}"
+    );
+    assert!(log.iter().all(|e| e.service_name == "victim"), "{log:?}");
     assert_eq!(reader.get_service_health_all().unwrap().len(), 1);
     // The heartbeat keeps going despite the garbage.
     assert!(good.is_registered());

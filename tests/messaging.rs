@@ -52,8 +52,17 @@ fn instance_targeting_and_unavailable_reasons() {
             .unwrap();
     }
     assert_eq!(received_numbers(&inbox_second, 20, WAIT), (0..20).collect::<Vec<_>>());
-    assert!(
-        inbox_first.try_recv().is_err(),
+    // A marker sent to `first` after them: Redis delivers one publisher's
+    // messages in order, so once the marker is handled, `first` has read
+    // anything misrouted to it (and counted it as received).
+    let marker = format!("{}@multi:/", first.get_instance_id());
+    sender
+        .send_message(&sender.create_umf_message(&marker, json!({"n": "marker"})))
+        .unwrap();
+    assert_eq!(inbox_first.recv_timeout(WAIT).unwrap().body, json!({"n": "marker"}));
+    assert_eq!(
+        first.message_stats().received,
+        1,
         "a targeted message reached another instance"
     );
 
@@ -258,7 +267,8 @@ fn malformed_payloads_are_dropped_and_counted_on_both_channels() {
     let good = Umf::new("target:/", "x:/", json!({"ok": true}));
     let _: i64 = conn.publish(&instance_channel, good.to_short_json()).unwrap();
     assert_eq!(inbox.recv_timeout(WAIT).unwrap().body, json!({"ok": true}));
-    assert!(inbox.try_recv().is_err());
+    // The valid message was read after all the garbage, so every payload has
+    // been counted by now: 14 invalid of 15 leaves the one that was delivered.
     let stats = target.message_stats();
     assert_eq!(stats.invalid, 14);
     assert_eq!(stats.received, 15);

@@ -462,7 +462,19 @@ fn workers_resume_after_a_redis_restart() {
         .unwrap();
     hydra.queue_message(&message("jobs:/", json!({"before": 1}))).unwrap();
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"before": 1}));
-    std::thread::sleep(Duration::from_millis(100)); // waiting in BLMOVE again
+    // Both worker threads waiting in BLMOVE again (as Redis sees them), so the
+    // restart cuts blocked takes.
+    let mut conn = raw(&server);
+    wait_for(WAIT, || {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).ok()?;
+        let blocked = clients
+            .lines()
+            .filter(|c| c.contains(" cmd=blmove ") && c.split(' ').any(|f| f.starts_with("flags=") && f.contains('b')))
+            .count();
+        (blocked == 2).then_some(())
+    })
+    .expect("both worker threads blocked in BLMOVE");
+    drop(conn);
     server.restart(); // empty, same port
     let restarted = Instant::now();
     // Enqueue through a fresh handle so only the worker has to recover.

@@ -88,7 +88,8 @@ def test_messages_both_ways_with_node(make_hydra, node_peer, redis_url):
         assert reply["to"].startswith(h.instance_id)
     finally:
         stop.set()
-        answerer.join()
+        answerer.join(WAIT)
+    assert not answerer.is_alive(), "the Node answerer thread did not stop"
 
 
 def test_node_calls_an_http_route_served_from_python(make_hydra, node_peer, redis_url):
