@@ -18,6 +18,9 @@
 //! presence key must be gone.
 //!
 //! MB here are MiB, as `/proc` counts them (kB / 1024).
+//!
+//! With `HYDRA_BENCH_SMOKE=1` (as `scripts/test` runs it) every step runs with
+//! a short settle time and window; its figures mean nothing.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -36,6 +39,9 @@ const DB: u8 = 15;
 const SETTLE: Duration = Duration::from_secs(2);
 /// Measurement window: two health ticks (every 5 s) fall inside it.
 const WINDOW: Duration = Duration::from_secs(10);
+/// The same in a smoke run (see [`bench::smoke`]).
+const SMOKE_SETTLE: Duration = Duration::from_millis(200);
+const SMOKE_WINDOW: Duration = Duration::from_secs(1);
 /// How long a subject gets to say "ready" and, later, to exit.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
@@ -282,12 +288,13 @@ fn node_available() -> Result<(), String> {
 /// Lets the subject settle, then counts its Redis commands over `WINDOW` and
 /// samples its memory and threads at the end.
 fn observe(pid: u32, redis: &mut redis::Connection) -> BoxResult<Observed> {
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(bench::scaled(SETTLE, SMOKE_SETTLE));
+    let window = bench::scaled(WINDOW, SMOKE_WINDOW);
     let before = commandstats(redis)?;
     let start = Instant::now();
     let mut max_rss_kb = 0;
-    while start.elapsed() < WINDOW {
-        std::thread::sleep((WINDOW - start.elapsed()).min(Duration::from_secs(1)));
+    while start.elapsed() < window {
+        std::thread::sleep((window - start.elapsed()).min(Duration::from_secs(1)));
         max_rss_kb = max_rss_kb.max(proc_sample(pid)?.rss_kb);
     }
     let after = commandstats(redis)?;
@@ -456,14 +463,17 @@ fn print_report(rows: &[Measurement]) {
     println!();
     println!(
         "RSS = largest VmRSS sampled each second of the {}-s window; peak = VmHWM.",
-        WINDOW.as_secs()
+        bench::scaled(WINDOW, SMOKE_WINDOW).as_secs()
     );
     println!("target ≤ {TARGET_RSS_MB:.0} MB RSS; Node hydra ~97 MB (from its health record)");
     if let Some(ours) = rows.first() {
         let rss_mb = ours.max_rss_kb as f64 / 1024.0;
         println!("hydra-rs idle RSS: {rss_mb:.1} MB {}", verdict(rss_mb <= TARGET_RSS_MB));
     }
-    let window = format!("Redis commands in the {}-s window", WINDOW.as_secs());
+    let window = format!(
+        "Redis commands in the {}-s window",
+        bench::scaled(WINDOW, SMOKE_WINDOW).as_secs()
+    );
     let mut table = Table::new(&[
         "process",
         &window,

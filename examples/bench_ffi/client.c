@@ -3,7 +3,7 @@
  * service through the C ABI, driven over stdin/stdout by the benchmark.
  *
  *   env:    HYDRA_REDIS_URL, BENCH_SERVICE (the echo's name)
- *   stdout: "ready" once registered and warmed up
+ *   stdout: "ready" once registered and warmed up (BENCH_WARMUP requests, 300 by default)
  *   stdin:  "run <threads> <millis>" -> stdout: "done <requests> <elapsed_us>
  *           <errors> <latency_us>..." (every request's latency)
  *
@@ -132,7 +132,10 @@ int main(void) {
     if ((status = hydra_register_service(h, NULL)) != HYDRA_OK) {
         die("hydra_register_service", status);
     }
-    for (int i = 0; i < 300; i++) {
+    /* BENCH_WARMUP: requests before "ready" (the benchmark's smoke run asks for few). */
+    const char *warmup_text = getenv("BENCH_WARMUP");
+    int warmup = warmup_text != NULL ? atoi(warmup_text) : 300;
+    for (int i = 0; i < warmup; i++) {
         if (request_once((uint64_t)i) != 0) {
             exit(1);
         }

@@ -3,7 +3,7 @@ echo service through hydra_rs (ctypes), driven over stdin/stdout by the
 benchmark. Same protocol and messages as client.c:
 
   env:    HYDRA_REDIS_URL, BENCH_SERVICE, HYDRA_RS_LIBRARY, PYTHONPATH=ffi/python
-  stdout: "ready" once registered and warmed up
+  stdout: "ready" once registered and warmed up (BENCH_WARMUP requests, 300 by default)
   stdin:  "run <threads> <millis>" -> stdout: "done <requests> <elapsed_us>
           <errors> <latency_us>..."
 """
@@ -66,7 +66,7 @@ def run(h, threads, millis):
 def main():
     with Hydra({"hydra": {"serviceName": "bench-py", "serviceIP": "127.0.0.1"}}) as h:
         h.register_service()
-        for i in range(300):
+        for i in range(int(os.environ.get("BENCH_WARMUP", "300"))):
             if request_once(h, i):
                 sys.exit(1)
         print("ready", flush=True)

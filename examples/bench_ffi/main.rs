@@ -29,6 +29,11 @@
 //! order rotates (Rust, C, Python; C, Python, Rust; ...) so the noise of a
 //! shared machine falls on all alike. Req/s is completed requests divided by
 //! the wall time of the rounds; latency percentiles are over every request.
+//!
+//! With `HYDRA_BENCH_SMOKE=1` (as `scripts/test` runs it, in a debug build)
+//! every step runs once, briefly: 20 warm-up requests, one round of 200 ms per
+//! client and mode. Wrong or missing replies still fail it; its figures mean
+//! nothing.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
@@ -39,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use hydra::{Config, Hydra};
 use hydra_testkit::RedisServer;
+use hydra_testkit::bench;
 use serde_json::{Value, json};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
@@ -48,6 +54,10 @@ const ECHO_SERVICE: &str = "bench-echo";
 const WARMUP: usize = 300;
 const ROUNDS: usize = 4;
 const ROUND_BUDGET: Duration = Duration::from_millis(1500);
+/// The same in a smoke run (see [`bench::smoke`]).
+const SMOKE_WARMUP: usize = 20;
+const SMOKE_ROUNDS: usize = 1;
+const SMOKE_ROUND_BUDGET: Duration = Duration::from_millis(200);
 /// Threads in the concurrent measurement.
 const IN_FLIGHT: usize = 8;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -341,6 +351,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> BoxResult<bool> {
+    let warmup = bench::scaled(WARMUP, SMOKE_WARMUP);
+    let rounds = bench::scaled(ROUNDS, SMOKE_ROUNDS);
+    let round_budget = bench::scaled(ROUND_BUDGET, SMOKE_ROUND_BUDGET);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let profile_dir = profile_dir()?;
     let c_client = build(&root, &profile_dir)?;
@@ -359,7 +372,7 @@ fn run() -> BoxResult<bool> {
     )?;
     rust.register_service()?;
     let rust = RustClient { hydra: rust };
-    for n in 0..WARMUP as u64 {
+    for n in 0..warmup as u64 {
         if !rust.request_once(n) {
             return Err("the Rust client's warm-up failed".into());
         }
@@ -368,7 +381,8 @@ fn run() -> BoxResult<bool> {
         "C",
         Command::new(&c_client)
             .env("HYDRA_REDIS_URL", &url)
-            .env("BENCH_SERVICE", ECHO_SERVICE),
+            .env("BENCH_SERVICE", ECHO_SERVICE)
+            .env("BENCH_WARMUP", warmup.to_string()),
     )?;
     let python = ProcessClient::start(
         "Python",
@@ -377,6 +391,7 @@ fn run() -> BoxResult<bool> {
             .env("HYDRA_REDIS_URL", &url)
             .env("BENCH_SERVICE", ECHO_SERVICE)
             .env("HYDRA_RS_LIBRARY", &library)
+            .env("BENCH_WARMUP", warmup.to_string())
             .env("PYTHONPATH", root.join("ffi/python")),
     )?;
     let _ = std::fs::remove_file(&c_client);
@@ -389,9 +404,9 @@ fn run() -> BoxResult<bool> {
     println!(
         "bench_ffi: redis-server on 127.0.0.1:{} db {DB}; echo example ({profile}) with 4 message workers; \
          clients: Rust (in process), C and Python (processes) on libhydra_ffi ({profile}); \
-         {ROUNDS} rounds of {} ms per client and mode, order rotating",
+         {rounds} rounds of {} ms per client and mode, order rotating",
         server.port(),
-        ROUND_BUDGET.as_millis()
+        round_budget.as_millis()
     );
 
     let mut clients: [(&str, Box<dyn Client>); 3] = [
@@ -405,12 +420,12 @@ fn run() -> BoxResult<bool> {
         .map(|_| clients.iter().map(|_| Round::default()).collect())
         .collect();
     for (m, (mode, threads)) in modes.iter().enumerate() {
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             for i in 0..clients.len() {
                 let k = (i + round) % clients.len();
-                let result = clients[k].1.run(*threads, ROUND_BUDGET)?;
+                let result = clients[k].1.run(*threads, round_budget)?;
                 eprintln!(
-                    "  {mode} round {}/{ROUNDS}: {:<6} {:>6.0} req/s",
+                    "  {mode} round {}/{rounds}: {:<6} {:>6.0} req/s",
                     round + 1,
                     clients[k].0,
                     result.per_sec()
