@@ -17,9 +17,49 @@ apt_install() {
     fi
 }
 
+# True when the CI variable says this is a CI run (set, not empty, 0 or false).
+in_ci() {
+    case "${CI:-}" in
+        "" | 0 | false | FALSE | False) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
+# HYDRA_FFI_VALGRIND=0 (C tests without valgrind) and HYDRA_UPDATE_HEADER
+# (rewrite include/hydra.h instead of checking it) are for local debugging:
+# with CI set they are refused, otherwise a warning says the run is weaker.
+refuse_weakening_in_ci() {
+    local hatches=()
+    [ "${HYDRA_FFI_VALGRIND:-}" = 0 ] && hatches+=("HYDRA_FFI_VALGRIND=0 (the C tests would skip valgrind)")
+    [ -n "${HYDRA_UPDATE_HEADER+set}" ] && hatches+=("HYDRA_UPDATE_HEADER (include/hydra.h would be rewritten, not checked)")
+    [ "${#hatches[@]}" -eq 0 ] && return 0
+    local hatch
+    if in_ci; then
+        for hatch in "${hatches[@]}"; do echo "error: $hatch is refused when CI is set" >&2; done
+        exit 1
+    fi
+    for hatch in "${hatches[@]}"; do
+        echo "WARNING: $hatch: this run is weaker than CI's" >&2
+    done
+}
+
 ensure_redis_server() {
     command -v redis-server >/dev/null || apt_install redis-server
     command -v redis-server >/dev/null || die "redis-server still not found after installing"
+}
+
+# pytest for the Python tests: Debian's python3-pytest when running as root
+# (pip may not install system-wide there), else pip.
+ensure_pytest() {
+    command -v python3 >/dev/null || apt_install python3
+    python3 -m pytest --version >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt_install python3-pytest || true
+        python3 -m pytest --version >/dev/null 2>&1 && return 0
+    fi
+    echo "==> pip install pytest"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check pytest ||
+        echo "error: could not install pytest (the Python tests will fail)" >&2
 }
 
 ensure_node() {
