@@ -385,8 +385,9 @@ def test_a_raising_handler_does_not_answer_replies(h, make_hydra):
     h.send_message(first)
     reply = got.get(timeout=WAIT)
     assert reply["rmid"] == first["mid"]
-    time.sleep(0.3)  # would-be ping-pong has time to show up
-    assert other.message_stats()["received"] == 1
+    # Counted once the trampoline returned: an error reply would be out by now.
+    wait_until(lambda: h.message_stats()["failed"] == 1, what="the raising handler to be counted")
+    assert_nothing_more_reached(other, received=1, make_hydra=make_hydra)
     assert got.empty()
 
 
@@ -579,6 +580,20 @@ def test_returning_handlers_do_not_answer_replies(make_hydra):
     first = a.create_umf_message("py-echo-b:/", {"once": True})
     first["from"] = f"{a.instance_id}@py-echo-a:/"
     a.send_message(first)
+    # Counted once the trampoline returned: an answer to the reply would be out by now.
     wait_until(lambda: a.message_stats()["handled"] == 1, what="the reply to reach a")
-    time.sleep(0.3)  # a ping-pong would show up here
-    assert (a.message_stats()["received"], b.message_stats()["received"]) == (1, 1)
+    assert_nothing_more_reached(b, received=1, make_hydra=make_hydra)
+    assert a.message_stats()["received"] == 1
+
+
+def assert_nothing_more_reached(service, received, make_hydra):
+    """Deterministic "nothing more arrived" (no sleep): a probe's request to
+    ``service`` is published after anything sent so far, and Redis pushes
+    messages to a subscriber connection in the order it ran the PUBLISHes, so
+    once ``service`` has answered the probe it has read (and counted)
+    everything sent before. Expects ``received`` earlier messages plus the
+    probe's."""
+    probe = make_hydra("py-probe")
+    probe.register_service()
+    probe.request(f"{service.service_name}:/", {"probe": True}, timeout=WAIT)
+    assert service.message_stats()["received"] == received + 1, service.message_stats()
