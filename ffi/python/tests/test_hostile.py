@@ -557,7 +557,8 @@ def test_interpreter_exit_with_live_services_and_running_handlers(redis_url, tmp
         "server.register_service()\n"
         "client = hydra_rs.Hydra({'hydra': {'serviceName': 'py-exit-client', 'redis': {'url': url}}})\n"
         "client.send_message('py-exit:/', {})\n"
-        "started.wait(10)\n"
+        "if not started.wait(10):\n"
+        "    raise SystemExit('the handler never started')\n"
         "print('exiting', flush=True)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(Path(hydra_rs.__file__).resolve().parents[1]))
