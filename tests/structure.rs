@@ -375,22 +375,23 @@ fn a_warm_request_costs_exactly_two_publishes() {
     assert_eq!((to_responder, to_caller), (REQUESTS, REQUESTS));
 }
 
-/// `target/<profile>/examples/idle_service`, built if missing (the suite's
-/// `cargo test` builds every example first).
+/// `target/<profile>/examples/idle_service`, (re)built first so that it is
+/// the code under test (a no-op when it is up to date, as after the suite's
+/// `cargo test`, which builds every example).
 fn idle_service_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let binary = profile_dir.join("examples").join("idle_service");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "hydra-rs", "--example", "idle_service"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the idle_service example");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", "hydra-rs", "--example", "idle_service"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
     }
-    binary
+    let status = build.status().unwrap();
+    assert!(status.success(), "cannot build the idle_service example");
+    profile_dir.join("examples").join("idle_service")
 }
 
 fn client_list(conn: &mut redis::Connection) -> Vec<String> {
