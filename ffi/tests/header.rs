@@ -67,7 +67,11 @@ fn committed_header_matches_the_code() {
         let _ = writeln!(
             std::io::stderr(),
             "WARNING: HYDRA_UPDATE_HEADER is set: include/hydra.h was {} instead of checked",
-            if changed { "REWRITTEN" } else { "regenerated (unchanged)" }
+            if changed {
+                "REWRITTEN"
+            } else {
+                "regenerated (unchanged)"
+            }
         );
         return;
     }
