@@ -161,6 +161,23 @@ fn footprint_notes_are_the_heartbeats_intervals() {
     );
 }
 
+/// The idle footprint the README reports is the one tests/structure.rs
+/// checks on a running process (`an_idle_registered_service_has_three_threads_and_two_connections`).
+#[test]
+fn footprint_row_is_what_the_structure_test_checks() {
+    let row = section("| hydra-rs idle registered service |");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | process | RSS | threads | Redis commands/s | Redis connections |
+    assert_eq!((cells[3], cells[5]), ("3", "2"), "README footprint row: {row}");
+    check(
+        "Target ≤ 10 MB RSS",
+        &[(
+            "Threads: main, {} (the reader)",
+            "`hydra-heartbeat`, `hydra-msg-0`".to_string(),
+        )],
+    );
+}
+
 #[test]
 fn the_checker_reports_a_wrong_number_and_a_lost_sentence() {
     let text = "a pool of workers (8) through a bounded queue (1024);";
