@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     service_ip: String,
     service_port: AtomicU16,
     state: Mutex<State>,
+    /// Routes stored by `register_routes`, re-created by the heartbeat when
+    /// Redis lost them.
+    routes: Arc<Mutex<Vec<String>>>,
     tasks: Mutex<Vec<Box<dyn BackgroundTask>>>,
     http: HttpState,
 }
@@ -132,6 +135,7 @@ impl Hydra {
                 service_port: AtomicU16::new(service_port),
                 http: HttpState::new(),
                 state: Mutex::new(State::Initialized),
+                routes: Arc::new(Mutex::new(Vec::new())),
                 tasks: Mutex::new(Vec::new()),
             }
         });
@@ -219,7 +223,12 @@ impl Hydra {
         // Subscribe before becoming visible, so a message sent as soon as
         // presence appears is not lost (Node subscribes after).
         self.start_listener()?;
-        let registration = Arc::new(Registration::new(inner.store.clone(), &inner.config.service_type, node));
+        let registration = Arc::new(Registration::new(
+            inner.store.clone(),
+            &inner.config.service_type,
+            node,
+            inner.routes.clone(),
+        ));
         if let Err(e) = registration.register() {
             inner.messaging.stop_listening();
             return Err(e);
@@ -390,6 +399,12 @@ impl Hydra {
                 log::warn!("could not publish the new port {port} at once ({e}); the next heartbeat will");
             }
         }
+    }
+
+    /// Remembers the routes just stored by `register_routes`, so that the
+    /// heartbeat re-creates them should Redis lose them.
+    pub(crate) fn remember_routes(&self, routes: &[String]) {
+        *self.inner.routes.lock().unwrap_or_else(|p| p.into_inner()) = routes.to_vec();
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {

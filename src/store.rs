@@ -116,6 +116,11 @@ impl Store {
         )
     }
 
+    /// How long opening a connection may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// The read/write timeout of each command.
     pub(crate) fn command_timeout(&self) -> Duration {
         self.command_timeout

@@ -50,6 +50,8 @@ fn registration_writes_exactly_nodes_keys() {
         "hydra:service:alpha-service:service".to_string(),
         format!("hydra:service:alpha-service:{id}:presence"),
         format!("hydra:service:alpha-service:{id}:health"),
+        // Ours only: the service's instance index (see `node_index`).
+        "hydra:service:alpha-service:nodeids".to_string(),
         "hydra:service:nodes".to_string(),
         "hydra:service:services".to_string(),
     ];
@@ -272,6 +274,31 @@ fn redis_restart_recreates_the_registration_within_two_seconds() {
     let found = peer.get_service_presence("phoenix").unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].instance_id, id);
+}
+
+#[test]
+fn routes_come_back_after_redis_loses_its_data() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let hydra = register(&server, "routed");
+    hydra
+        .register_routes(&["[get]/v1/routed/:id".to_string(), "[post]/v1/routed".to_string()])
+        .unwrap();
+    let mut conn = raw(&server);
+    let mut registered: Vec<String> = conn.smembers("hydra:service:routed:service:routes").unwrap();
+    registered.sort();
+    assert_eq!(registered.len(), 5, "{registered:?}");
+
+    let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    let restored = wait_for(Duration::from_secs(10), || {
+        let mut routes: Vec<String> = conn.smembers("hydra:service:routed:service:routes").ok()?;
+        routes.sort();
+        (routes == registered).then_some(())
+    });
+    assert!(restored.is_some(), "routes not re-created within 10 s of FLUSHDB");
+    // And routers that read them find the service again.
+    let routes = init(&server, "router-like").get_all_service_routes().unwrap();
+    assert_eq!(routes.get("routed"), Some(&registered));
 }
 
 #[test]
