@@ -100,7 +100,8 @@ impl Hydra {
     /// When `HYDRA_SERVICE` named a stored config (`svc:version`), that config is
     /// loaded from Redis and used instead, keeping the Redis settings.
     ///
-    /// Fails within the connect timeout when Redis is unreachable.
+    /// Fails within the connect timeout when Redis is unreachable, and with
+    /// [`Error::InvalidConfig`] (field `redis`) when it is older than 6.2.
     pub fn init(config: Config) -> Result<Hydra> {
         let config = match config.stored_config_label() {
             Some(label) => load_stored_config(&config, label)?,
@@ -111,7 +112,7 @@ impl Hydra {
             config.connect_timeout,
             config.command_timeout,
         )?);
-        store.run(|c| redis::cmd("PING").query::<()>(c))?;
+        store.check_server()?;
         let service_ip = host::resolve_service_ip(&config.service_ip, &config.service_dns)?;
         let service_port = host::choose_port(&config.service_port)?;
         let registry = Arc::new(Registry::new(store.clone(), config.presence_cache_ttl));

@@ -214,7 +214,7 @@ impl Hydra {
                 return Ok(None);
             }
             let raw: Option<Vec<u8>> = self.store().run(|c| {
-                c.set_read_timeout(Some(left + command_timeout))?;
+                c.connection().set_read_timeout(Some(left + command_timeout))?;
                 let raw = redis::cmd("BLMOVE")
                     .arg(&keys.received)
                     .arg(&keys.in_progress)
@@ -223,7 +223,7 @@ impl Hydra {
                     .arg(claims::block_seconds(left))
                     .query(c);
                 // The connection goes back to the pool: restore its timeout.
-                c.set_read_timeout(Some(command_timeout))?;
+                c.connection().set_read_timeout(Some(command_timeout))?;
                 raw
             })?;
             let Some(raw) = raw else {
