@@ -103,6 +103,14 @@ pub fn queue_claimed(svc: &str, slot: &str) -> String {
     format!("{PREFIX}:{svc}:mqclaimed:{slot}")
 }
 
+/// `hydra:service:<svc>:mqtake:<take>` — a copy of the message one
+/// `get_queued_message` call took, kept for a few seconds so that a retry of
+/// the same take (after a dropped connection) returns it instead of taking
+/// another. Ours only.
+pub fn queue_take(svc: &str, take: &str) -> String {
+    format!("{PREFIX}:{svc}:mqtake:{take}")
+}
+
 /// `hydra:service:<svc>:mqdeliveries` — hash: SHA-1 of a message's JSON →
 /// deliveries that ended without completion. Ours only.
 pub fn queue_deliveries(svc: &str) -> String {

@@ -95,6 +95,17 @@ impl Store {
         }
     }
 
+    /// [`run`](Store::run) without the retry on a fresh connection: for a
+    /// command that must not run twice and cannot be made idempotent (a
+    /// blocking move). A dropped connection is reported, not retried.
+    pub(crate) fn run_once<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let (mut conn, _) = self.checkout()?;
+        let mut traced = Traced::new(&mut conn);
+        let result = f(&mut traced);
+        let request = traced.denied_request.take();
+        self.finish(conn, result, request)
+    }
+
     fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>, request: Option<Vec<u8>>) -> Result<T> {
         match result {
             Ok(value) => {
