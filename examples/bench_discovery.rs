@@ -9,11 +9,11 @@
 //!    lookup (one Lua script reading the whole hash) measured the same way.
 //! 2. Unrelated keys: `get_service_presence` latency with 10 services × 10
 //!    instances and 0 / 10k / 100k unrelated keys in the database, side by side
-//! with Node hydra's way of doing it (`SCAN MATCH *:<svc>:*:presence COUNT 100`
-//! to completion, then `MULTI` / `HGET hydra:service:nodes <id>`… / `EXEC`),
-//! and two floors measured with raw redis-rs in the same run: a plain `PING`
-//! round trip, and `HGETALL hydra:service:nodes` (the data hydra-rs's lookup
-//! script walks inside Redis).
+//!    with Node hydra's way of doing it (`SCAN MATCH *:<svc>:*:presence COUNT
+//!    100` to completion, then `MULTI` / `HGET hydra:service:nodes <id>`… /
+//!    `EXEC`), and two floors measured with raw redis-rs in the same run: a
+//!    plain `PING` round trip, and `HGETALL hydra:service:nodes` (what the
+//!    previous lookup script read inside Redis).
 //!
 //! ```text
 //! cargo run --release --example bench_discovery
