@@ -43,9 +43,11 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub const HEALTH_TTL_SECS: u64 = 10;
 /// Flight-recorder expiry: one week.
 pub const HEALTH_LOG_TTL_SECS: i64 = 604_800;
-/// Redis round trips in the longest heartbeat tick outside pruning: the beat,
-/// the re-creation, and the pruner's lock refresh and walk end.
-const ROUND_TRIPS_PER_TICK: u32 = 4;
+/// Redis round trips in the longest heartbeat tick, besides the pruner's
+/// batches within its time budget: the beat, the re-creation, the pruner's
+/// lock (or walk start), its last batch, the walk's end and the lock's
+/// extension.
+const ROUND_TRIPS_PER_TICK: u32 = 6;
 
 /// Everything one registered instance writes, and the writes themselves.
 pub(crate) struct Registration {
@@ -274,7 +276,7 @@ impl Registration {
     /// and its last batch.
     fn worst_case_tick(&self) -> Duration {
         let round_trip = 2 * (self.store.connect_timeout() + self.store.command_timeout());
-        round_trip * (ROUND_TRIPS_PER_TICK + 1) + PRUNE_BUDGET_PER_TICK
+        round_trip * ROUND_TRIPS_PER_TICK + PRUNE_BUDGET_PER_TICK
     }
 }
 

@@ -442,7 +442,10 @@ impl Hydra {
     /// whose last heartbeat is older than `older_than`; returns how many.
     /// Node Hydra never removes them, so they pile up; this is hydra-cli's
     /// `refresh node list` (60 s) and hydra-router's `clear` (5 s). An entry
-    /// that is refreshed while being judged is kept.
+    /// that is refreshed while being judged is kept. Registered instances
+    /// already do this by themselves (one at a time, every 30 s, for entries
+    /// gone 60 s); the hash is walked in short batches (`HSCAN`), so Redis is
+    /// never blocked for long however many entries there are.
     pub fn clear_stale_nodes(&self, older_than: std::time::Duration) -> Result<usize> {
         self.inner.registry.clear_stale_nodes(older_than)
     }
@@ -455,7 +458,9 @@ impl Hydra {
 
     /// Present instances of `name` in random order, read from Redis now; empty
     /// when none (`getServicePresence`). One round trip whatever the size of
-    /// the database. (Message and request routing use a short cache instead,
+    /// the database and however many instances ever ran, reading only the
+    /// instances of `name`; after a Node instance first appears (or Redis lost
+    /// its data) one lookup walks the `nodes` hash in short batches instead. (Message and request routing use a short cache instead,
     /// see [`ConfigBuilder::presence_cache_ttl`](crate::ConfigBuilder::presence_cache_ttl).)
     pub fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
         self.inner.registry.get_service_presence(name)
