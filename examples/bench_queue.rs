@@ -12,6 +12,9 @@
 //! is a report: it exits 0 whether or not the targets are met, and non-zero
 //! only when a message was lost or left behind.
 //!
+//! `HYDRA_BENCH_SMOKE=1` runs every step with 400 messages, one round and
+//! one recovery trial.
+//!
 //! It starts its own `redis-server` on a free loopback port and uses db 15.
 //! For each worker count W (1, 8) and round, three subjects each move
 //! `MESSAGES` messages through a fresh queue, in two timed phases:
@@ -56,12 +59,13 @@ use hydra_testkit::bench::{self, Align, Table, padded_body, verdict};
 use serde_json::{Value, json};
 
 const DB: u8 = 15;
-const MESSAGES: u64 = 12_000;
-const ROUNDS: usize = 3;
+/// Messages per run (a few hundred in a smoke run, see `bench::smoke`).
+static MESSAGES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| bench::scaled(12_000, 400));
+static ROUNDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| bench::scaled(3, 1));
 const WORKER_COUNTS: [usize; 2] = [1, 8];
 const TARGET: f64 = 0.7;
 const RECOVERY_VT: Duration = Duration::from_secs(2);
-const RECOVERY_TRIALS: usize = 5;
+static RECOVERY_TRIALS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| bench::scaled(5, 1));
 /// Longest a drain may take before the benchmark gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -139,10 +143,12 @@ fn run() -> BoxResult<bool> {
             .build()?,
     )?;
     println!(
-        "bench_queue: redis-server {version} on 127.0.0.1:{} db {DB}; {MESSAGES} messages per run, \
-         body {} bytes, {ROUNDS} rounds; {} CPUs",
+        "bench_queue: redis-server {version} on 127.0.0.1:{} db {DB}; {} messages per run, \
+         body {} bytes, {} rounds; {} CPUs",
         server.port(),
+        *MESSAGES,
         padded_body(1_000_000).to_string().len(),
+        *ROUNDS,
         thread::available_parallelism().map_or(0, |n| n.get())
     );
 
@@ -150,7 +156,7 @@ fn run() -> BoxResult<bool> {
     let mut results: Vec<(usize, Subject, Tally)> = Vec::new();
     for workers in WORKER_COUNTS {
         let mut tallies = [Tally::default(); 3];
-        for (round, k) in bench::round_robin(ROUNDS, SUBJECTS.len()) {
+        for (round, k) in bench::round_robin(*ROUNDS, SUBJECTS.len()) {
             let subject = SUBJECTS[k];
             let queue = format!("bq-{}-{workers}-{round}", subject.tag());
             let enqueue = enqueue(subject, &hydra, &client, &queue, workers)?;
@@ -161,15 +167,16 @@ fn run() -> BoxResult<bool> {
                 eprintln!("ERROR {queue}: left behind {stats:?}");
             }
             let t = &mut tallies[k];
-            t.messages += MESSAGES;
+            t.messages += *MESSAGES;
             t.enqueue += enqueue;
             t.drain += drain;
             eprintln!(
-                "  {workers} worker(s), round {}/{ROUNDS}: {:<8} enqueue {:>7.0}/s, take+complete {:>7.0}/s",
+                "  {workers} worker(s), round {}/{}: {:<8} enqueue {:>7.0}/s, take+complete {:>7.0}/s",
                 round + 1,
+                *ROUNDS,
                 subject.tag(),
-                MESSAGES as f64 / enqueue.as_secs_f64(),
-                MESSAGES as f64 / drain.as_secs_f64()
+                *MESSAGES as f64 / enqueue.as_secs_f64(),
+                *MESSAGES as f64 / drain.as_secs_f64()
             );
         }
         for (k, subject) in SUBJECTS.into_iter().enumerate() {
@@ -237,8 +244,8 @@ fn enqueue(
     queue: &str,
     workers: usize,
 ) -> BoxResult<Duration> {
-    let per = MESSAGES / workers as u64;
-    assert_eq!(per * workers as u64, MESSAGES);
+    let per = *MESSAGES / workers as u64;
+    assert_eq!(per * workers as u64, *MESSAGES);
     let start = Arc::new(Barrier::new(workers + 1));
     let to = format!("{queue}:/");
     let threads: Vec<_> = (0..workers)
@@ -290,7 +297,7 @@ fn drain(subject: Subject, hydra: &Hydra, client: &redis::Client, queue: &str, w
                 Ok(())
             })?
         };
-        while worker.stats().completed < MESSAGES {
+        while worker.stats().completed < *MESSAGES {
             if began.elapsed() > PHASE_TIMEOUT {
                 return Err(format!("worker drained only {:?} in {PHASE_TIMEOUT:?}", worker.stats()).into());
             }
@@ -299,7 +306,7 @@ fn drain(subject: Subject, hydra: &Hydra, client: &redis::Client, queue: &str, w
         let elapsed = began.elapsed();
         worker.stop();
         let stats = worker.stats();
-        if stats.taken != MESSAGES || seen.load(Ordering::Relaxed) != MESSAGES {
+        if stats.taken != *MESSAGES || seen.load(Ordering::Relaxed) != *MESSAGES {
             return Err(format!("worker saw {:?}", stats).into());
         }
         return Ok(elapsed);
@@ -351,8 +358,8 @@ fn drain(subject: Subject, hydra: &Hydra, client: &redis::Client, queue: &str, w
         t.join().map_err(|_| "a drain thread panicked")??;
     }
     let elapsed = began.elapsed();
-    if done.load(Ordering::Relaxed) != MESSAGES {
-        return Err(format!("drained {} of {MESSAGES}", done.load(Ordering::Relaxed)).into());
+    if done.load(Ordering::Relaxed) != *MESSAGES {
+        return Err(format!("drained {} of {}", done.load(Ordering::Relaxed), *MESSAGES).into());
     }
     Ok(elapsed)
 }
@@ -362,7 +369,7 @@ fn drain(subject: Subject, hydra: &Hydra, client: &redis::Client, queue: &str, w
 fn recovery(hydra: &Hydra, url: &str) -> BoxResult<Vec<Duration>> {
     let queue = "bq-recovery";
     let mut latencies = Vec::new();
-    for trial in 0..RECOVERY_TRIALS {
+    for trial in 0..*RECOVERY_TRIALS {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--hang-consumer", url])
             .stdout(Stdio::piped())

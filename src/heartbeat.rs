@@ -6,10 +6,17 @@
 //! every fifth second the same round trip also carries the health snapshot.
 //! The `GET` tells us whether presence was there before our write: when it was
 //! not (Redis restarted, was flushed, or we were cut off longer than the TTL)
-//! the heartbeat re-creates the rest of the registration at once, at no cost in
-//! the steady state.
+//! the heartbeat re-creates the rest of the registration at once (the service
+//! record, the routes registered with `register_routes`, health and our index
+//! entries), at no cost in the steady state.
+//!
+//! Beats and deregistration are fenced by one lock: a beat that is late (Redis
+//! slow, the thread not joined in time) can never write presence after the
+//! instance has deregistered. Between beats the same thread prunes long-dead
+//! `nodes` entries a little at a time (see [`node_index`](crate::node_index)).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -18,6 +25,7 @@ use serde_json::{Map, Value, json};
 use crate::error::Result;
 use crate::host;
 use crate::keys;
+use crate::node_index::{ADD_OWN_LUA, NodeIndex, PRUNE_BUDGET_PER_TICK, Pruner, REMOVE_OWN_LUA};
 use crate::records::{HealthLogEntry, NodeTemplate, ServiceRecord};
 use crate::registry::HEALTH_LOG_ENTRIES;
 use crate::store::Store;
@@ -35,8 +43,11 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub const HEALTH_TTL_SECS: u64 = 10;
 /// Flight-recorder expiry: one week.
 pub const HEALTH_LOG_TTL_SECS: i64 = 604_800;
-/// How long shutdown waits for the heartbeat thread.
-const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Redis round trips in the longest heartbeat tick, besides the pruner's
+/// batches within its time budget: the beat, the re-creation, the pruner's
+/// lock (or walk start), its last batch, the walk's end and the lock's
+/// extension.
+const ROUND_TRIPS_PER_TICK: u32 = 6;
 
 /// Everything one registered instance writes, and the writes themselves.
 pub(crate) struct Registration {
@@ -48,15 +59,26 @@ pub(crate) struct Registration {
     health_key: String,
     health_log_key: String,
     instance_id: String,
+    /// `hydra:service:<svc>:nodeids`, our entry in the per-service index.
+    instances_key: String,
     node: NodeTemplate,
     started: Instant,
-    /// Set by `deregister`: a late beat (e.g. republishing a moved port while
-    /// shutting down) must not bring the instance back.
-    retired: std::sync::atomic::AtomicBool,
+    /// The routes last stored by `register_routes` (shared with the handle),
+    /// re-created with the rest when Redis lost them.
+    routes: Arc<Mutex<Vec<String>>>,
+    /// Held by every beat and by `deregister`, which sets `retired` under it:
+    /// no beat writes after deregistration, however late it runs.
+    fence: Mutex<()>,
+    retired: AtomicBool,
 }
 
 impl Registration {
-    pub(crate) fn new(store: Arc<Store>, service_type: &str, node: NodeTemplate) -> Registration {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        service_type: &str,
+        node: NodeTemplate,
+        routes: Arc<Mutex<Vec<String>>>,
+    ) -> Registration {
         let svc = node.service_name.clone();
         let id = node.instance_id.clone();
         let record = ServiceRecord {
@@ -71,35 +93,57 @@ impl Registration {
             presence_key: keys::presence(&svc, &id),
             health_key: keys::health(&svc, &id),
             health_log_key: keys::health_log(&svc, &id),
+            instances_key: keys::service_instances(&svc),
             service_name: svc,
             instance_id: id,
             node,
             started: Instant::now(),
-            retired: std::sync::atomic::AtomicBool::new(false),
+            routes,
+            fence: Mutex::new(()),
+            retired: AtomicBool::new(false),
         }
     }
 
     /// Publishes another service port from the next write on.
     pub(crate) fn set_port(&self, port: u16) {
-        self.node.port.store(port, std::sync::atomic::Ordering::SeqCst);
+        self.node.port.store(port, Ordering::SeqCst);
     }
 
     /// The first registration: the service record (last registrant wins, as in
     /// Node), presence, the `nodes` entry and health, in one round trip.
     pub(crate) fn register(&self) -> Result<()> {
+        let _fence = self.lock_fence();
         let mut pipe = redis::pipe();
         pipe.set(&self.service_key, &self.service_record).ignore();
         self.add_reassert(&mut pipe, false);
+        // Our nodes field is new: add it so that trusted indexes stay trusted.
+        pipe.cmd("EVAL")
+            .arg(ADD_OWN_LUA)
+            .arg(3)
+            .arg(keys::NODES)
+            .arg(keys::NODES_INDEXED)
+            .arg(&self.instances_key)
+            .arg(&self.instance_id)
+            .arg(self.node.to_wire(&timestamp::now_iso()))
+            .ignore();
         self.add_beat(&mut pipe, true);
         self.store.run(|c| pipe.query::<()>(c))
+    }
+
+    fn lock_fence(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.fence.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One heartbeat. Returns `false` when presence had vanished before this
     /// write, in which case the rest of the registration has been re-created.
     pub(crate) fn beat(&self, with_health: bool) -> Result<bool> {
-        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+        let _fence = self.lock_fence();
+        if self.retired.load(Ordering::SeqCst) {
             return Ok(true);
         }
+        // A beat in flight: the test holds it here while deregistering.
+        #[cfg(test)]
+        tests::pause_point(&self.instance_id);
         let mut pipe = redis::pipe();
         self.add_beat(&mut pipe, with_health);
         let (previous,): (Option<String>,) = self.store.run(|c| pipe.query(c))?;
@@ -126,6 +170,7 @@ impl Registration {
             .arg("GET");
         pipe.hset(keys::NODES, &self.instance_id, self.node.to_wire(&timestamp::now_iso()))
             .ignore();
+        pipe.sadd(&self.instances_key, &self.instance_id).ignore();
         if with_health {
             self.add_health(pipe);
         }
@@ -137,8 +182,8 @@ impl Registration {
         pipe.expire(&self.health_log_key, HEALTH_LOG_TTL_SECS).ignore();
     }
 
-    /// The service record (kept if present, so `registeredOn` survives) and our
-    /// entry in the service index.
+    /// The service record (kept if present, so `registeredOn` survives), our
+    /// entry in the service index, and (when re-creating) the routes.
     fn add_reassert(&self, pipe: &mut redis::Pipeline, keep_existing: bool) {
         if keep_existing {
             pipe.cmd("SET")
@@ -146,6 +191,12 @@ impl Registration {
                 .arg(&self.service_record)
                 .arg("NX")
                 .ignore();
+            // Added to whatever another instance of the service re-created:
+            // instances of one service register the same routes.
+            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if !routes.is_empty() {
+                pipe.sadd(keys::routes(&self.service_name), routes).ignore();
+            }
         }
         pipe.sadd(keys::SERVICE_INDEX, &self.service_name).ignore();
     }
@@ -194,8 +245,12 @@ impl Registration {
 
     /// Node's shutdown writes (spec §2.10 step 5), plus removing our own
     /// `nodes` entry, which Node leaves behind forever.
+    ///
+    /// Waits for a beat in flight (bounded by the command timeouts), and no
+    /// beat writes anything afterwards.
     pub(crate) fn deregister(&self) -> Result<()> {
-        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _fence = self.lock_fence();
+        self.retired.store(true, Ordering::SeqCst);
         let logged = self.log("info", "Service is shutting down.");
         let mut pipe = redis::pipe();
         pipe.expire(&self.health_key, PRESENCE_TTL_SECS as i64)
@@ -203,11 +258,25 @@ impl Registration {
             .expire(&self.health_log_key, HEALTH_LOG_TTL_SECS)
             .ignore()
             .del(&self.presence_key)
-            .ignore()
-            .hdel(keys::NODES, &self.instance_id)
+            .ignore();
+        pipe.cmd("EVAL")
+            .arg(REMOVE_OWN_LUA)
+            .arg(3)
+            .arg(keys::NODES)
+            .arg(keys::NODES_INDEXED)
+            .arg(&self.instances_key)
+            .arg(&self.instance_id)
             .ignore();
         self.store.run(|c| pipe.query::<()>(c))?;
         logged
+    }
+
+    /// The longest a heartbeat tick can take: each round trip may connect and
+    /// then retry once on a fresh connection, plus the pruner's time budget
+    /// and its last batch.
+    fn worst_case_tick(&self) -> Duration {
+        let round_trip = 2 * (self.store.connect_timeout() + self.store.command_timeout());
+        round_trip * ROUND_TRIPS_PER_TICK + PRUNE_BUDGET_PER_TICK
     }
 }
 
@@ -215,24 +284,33 @@ impl Registration {
 pub(crate) struct Heartbeat {
     stop: Sender<()>,
     thread: OwnedThread,
+    join_deadline: Duration,
 }
 
 impl Heartbeat {
     pub(crate) fn spawn(registration: Arc<Registration>) -> std::io::Result<Heartbeat> {
         let (stop, stop_rx) = bounded::<()>(1);
+        let join_deadline = registration.worst_case_tick() + Duration::from_secs(1);
         let thread = OwnedThread::spawn("hydra-heartbeat", move || run(&registration, &stop_rx))?;
-        Ok(Heartbeat { stop, thread })
+        Ok(Heartbeat {
+            stop,
+            thread,
+            join_deadline,
+        })
     }
 
-    /// Stops the thread and joins it, waiting at most a few seconds (a beat in
-    /// flight can take up to the command timeout).
+    /// Stops the thread and joins it, waiting at most a worst-case tick (every
+    /// round trip of it timing out). Should it still be running, the fence in
+    /// `Registration` keeps it from writing after deregistration.
     pub(crate) fn stop(self) {
         let _ = self.stop.send(());
-        self.thread.join(JOIN_DEADLINE);
+        self.thread.join(self.join_deadline);
     }
 }
 
 fn run(registration: &Registration, stop: &Receiver<()>) {
+    let index = NodeIndex::new();
+    let mut pruner = Pruner::new(&registration.instance_id);
     let mut next_beat = Instant::now() + PRESENCE_INTERVAL;
     let mut next_health = Instant::now() + HEALTH_INTERVAL;
     let mut failing_since: Option<Instant> = None;
@@ -276,11 +354,118 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
                 }
             }
         }
+        if failing_since.is_none() && stop.is_empty() {
+            pruner.tick(&index, &registration.store);
+        }
         // Keep a steady 1 s rhythm, but never try to catch up on missed beats.
         next_beat += PRESENCE_INTERVAL;
         let now = Instant::now();
         if next_beat < now {
             next_beat = now + PRESENCE_INTERVAL / 4;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisConfig;
+    use crossbeam_channel::Sender;
+    use hydra_testkit::RedisServer;
+    use redis::Commands;
+    use std::collections::HashMap;
+
+    /// A beat of the instance named here stops between taking the fence and
+    /// writing: it says so on the first channel and waits for the second.
+    type Pause = (Sender<()>, Receiver<()>);
+    static PAUSES: Mutex<Option<HashMap<String, Pause>>> = Mutex::new(None);
+
+    pub(super) fn pause_point(instance_id: &str) {
+        let pause = PAUSES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|m| m.remove(instance_id));
+        if let Some((arrived, go)) = pause {
+            let _ = arrived.send(());
+            let _ = go.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    fn registration(server: &RedisServer, id: &str) -> Registration {
+        let store = Arc::new(
+            Store::new(
+                &RedisConfig::from_url(&server.url(15)).unwrap(),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        let node = NodeTemplate {
+            service_name: "fenced".into(),
+            service_description: String::new(),
+            version: "1".into(),
+            instance_id: id.into(),
+            process_id: 1,
+            ip: "127.0.0.1".into(),
+            port: 1.into(),
+            port_is_fixed: true,
+            host_name: "h".into(),
+        };
+        Registration::new(store, "test", node, Arc::new(Mutex::new(Vec::new())))
+    }
+
+    /// A beat that is already running when the instance deregisters (the
+    /// heartbeat was not joined in time) must not write presence back.
+    #[test]
+    fn a_late_beat_cannot_resurrect_a_deregistered_instance() {
+        let server = RedisServer::start();
+        let registration = Arc::new(registration(&server, "latebeat"));
+        registration.register().unwrap();
+
+        let (arrived_tx, arrived) = bounded(1);
+        let (go, go_rx) = bounded(1);
+        PAUSES
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert("latebeat".into(), (arrived_tx, go_rx));
+        let beating = registration.clone();
+        let beat = std::thread::spawn(move || beating.beat(false));
+        arrived.recv_timeout(Duration::from_secs(10)).expect("the beat started");
+
+        let leaving = registration.clone();
+        let (deregistered_tx, deregistered) = bounded(1);
+        let deregister = std::thread::spawn(move || {
+            let result = leaving.deregister();
+            let _ = deregistered_tx.send(());
+            result
+        });
+        // Deregistration either waits for the beat (fenced) or finishes
+        // first; let the beat go either way once that is decided.
+        let _ = deregistered.recv_timeout(Duration::from_millis(500));
+        go.send(()).unwrap();
+        beat.join().unwrap().unwrap();
+        deregister.join().unwrap().unwrap();
+
+        let mut conn = redis::Client::open(server.url(15)).unwrap().get_connection().unwrap();
+        let presence: bool = conn.exists("hydra:service:fenced:latebeat:presence").unwrap();
+        let node: bool = conn.hexists(keys::NODES, "latebeat").unwrap();
+        assert!(
+            !presence && !node,
+            "presence {presence}, nodes entry {node} after deregistration"
+        );
+        // And later beats write nothing.
+        registration.beat(true).unwrap();
+        let presence: bool = conn.exists("hydra:service:fenced:latebeat:presence").unwrap();
+        assert!(!presence);
+    }
+
+    #[test]
+    fn the_join_deadline_covers_a_worst_case_tick() {
+        let server = RedisServer::start();
+        let registration = registration(&server, "deadline");
+        // Beat and re-creation, each connecting and retrying once at 1 s + 1 s.
+        assert!(registration.worst_case_tick() >= Duration::from_secs(8));
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     service_ip: String,
     service_port: AtomicU16,
     state: Mutex<State>,
+    /// Routes stored by `register_routes`, re-created by the heartbeat when
+    /// Redis lost them.
+    routes: Arc<Mutex<Vec<String>>>,
     tasks: Mutex<Vec<Box<dyn BackgroundTask>>>,
     http: HttpState,
 }
@@ -97,7 +100,8 @@ impl Hydra {
     /// When `HYDRA_SERVICE` named a stored config (`svc:version`), that config is
     /// loaded from Redis and used instead, keeping the Redis settings.
     ///
-    /// Fails within the connect timeout when Redis is unreachable.
+    /// Fails within the connect timeout when Redis is unreachable, and with
+    /// [`Error::InvalidConfig`] (field `redis`) when it is older than 6.2.
     pub fn init(config: Config) -> Result<Hydra> {
         let config = match config.stored_config_label() {
             Some(label) => load_stored_config(&config, label)?,
@@ -108,7 +112,7 @@ impl Hydra {
             config.connect_timeout,
             config.command_timeout,
         )?);
-        store.run(|c| redis::cmd("PING").query::<()>(c))?;
+        store.check_server()?;
         let service_ip = host::resolve_service_ip(&config.service_ip, &config.service_dns)?;
         let service_port = host::choose_port(&config.service_port)?;
         let registry = Arc::new(Registry::new(store.clone(), config.presence_cache_ttl));
@@ -132,6 +136,7 @@ impl Hydra {
                 service_port: AtomicU16::new(service_port),
                 http: HttpState::new(),
                 state: Mutex::new(State::Initialized),
+                routes: Arc::new(Mutex::new(Vec::new())),
                 tasks: Mutex::new(Vec::new()),
             }
         });
@@ -219,7 +224,12 @@ impl Hydra {
         // Subscribe before becoming visible, so a message sent as soon as
         // presence appears is not lost (Node subscribes after).
         self.start_listener()?;
-        let registration = Arc::new(Registration::new(inner.store.clone(), &inner.config.service_type, node));
+        let registration = Arc::new(Registration::new(
+            inner.store.clone(),
+            &inner.config.service_type,
+            node,
+            inner.routes.clone(),
+        ));
         if let Err(e) = registration.register() {
             inner.messaging.stop_listening();
             return Err(e);
@@ -392,6 +402,12 @@ impl Hydra {
         }
     }
 
+    /// Remembers the routes just stored by `register_routes`, so that the
+    /// heartbeat re-creates them should Redis lose them.
+    pub(crate) fn remember_routes(&self, routes: &[String]) {
+        *self.inner.routes.lock().unwrap_or_else(|p| p.into_inner()) = routes.to_vec();
+    }
+
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.inner.store
     }
@@ -426,7 +442,10 @@ impl Hydra {
     /// whose last heartbeat is older than `older_than`; returns how many.
     /// Node Hydra never removes them, so they pile up; this is hydra-cli's
     /// `refresh node list` (60 s) and hydra-router's `clear` (5 s). An entry
-    /// that is refreshed while being judged is kept.
+    /// that is refreshed while being judged is kept. Registered instances
+    /// already do this by themselves (one at a time, every 30 s, for entries
+    /// gone 60 s); the hash is walked in short batches (`HSCAN`), so Redis is
+    /// never blocked for long however many entries there are.
     pub fn clear_stale_nodes(&self, older_than: std::time::Duration) -> Result<usize> {
         self.inner.registry.clear_stale_nodes(older_than)
     }
@@ -439,7 +458,9 @@ impl Hydra {
 
     /// Present instances of `name` in random order, read from Redis now; empty
     /// when none (`getServicePresence`). One round trip whatever the size of
-    /// the database. (Message and request routing use a short cache instead,
+    /// the database and however many instances ever ran, reading only the
+    /// instances of `name`; after a Node instance first appears (or Redis lost
+    /// its data) one lookup walks the `nodes` hash in short batches instead. (Message and request routing use a short cache instead,
     /// see [`ConfigBuilder::presence_cache_ttl`](crate::ConfigBuilder::presence_cache_ttl).)
     pub fn get_service_presence(&self, name: &str) -> Result<Vec<Instance>> {
         self.inner.registry.get_service_presence(name)

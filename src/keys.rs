@@ -12,6 +12,20 @@ pub const NODES: &str = "hydra:service:nodes";
 /// or writes it, and none of Node's read globs match it). With the `nodes` hash it
 /// lets `get_services` avoid scanning the keyspace.
 pub const SERVICE_INDEX: &str = "hydra:service:services";
+/// How many fields `hydra:service:nodes` had when every one of them was last
+/// known to be in its service's instance index (see [`service_instances`]).
+/// A lookup trusts the indexes only while this equals `HLEN nodes`. Ours only.
+pub const NODES_INDEXED: &str = "hydra:service:nodes:indexed";
+/// Short-lived lock (`SET NX PX`) that lets one instance at a time prune dead
+/// entries from `hydra:service:nodes`. Ours only.
+pub const NODES_PRUNER: &str = "hydra:service:nodes:pruner";
+
+/// `hydra:service:<svc>:nodeids` — set of the instance IDs of `<svc>` that have
+/// an entry in `hydra:service:nodes` (ours and Node's), so a lookup reads only
+/// the instances of one service. Ours only; no Node read glob matches it.
+pub fn service_instances(svc: &str) -> String {
+    format!("{PREFIX}:{svc}:nodeids")
+}
 
 /// `hydra:service:<svc>:service` — the registration record.
 pub fn service(svc: &str) -> String {
@@ -89,6 +103,14 @@ pub fn queue_claimed(svc: &str, slot: &str) -> String {
     format!("{PREFIX}:{svc}:mqclaimed:{slot}")
 }
 
+/// `hydra:service:<svc>:mqtake:<take>` — a copy of the message one
+/// `get_queued_message` call took, kept for a few seconds so that a retry of
+/// the same take (after a dropped connection) returns it instead of taking
+/// another. Ours only.
+pub fn queue_take(svc: &str, take: &str) -> String {
+    format!("{PREFIX}:{svc}:mqtake:{take}")
+}
+
 /// `hydra:service:<svc>:mqdeliveries` — hash: SHA-1 of a message's JSON →
 /// deliveries that ended without completion. Ours only.
 pub fn queue_deliveries(svc: &str) -> String {
@@ -115,5 +137,20 @@ mod tests {
         assert_eq!(configs("alpha"), "hydra:service:alpha:configs");
         assert_eq!(service_channel("alpha"), "hydra:service:mc:alpha");
         assert_eq!(instance_channel("alpha", "abc"), "hydra:service:mc:alpha:abc");
+    }
+
+    #[test]
+    fn our_own_keys_match_no_node_read_glob() {
+        // Node reads `*:service`, `*:routes`, `*:<svc>:*:presence`,
+        // `*:<svc>:*:health` and `*:<svc>:*:health:log` (spec §2.11).
+        for key in [
+            service_instances("alpha"),
+            NODES_INDEXED.to_string(),
+            NODES_PRUNER.to_string(),
+        ] {
+            for suffix in [":service", ":routes", ":presence", ":health", ":health:log"] {
+                assert!(!key.ends_with(suffix), "{key} ends with {suffix}");
+            }
+        }
     }
 }

@@ -47,6 +47,7 @@ mod js_json;
 pub mod keys;
 mod listener;
 mod messaging;
+mod node_index;
 mod pool;
 mod queue;
 mod records;

@@ -5,60 +5,27 @@
 //! `SCAN MATCH *:<svc>:*:presence` over the whole database, which costs one
 //! round trip per 100 keys of *any* kind (hydra issue #192). Every Hydra writer,
 //! Node or ours, also writes its record into the `hydra:service:nodes` hash
-//! each second, so that hash is an exact index of instances: one Lua call walks
-//! it, keeps the entries of the wanted service whose presence key exists, and
-//! returns them. The cost follows the number of Hydra instances, not the size
-//! of the database.
+//! each second; we keep a per-service index of that hash, so a lookup is one
+//! short script whose cost follows the instances of the wanted service, not the
+//! size of the database nor every instance ever registered (see
+//! [`node_index`](crate::node_index)).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::Script;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::parse_label;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::node_index::NodeIndex;
 use crate::records::{HealthLogEntry, Instance, ServiceRecord};
 use crate::store::Store;
 
 /// Flight-recorder length (`MAX_ENTRIES_IN_HEALTH_LOG`).
 pub(crate) const HEALTH_LOG_ENTRIES: isize = 64;
-
-/// Entries of `nodes` (`KEYS[1]`) for service `ARGV[2]` whose presence key exists.
-/// The plain-text match on `"serviceName":"<svc>"` is exact for JSON written by
-/// JSON.stringify or serde (a quote inside a string value is always escaped);
-/// every hit is parsed and checked again on our side.
-const PRESENT_INSTANCES_LUA: &str = r#"
-local needle = '"serviceName":"' .. ARGV[2] .. '"'
-local entries = redis.call('HGETALL', KEYS[1])
-local found = {}
-for i = 1, #entries, 2 do
-  local json = entries[i + 1]
-  if string.find(json, needle, 1, true) then
-    local presence = ARGV[1] .. ':' .. ARGV[2] .. ':' .. entries[i] .. ':presence'
-    if redis.call('EXISTS', presence) == 1 then
-      found[#found + 1] = json
-    end
-  end
-end
-return found
-"#;
-
-/// Deletes one `nodes` entry (`KEYS[1]`, field `ARGV[1]`) only if it still holds
-/// the value we judged stale (`ARGV[2]`) and its presence key (`KEYS[2]`) is gone,
-/// so an instance that beat in the meantime is never removed.
-const REMOVE_STALE_NODE_LUA: &str = r#"
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] and redis.call('EXISTS', KEYS[2]) == 0 then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"#;
-
-/// Stale entries removed per round trip by `clear_stale_nodes`.
-const STALE_BATCH: usize = 1000;
 
 /// Health, recent log and present instances of one service
 /// (`getServiceHealthAll`).
@@ -77,8 +44,7 @@ pub struct ServiceHealth {
 /// Reads the registry. Shared by every clone of a `Hydra` handle.
 pub(crate) struct Registry {
     store: Arc<Store>,
-    present_script: Script,
-    remove_stale_script: Script,
+    node_index: NodeIndex,
     presence_cache: PresenceCache,
     warned: WarnOnce,
 }
@@ -87,8 +53,7 @@ impl Registry {
     pub(crate) fn new(store: Arc<Store>, presence_cache_ttl: Duration) -> Registry {
         Registry {
             store,
-            present_script: Script::new(PRESENT_INSTANCES_LUA),
-            remove_stale_script: Script::new(REMOVE_STALE_NODE_LUA),
+            node_index: NodeIndex::new(),
             presence_cache: PresenceCache::new(presence_cache_ttl),
             warned: WarnOnce::default(),
         }
@@ -156,36 +121,8 @@ impl Registry {
     /// `refresh node list` uses 60 s, hydra-router's `clear` 5 s). Entries that
     /// do not parse are left alone. Returns how many were removed.
     pub(crate) fn clear_stale_nodes(&self, older_than: Duration) -> Result<usize> {
-        let entries: Vec<(String, String)> = self.store.run(|c| redis::cmd("HGETALL").arg(keys::NODES).query(c))?;
-        let stale: Vec<(String, String, String)> = entries
-            .into_iter()
-            .filter_map(|(field, text)| {
-                let instance = Instance::parse(&text).ok()?;
-                let old = instance.updated_on_ts != 0 && Duration::from_secs(instance.elapsed) >= older_than;
-                old.then(|| (keys::presence(&instance.service_name, &field), field, text))
-            })
-            .collect();
-        let mut removed = 0;
-        // One round trip per batch, however many entries are stale.
-        for batch in stale.chunks(STALE_BATCH) {
-            let deleted: Vec<usize> = self.store.run(|c| {
-                let mut pipe = redis::pipe();
-                // Loaded in the same round trip, so EVALSHA never meets NOSCRIPT.
-                pipe.cmd("SCRIPT").arg("LOAD").arg(REMOVE_STALE_NODE_LUA).ignore();
-                for (presence, field, text) in batch {
-                    pipe.cmd("EVALSHA")
-                        .arg(self.remove_stale_script.get_hash())
-                        .arg(2)
-                        .arg(keys::NODES)
-                        .arg(presence)
-                        .arg(field)
-                        .arg(text);
-                }
-                pipe.query(c)
-            })?;
-            removed += deleted.iter().sum::<usize>();
-        }
-        Ok(removed)
+        // Bounded batches (HSCAN), each judging and removing atomically.
+        Ok(self.node_index.walk(&self.store, Some(older_than), "")?.removed)
     }
 
     /// Present instances of `name`, in random order, read from Redis now
@@ -243,13 +180,7 @@ impl Registry {
     }
 
     fn present_instances(&self, name: &str) -> Result<Vec<Instance>> {
-        let texts: Vec<String> = self.store.run(|c| {
-            self.present_script
-                .key(keys::NODES)
-                .arg(keys::PREFIX)
-                .arg(name)
-                .invoke(c)
-        })?;
+        let texts = self.node_index.present(&self.store, name)?;
         Ok(texts
             .iter()
             .filter_map(|text| {

@@ -4,11 +4,16 @@
 //!
 //! The store is a small pool of synchronous connections (`redis::Connection`),
 //! so callers on several threads do not queue behind one socket.
+//!
+//! An ACL denial (`NOPERM`) of any command run through the store becomes
+//! [`Error::PermissionDenied`] naming the command and its key or channel: the
+//! connection handed to callers notes which command of the request Redis
+//! refused (Redis's own message names at most one of the two).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, RedisError};
+use redis::{Client, Connection, ConnectionLike, RedisError, Value};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
@@ -67,9 +72,10 @@ impl Store {
     /// a dropped connection, it runs once more on a fresh connection. The
     /// command may then run twice in the rare case the server executed it but
     /// the reply was lost; Hydra's writes are idempotent or at-least-once.
-    pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+    pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
         let (mut conn, reused) = self.checkout()?;
-        match f(&mut conn) {
+        let mut traced = Traced::new(&mut conn);
+        match f(&mut traced) {
             Ok(value) => {
                 self.checkin(conn);
                 Ok(value)
@@ -77,14 +83,30 @@ impl Store {
             Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
                 drop(conn);
                 let mut fresh = self.connect()?;
-                let result = f(&mut fresh);
-                self.finish(fresh, result)
+                let mut traced = Traced::new(&mut fresh);
+                let result = f(&mut traced);
+                let request = traced.denied_request.take();
+                self.finish(fresh, result, request)
             }
-            Err(e) => self.finish(conn, Err(e)),
+            Err(e) => {
+                let request = traced.denied_request.take();
+                self.finish(conn, Err(e), request)
+            }
         }
     }
 
-    fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>) -> Result<T> {
+    /// [`run`](Store::run) without the retry on a fresh connection: for a
+    /// command that must not run twice and cannot be made idempotent (a
+    /// blocking move). A dropped connection is reported, not retried.
+    pub(crate) fn run_once<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let (mut conn, _) = self.checkout()?;
+        let mut traced = Traced::new(&mut conn);
+        let result = f(&mut traced);
+        let request = traced.denied_request.take();
+        self.finish(conn, result, request)
+    }
+
+    fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>, request: Option<Vec<u8>>) -> Result<T> {
         match result {
             Ok(value) => {
                 self.checkin(conn);
@@ -94,8 +116,22 @@ impl Store {
                 if !is_connection_fault(&e) {
                     self.checkin(conn);
                 }
-                Err(Error::Redis(e))
+                Err(explain(e, request))
             }
+        }
+    }
+
+    /// Checks that the server answers and is Redis 6.2 or newer (`INFO
+    /// server`, one round trip). A user not allowed to run `INFO` gets a
+    /// `PING` instead, and the version goes unchecked.
+    pub(crate) fn check_server(&self) -> Result<()> {
+        match self.run(|c| redis::cmd("INFO").arg("server").query::<String>(c)) {
+            Ok(info) => check_server_version(&info, &self.target),
+            Err(Error::PermissionDenied(reason)) => {
+                log::debug!("cannot check the Redis version at {}: {reason}", self.target);
+                self.run(|c| redis::cmd("PING").query::<()>(c))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -114,6 +150,11 @@ impl Store {
             self.command_timeout,
             channels,
         )
+    }
+
+    /// How long opening a connection may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The read/write timeout of each command.
@@ -203,8 +244,293 @@ impl Store {
     }
 }
 
+/// The oldest Redis that has every command hydra-rs sends: `SET … GET`
+/// (presence, every beat) and `LMOVE`/`BLMOVE` (queues) came with 6.2.
+pub(crate) const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// Fails with [`Error::InvalidConfig`] (field `redis`) when `INFO server`
+/// reports a `redis_version` older than [`MIN_REDIS_VERSION`]. A server that
+/// reports no parsable version (a Redis-compatible server) is let through.
+pub(crate) fn check_server_version(info: &str, target: &str) -> Result<()> {
+    let Some(version) = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("redis_version:"))
+        .map(str::trim)
+    else {
+        return Ok(());
+    };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    let (need_major, need_minor) = MIN_REDIS_VERSION;
+    if (major, minor) >= MIN_REDIS_VERSION {
+        return Ok(());
+    }
+    Err(Error::invalid_config(
+        "redis",
+        format!(
+            "hydra-rs needs Redis {need_major}.{need_minor} or newer (for SET … GET and BLMOVE); \
+             the server at {target} runs Redis {version}"
+        ),
+    ))
+}
+
 /// True when the connection can no longer be trusted: the socket failed, or a
 /// reply timed out (a late reply would be read as the answer to the next command).
 pub(crate) fn is_connection_fault(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+/// `e` as the library reports it: an ACL denial becomes
+/// [`Error::PermissionDenied`] naming the command and key, found in the
+/// request that [`Traced`] kept (`request`).
+pub(crate) fn explain(e: RedisError, request: Option<Vec<u8>>) -> Error {
+    // A plain NOPERM names the command; one from inside a script (Redis 7.0)
+    // does not, so prefer the former when a pipeline had both.
+    let Some(denial) = e.clone().into_server_errors().and_then(|errors| {
+        let mut denials = errors
+            .iter()
+            .filter(|(_, se)| is_denial(se.code(), se.details().unwrap_or_default()));
+        let first = denials.clone().next();
+        denials
+            .find(|(_, se)| se.code() == "NOPERM")
+            .or(first)
+            .map(|(index, se)| (*index, se.details().unwrap_or_default().to_string()))
+    }) else {
+        return Error::Redis(e);
+    };
+    let (index, said) = denial;
+    let what = request.as_deref().and_then(|r| describe_denied(r, index, &said));
+    match what {
+        Some(what) => Error::PermissionDenied(format!("the Redis user may not run {what} ({said})")),
+        None => Error::PermissionDenied(format!("the Redis user lacks a permission: {said}")),
+    }
+}
+
+/// True for Redis's ACL refusals: `NOPERM …`, and from inside a script
+/// (Redis 7.0) `ERR The user executing the script can't run this command…`.
+fn is_denial(code: &str, details: &str) -> bool {
+    code == "NOPERM" || details.contains("user executing the script can't") || details.contains("no permissions")
+}
+
+fn value_is_denial(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if is_denial(e.code(), e.details().unwrap_or_default()))
+}
+
+fn error_is_denial(e: &RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, se)| is_denial(se.code(), se.details().unwrap_or_default()))
+    })
+}
+
+/// The connection callers of [`Store::run`] get: a plain connection that
+/// keeps a copy of a request Redis refused for lack of permission, so the
+/// error can name the command and key. Nothing is copied otherwise.
+pub(crate) struct Traced<'a> {
+    conn: &'a mut Connection,
+    denied_request: Option<Vec<u8>>,
+}
+
+impl<'a> Traced<'a> {
+    fn new(conn: &'a mut Connection) -> Traced<'a> {
+        Traced {
+            conn,
+            denied_request: None,
+        }
+    }
+
+    /// The underlying connection, e.g. to change its read timeout for a
+    /// blocking command. (Commands sent on it directly are not traced.)
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        self.conn
+    }
+}
+
+impl ConnectionLike for Traced<'_> {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<Value> {
+        let result = self.conn.req_packed_command(cmd);
+        let denied = match &result {
+            Ok(value) => value_is_denial(value),
+            Err(e) => error_is_denial(e),
+        };
+        if denied {
+            self.denied_request = Some(cmd.to_vec());
+        }
+        result
+    }
+
+    fn req_packed_commands(&mut self, cmd: &[u8], offset: usize, count: usize) -> redis::RedisResult<Vec<Value>> {
+        let result = self.conn.req_packed_commands(cmd, offset, count);
+        let denied = match &result {
+            Ok(values) => values.iter().any(value_is_denial),
+            Err(e) => error_is_denial(e),
+        };
+        if denied {
+            self.denied_request = Some(cmd.to_vec());
+        }
+        result
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.conn.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.conn.is_open()
+    }
+}
+
+/// "HSET on hydra:service:nodes" for command `index` of a packed request (of
+/// a transaction's commands when it starts with MULTI). A script names its
+/// keys; Redis's message may name the command inside it.
+fn describe_denied(packed: &[u8], index: usize, said: &str) -> Option<String> {
+    let commands = parse_packed(packed)?;
+    let name_of =
+        |c: &[Vec<u8>]| String::from_utf8_lossy(c.first().map(Vec::as_slice).unwrap_or_default()).to_ascii_uppercase();
+    let in_transaction = commands.first().is_some_and(|c| name_of(c) == "MULTI");
+    let chosen = commands.get(index + usize::from(in_transaction))?;
+    let name = name_of(chosen);
+    let keys: Vec<String> = key_arguments(&name, chosen)
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    // "… to run the 'hset' command": the command inside a script.
+    let inner = said
+        .split('\'')
+        .nth(1)
+        .filter(|_| said.contains("' command"))
+        .map(str::to_ascii_uppercase)
+        .filter(|inner| *inner != name);
+    let name = match inner {
+        Some(inner) => format!("{inner} (in a script, {name})"),
+        None => name,
+    };
+    Some(if keys.is_empty() {
+        name
+    } else {
+        format!("{name} on {}", keys.join(", "))
+    })
+}
+/// The key (or channel) arguments of a command, as far as Hydra uses them.
+fn key_arguments<'c>(name: &str, args: &'c [Vec<u8>]) -> &'c [Vec<u8>] {
+    match name {
+        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" => {
+            let count = args
+                .get(2)
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            args.get(3..3 + count).unwrap_or_default()
+        }
+        "MGET" | "DEL" | "EXISTS" | "SUBSCRIBE" | "UNLINK" => args.get(1..).unwrap_or_default(),
+        "RPOPLPUSH" | "LMOVE" | "BLMOVE" => args.get(1..3).unwrap_or_default(),
+        "PING" | "INFO" | "MULTI" | "EXEC" | "SCRIPT" | "CLIENT" => &[],
+        _ => args.get(1..2).unwrap_or_default(),
+    }
+}
+
+/// The commands of a packed RESP request (`*n $len arg …`, repeated).
+fn parse_packed(mut bytes: &[u8]) -> Option<Vec<Vec<Vec<u8>>>> {
+    fn line(bytes: &mut &[u8], marker: u8) -> Option<usize> {
+        let end = bytes.windows(2).position(|w| w == b"\r\n")?;
+        let (head, rest) = bytes.split_at(end);
+        if head.first() != Some(&marker) {
+            return None;
+        }
+        let n = std::str::from_utf8(&head[1..]).ok()?.parse().ok()?;
+        *bytes = &rest[2..];
+        Some(n)
+    }
+    let mut commands = Vec::new();
+    while !bytes.is_empty() {
+        let argc = line(&mut bytes, b'*')?;
+        let mut args = Vec::with_capacity(argc);
+        for _ in 0..argc {
+            let len = line(&mut bytes, b'$')?;
+            args.push(bytes.get(..len)?.to_vec());
+            bytes = bytes.get(len + 2..)?;
+        }
+        commands.push(args);
+    }
+    Some(commands)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: &str) -> String {
+        format!("# Server\r\nredis_version:{version}\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\n")
+    }
+
+    #[test]
+    fn redis_older_than_6_2_is_refused_with_the_version_found() {
+        for old in ["6.0.16", "5.0.7", "6.1.0", "4.0.14", "2.8.24"] {
+            let err = check_server_version(&info(old), "redis://127.0.0.1:6379/0").unwrap_err();
+            let Error::InvalidConfig { field, reason } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(field, "redis");
+            assert!(reason.contains("6.2 or newer"), "{reason}");
+            assert!(reason.contains(&format!("runs Redis {old}")), "{reason}");
+            assert!(reason.contains("redis://127.0.0.1:6379/0"), "{reason}");
+        }
+        for fine in ["6.2.0", "6.2.14", "7.0.15", "7.4.1", "8.0.0", "10.1.2"] {
+            assert!(check_server_version(&info(fine), "x").is_ok(), "{fine}");
+        }
+        // No version, or not a number (a Redis-compatible server): let through.
+        assert!(check_server_version("# Server\r\nvalkey_version:8.0.1\r\n", "x").is_ok());
+        assert!(check_server_version(&info("unknown"), "x").is_ok());
+    }
+
+    #[test]
+    fn a_denied_command_is_named_with_its_keys() {
+        let pipeline = redis::pipe()
+            .cmd("SET")
+            .arg("k1")
+            .arg("v")
+            .cmd("HSET")
+            .arg("hydra:service:nodes")
+            .arg("f")
+            .arg("v")
+            .get_packed_pipeline();
+        let said = "this user has no permissions to run the 'hset' command";
+        assert_eq!(
+            describe_denied(&pipeline, 1, said).unwrap(),
+            "HSET on hydra:service:nodes"
+        );
+        // In a transaction the index counts from the first command after MULTI.
+        let transaction = redis::pipe()
+            .atomic()
+            .cmd("LPUSH")
+            .arg("log")
+            .arg("x")
+            .cmd("EXPIRE")
+            .arg("other")
+            .arg(5)
+            .get_packed_pipeline();
+        assert_eq!(
+            describe_denied(&transaction, 1, "No permissions to access a key").unwrap(),
+            "EXPIRE on other"
+        );
+        // A script: its keys, and the command inside when Redis names it.
+        let script = redis::cmd("EVALSHA")
+            .arg("abc")
+            .arg(2)
+            .arg("a")
+            .arg("b")
+            .arg("argv")
+            .get_packed_command();
+        assert_eq!(
+            describe_denied(&script, 0, said).unwrap(),
+            "HSET (in a script, EVALSHA) on a, b"
+        );
+        assert!(parse_packed(b"*1\r\n$4\r\nPI").is_none());
+    }
 }

@@ -283,3 +283,138 @@ fn stale_nodes_entries_can_be_cleared() {
     assert_eq!(live.clear_stale_nodes(Duration::from_secs(60)).unwrap(), 2500);
     assert_eq!(conn.hlen::<_, usize>("hydra:service:nodes").unwrap(), 3);
 }
+
+/// A `nodes` entry in Node's format (what Node's heartbeat writes).
+fn node_entry(service: &str, id: &str, updated_on: &str) -> String {
+    json!({
+        "serviceName": service, "serviceDescription": "", "version": "1", "instanceID": id,
+        "updatedOn": updated_on, "processID": 1, "ip": "10.0.0.1", "port": 80, "hostName": "h"
+    })
+    .to_string()
+}
+
+/// Calls of each command (Lua's `redis.call`s included) since `before`.
+fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+#[test]
+fn a_lookup_reads_only_the_instances_of_its_service() {
+    let server = RedisServer::start();
+    let wanted = register(&server, "wanted");
+    let mut conn = raw(&server);
+    // 3,000 dead entries of other services, recent enough not to be pruned.
+    let now = hydra_now_iso();
+    let mut pipe = redis::pipe();
+    for n in 0..3000 {
+        let id = format!("dead{n:05}");
+        pipe.hset(
+            "hydra:service:nodes",
+            &id,
+            node_entry(&format!("other{}", n % 7), &id, &now),
+        )
+        .ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let reader = init(&server, "reader");
+    // The first lookup after foreign writers added entries walks the hash once.
+    assert_eq!(reader.get_service_presence("wanted").unwrap().len(), 1);
+
+    let before = command_calls(&mut conn);
+    for _ in 0..10 {
+        let found = reader.get_service_presence("wanted").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].instance_id, wanted.get_instance_id());
+    }
+    let after = command_calls(&mut conn);
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    // Whole-hash reads would cost Redis time per entry ever registered.
+    for whole in ["hgetall", "hvals", "hkeys", "hscan", "scan", "keys"] {
+        assert_eq!(delta(whole), 0, "{whole} on the lookup path");
+    }
+    // One instance of `wanted`: one HGET and one EXISTS per lookup.
+    assert_eq!(delta("hget"), 10);
+    assert_eq!(delta("exists"), 10);
+}
+
+#[test]
+fn node_writers_are_found_at_once_even_when_the_indexes_are_trusted() {
+    let server = RedisServer::start();
+    let reader = init(&server, "reader");
+    assert!(reader.get_service_presence("nodey").unwrap().is_empty());
+    let mut conn = raw(&server);
+    // What a Node instance writes each second: presence and its nodes field.
+    for id in ["n1", "n2"] {
+        let _: () = conn
+            .hset("hydra:service:nodes", id, node_entry("nodey", id, &hydra_now_iso()))
+            .unwrap();
+        let _: () = conn
+            .set_ex(format!("hydra:service:nodey:{id}:presence"), id, 3)
+            .unwrap();
+        let found = reader.get_service_presence("nodey").unwrap();
+        assert!(found.iter().any(|i| i.instance_id == id), "{id} not found: {found:?}");
+    }
+    assert_eq!(reader.get_service_presence("nodey").unwrap().len(), 2);
+    // Presence gone: no longer listed, though still in the hash.
+    let _: () = conn.del("hydra:service:nodey:n1:presence").unwrap();
+    let found = reader.get_service_presence("nodey").unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].instance_id, "n2");
+    // After FLUSHDB a Node instance writes again: found again.
+    let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    assert!(reader.get_service_presence("nodey").unwrap().is_empty());
+    let _: () = conn
+        .hset("hydra:service:nodes", "n3", node_entry("nodey", "n3", &hydra_now_iso()))
+        .unwrap();
+    let _: () = conn.set_ex("hydra:service:nodey:n3:presence", "n3", 3).unwrap();
+    assert_eq!(reader.get_service_presence("nodey").unwrap()[0].instance_id, "n3");
+}
+
+#[test]
+fn long_dead_entries_are_pruned_automatically() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let mut conn = raw(&server);
+    let mut pipe = redis::pipe();
+    for n in 0..5000 {
+        let id = format!("gone{n:05}");
+        pipe.hset(
+            "hydra:service:nodes",
+            &id,
+            node_entry(&format!("old{}", n % 5), &id, "2020-01-01T00:00:00.000Z"),
+        )
+        .ignore();
+    }
+    // Dead but recent: kept (its instance may be cut off for a moment).
+    pipe.hset(
+        "hydra:service:nodes",
+        "recent",
+        node_entry("old0", "recent", &hydra_now_iso()),
+    )
+    .ignore();
+    let _: () = pipe.query(&mut conn).unwrap();
+
+    let live = register(&server, "live");
+    let pruned = common::wait_for(Duration::from_secs(30), || {
+        let left: usize = conn.hlen("hydra:service:nodes").ok()?;
+        (left == 2).then_some(())
+    });
+    assert!(
+        pruned.is_some(),
+        "the pruner did not remove the long-dead entries within 30 s"
+    );
+    let mut fields: Vec<String> = conn.hkeys("hydra:service:nodes").unwrap();
+    fields.sort();
+    let mut expected = vec!["recent".to_string(), live.get_instance_id().to_string()];
+    expected.sort();
+    assert_eq!(fields, expected);
+    assert!(live.get_service_presence("old0").unwrap().is_empty());
+    assert_eq!(live.get_service_presence("live").unwrap().len(), 1);
+}

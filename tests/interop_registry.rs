@@ -181,3 +181,43 @@ fn node_shutdown_and_crash_are_seen() {
     assert!(gone <= Duration::from_millis(3100), "{gone:?}");
     assert!(ours.get_service_presence("node-crash").unwrap().is_empty());
 }
+
+/// Our lookups read a per-service index that only we write; a Node instance
+/// that starts after the indexes were trusted (Node writes only `nodes` and
+/// presence) must still be found at once, and one that stops is dropped.
+#[test]
+fn a_node_instance_started_after_our_lookups_is_found_at_once() {
+    let server = RedisServer::start();
+    let ours = register(&server, "late-reader");
+    assert!(ours.get_service_presence("late-node").unwrap().is_empty());
+    assert_eq!(ours.get_service_presence("late-reader").unwrap().len(), 1);
+
+    let first = node_service(&server, "late-node");
+    let first_id = first.call("getProperty", json!(["instanceID"])).unwrap();
+    let found = ours.get_service_presence("late-node").unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].instance_id, first_id.as_str().unwrap());
+
+    let second = node_service(&server, "late-node");
+    let second_id = second.call("getProperty", json!(["instanceID"])).unwrap();
+    let mut ids: Vec<String> = ours
+        .get_service_presence("late-node")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![
+        first_id.as_str().unwrap().to_string(),
+        second_id.as_str().unwrap().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    first.call("shutdown", json!([])).unwrap();
+    let left = wait_for(Duration::from_secs(5), || {
+        let found = ours.get_service_presence("late-node").ok()?;
+        (found.len() == 1).then(|| found[0].instance_id.clone())
+    });
+    assert_eq!(left.as_deref(), second_id.as_str());
+}

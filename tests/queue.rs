@@ -845,3 +845,122 @@ fn a_handler_can_stop_its_own_worker_without_stalling() {
         "stopping from inside a handler took {took:?}"
     );
 }
+
+/// A TCP proxy to Redis that, once armed, passes the next request on to
+/// Redis but closes the client's connection instead of returning the reply:
+/// the command ran, and the client only sees its connection drop.
+struct ReplyDropper {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    dropped: crossbeam_channel::Receiver<()>,
+}
+
+impl ReplyDropper {
+    fn start(redis_port: u16) -> ReplyDropper {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dropped_tx, dropped) = unbounded();
+        let armed_for_proxy = armed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    return;
+                };
+                let (mut client_in, mut upstream_out) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = client_in.read(&mut buf) {
+                        if upstream_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = upstream_out.shutdown(Shutdown::Both);
+                });
+                let armed = armed_for_proxy.clone();
+                let dropped_tx = dropped_tx.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = upstream.read(&mut buf) {
+                        if armed.swap(false, Ordering::SeqCst) {
+                            let _ = dropped_tx.send(());
+                            break;
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = upstream.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        ReplyDropper { port, armed, dropped }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_take_whose_reply_was_lost_is_not_repeated_on_retry() {
+    let server = RedisServer::start();
+    let proxy = ReplyDropper::start(server.port());
+    let config = hydra::Config::builder()
+        .service_name("jobs")
+        .service_ip("127.0.0.1")
+        .redis_url(&format!("redis://127.0.0.1:{}/15", proxy.port))
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    // Also leaves a pooled connection, which is what a retry follows.
+    for n in 0..3 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    proxy.arm();
+    let taken = hydra.get_queued_message("jobs").unwrap().expect("a message");
+    proxy
+        .dropped
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the proxy dropped the reply");
+    assert_eq!(taken.message.body["n"], 0, "the message the lost reply carried");
+    let mut conn = raw(&server);
+    let in_progress: Vec<String> = conn.lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(in_progress, vec![taken.raw()], "nothing stranded in mqinprogress");
+    let waiting: i64 = conn.llen(q("jobs", "mqrecieved")).unwrap();
+    assert_eq!(waiting, 2);
+    // Marking works as usual, and the next takes go on in order.
+    assert!(hydra.mark_queue_message(&taken, true, None).unwrap());
+    let next = hydra.get_queued_message("jobs").unwrap().unwrap();
+    assert_eq!(next.message.body["n"], 1);
+}
+
+#[test]
+fn a_blocking_take_is_not_retried_after_a_dropped_connection() {
+    let server = RedisServer::start();
+    let proxy = ReplyDropper::start(server.port());
+    let config = hydra::Config::builder()
+        .service_name("jobs")
+        .service_ip("127.0.0.1")
+        .redis_url(&format!("redis://127.0.0.1:{}/15", proxy.port))
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    for n in 0..2 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    proxy.arm();
+    let err = hydra
+        .get_queued_message_timeout("jobs", Duration::from_secs(2))
+        .unwrap_err();
+    assert!(matches!(err, Error::Redis(_)), "{err:?}");
+    // One message moved (its reply lost), not a second one by a retry.
+    let mut conn = raw(&server);
+    let in_progress: i64 = conn.llen(q("jobs", "mqinprogress")).unwrap();
+    let waiting: i64 = conn.llen(q("jobs", "mqrecieved")).unwrap();
+    assert_eq!((in_progress, waiting), (1, 1));
+}

@@ -50,6 +50,8 @@ fn registration_writes_exactly_nodes_keys() {
         "hydra:service:alpha-service:service".to_string(),
         format!("hydra:service:alpha-service:{id}:presence"),
         format!("hydra:service:alpha-service:{id}:health"),
+        // Ours only: the service's instance index (see `node_index`).
+        "hydra:service:alpha-service:nodeids".to_string(),
         "hydra:service:nodes".to_string(),
         "hydra:service:services".to_string(),
     ];
@@ -275,6 +277,31 @@ fn redis_restart_recreates_the_registration_within_two_seconds() {
 }
 
 #[test]
+fn routes_come_back_after_redis_loses_its_data() {
+    common::init_logging();
+    let server = RedisServer::start();
+    let hydra = register(&server, "routed");
+    hydra
+        .register_routes(&["[get]/v1/routed/:id".to_string(), "[post]/v1/routed".to_string()])
+        .unwrap();
+    let mut conn = raw(&server);
+    let mut registered: Vec<String> = conn.smembers("hydra:service:routed:service:routes").unwrap();
+    registered.sort();
+    assert_eq!(registered.len(), 5, "{registered:?}");
+
+    let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+    let restored = wait_for(Duration::from_secs(10), || {
+        let mut routes: Vec<String> = conn.smembers("hydra:service:routed:service:routes").ok()?;
+        routes.sort();
+        (routes == registered).then_some(())
+    });
+    assert!(restored.is_some(), "routes not re-created within 10 s of FLUSHDB");
+    // And routers that read them find the service again.
+    let routes = init(&server, "router-like").get_all_service_routes().unwrap();
+    assert_eq!(routes.get("routed"), Some(&registered));
+}
+
+#[test]
 fn unreachable_redis_fails_init_within_the_timeout() {
     // Nothing listens on this port: refused at once.
     let port = {
@@ -423,4 +450,93 @@ fn concurrent_registrations_register_once() {
     let mut conn = raw(&server);
     let fields: Vec<String> = conn.hkeys("hydra:service:nodes").unwrap();
     assert_eq!(fields, [hydra.get_instance_id().to_string()]);
+}
+
+#[test]
+fn acl_denials_name_the_command_and_the_key() {
+    let server = RedisServer::start_with_args(&[
+        "--user",
+        "nohset",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-hset",
+        "--user",
+        "alphaonly",
+        "on",
+        ">pw",
+        "~hydra:service:alpha:*",
+        "~hydra:service:nodes*",
+        "~hydra:service:services",
+        "%R~hydra:service:beta:*",
+        "&*",
+        "+@all",
+    ]);
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}/15", server.port());
+    let handle = |user: &str, name: &str| {
+        let config = Config::builder()
+            .service_name(name)
+            .service_ip("127.0.0.1")
+            .redis_url(&url(user))
+            .build()
+            .unwrap();
+        Hydra::init(config).unwrap()
+    };
+
+    // A command the user may not run, inside a pipeline and a script.
+    let err = handle("nohset", "alpha").register_service().unwrap_err();
+    let Error::PermissionDenied(reason) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("HSET"), "{reason}");
+    assert!(reason.contains("hydra:service:nodes"), "{reason}");
+    assert_eq!(err.code(), hydra::ErrorCode::PermissionDenied);
+
+    // A key the user may not read, and one it may read but not write.
+    let alpha = handle("alphaonly", "alpha");
+    alpha.register_service().unwrap();
+    let err = alpha.get_config("gamma:1.0.0").unwrap_err();
+    let Error::PermissionDenied(reason) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("HGET on hydra:service:gamma:configs"), "{reason}");
+    assert_eq!(alpha.get_config("beta:1.0.0").unwrap(), None);
+    let err = alpha.put_config("beta:1.0.0", &serde_json::json!({})).unwrap_err();
+    let Error::PermissionDenied(reason) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("HSET on hydra:service:beta:configs"), "{reason}");
+    alpha.shutdown().unwrap();
+}
+
+#[test]
+fn init_checks_the_redis_version_and_tolerates_a_user_without_info() {
+    let server = RedisServer::start_with_args(&["--user", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info"]);
+    let mut conn = raw(&server);
+    let info: String = redis::cmd("INFO").arg("server").query(&mut conn).unwrap();
+    assert!(info.contains("redis_version:"), "{info}");
+    let before: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
+    let calls = |stats: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_info:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    init(&server, "versioned").shutdown().unwrap();
+    let after: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
+    // One INFO by init (the version check), plus the one that read `before`.
+    assert_eq!(calls(&after) - calls(&before), 2);
+
+    let url = format!("redis://noinfo:pw@127.0.0.1:{}/15", server.port());
+    let config = Config::builder()
+        .service_name("noinfo")
+        .redis_url(&url)
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    hydra.register_service().unwrap();
+    hydra.shutdown().unwrap();
 }

@@ -87,6 +87,7 @@ impl Hydra {
             pipe.sadd(&key, &all).ignore();
             pipe.query::<()>(c)
         })?;
+        self.remember_routes(&all);
         *self.http().own_routes.lock().unwrap_or_else(|p| p.into_inner()) =
             all.iter().map(|r| RoutePattern::new(r)).collect();
         if svc != ROUTER_SERVICE {

@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use redis::{Connection, RedisResult};
+use redis::{ConnectionLike, RedisResult};
 
 use super::scripts;
 use crate::keys;
@@ -107,7 +107,7 @@ fn ms(d: Duration) -> u64 {
 
 /// The oldest waiting message, without blocking, or `None`.
 pub(crate) fn take(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &QueueKeys,
     slot: &Slot,
     lease: Duration,
@@ -129,7 +129,7 @@ pub(crate) fn take(
 /// (presumed dead and requeued). The connection's read timeout must exceed
 /// `block`.
 pub(crate) fn take_blocking(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &QueueKeys,
     slot: &Slot,
     lease: Duration,
@@ -166,7 +166,7 @@ pub(crate) fn block_seconds(block: Duration) -> String {
 
 /// Marks a message the slot holds completed. `false` when the slot no longer
 /// held it.
-pub(crate) fn complete(conn: &mut Connection, keys: &QueueKeys, slot: &Slot, raw: &[u8]) -> RedisResult<bool> {
+pub(crate) fn complete(conn: &mut dyn ConnectionLike, keys: &QueueKeys, slot: &Slot, raw: &[u8]) -> RedisResult<bool> {
     let held: i64 = scripts::COMPLETE
         .key(&slot.claimed)
         .key(&keys.in_progress)
@@ -179,7 +179,7 @@ pub(crate) fn complete(conn: &mut Connection, keys: &QueueKeys, slot: &Slot, raw
 /// [`complete`] and [`take`] in one round trip: whether the slot still held
 /// the completed message, and the next one if any.
 pub(crate) fn complete_and_take(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &QueueKeys,
     slot: &Slot,
     raw: &[u8],
@@ -210,7 +210,7 @@ pub(crate) fn complete_and_take(
 /// Counts a failed delivery: retry below `max_deliveries`, else `dead_letter`
 /// goes to `mqincomplete` (`max_deliveries` 0: at once).
 pub(crate) fn fail(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &QueueKeys,
     slot: &Slot,
     raw: &[u8],
@@ -236,7 +236,12 @@ pub(crate) fn fail(
 
 /// Gives back everything `slots` hold, to be taken next; with `forget`, also
 /// removes the slots (a clean stop). Returns how many messages went back.
-pub(crate) fn release(conn: &mut Connection, keys: &QueueKeys, slots: &[&Slot], forget: bool) -> RedisResult<u64> {
+pub(crate) fn release(
+    conn: &mut dyn ConnectionLike,
+    keys: &QueueKeys,
+    slots: &[&Slot],
+    forget: bool,
+) -> RedisResult<u64> {
     if slots.is_empty() {
         return Ok(0);
     }
@@ -278,7 +283,7 @@ pub(crate) struct Kept {
 /// Renews the leases of `slots` and, unless another consumer did recently,
 /// requeues the messages of dead slots.
 pub(crate) fn keep(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &QueueKeys,
     slots: &[&Slot],
     timing: Keeping,

@@ -174,6 +174,12 @@ impl Hydra {
     /// Takes the oldest message waiting for `service` (Node's
     /// `getQueuedMessage`: `RPOPLPUSH` to `mqinprogress`), or `None`.
     ///
+    /// The move runs as a script that keeps a copy of what it took for a few
+    /// seconds under a key of this call: when the reply is lost with the
+    /// connection and the call is retried on a new one, the retry returns
+    /// that message rather than moving a second one (which would leave the
+    /// first in `mqinprogress` with nobody holding it).
+    ///
     /// As in Node, nothing watches the message while you hold it: mark it with
     /// [`mark_queue_message`](Hydra::mark_queue_message), or it stays in
     /// `mqinprogress` for good. ([`queue_worker`](Hydra::queue_worker) holds
@@ -182,11 +188,15 @@ impl Hydra {
     pub fn get_queued_message(&self, service: &str) -> Result<Option<QueuedMessage>> {
         let keys = QueueKeys::new(service);
         for _ in 0..MAX_GARBAGE_PER_TAKE {
+            let receipt = keys::queue_take(&keys.service, &uuid::Uuid::new_v4().simple().to_string());
+            let receipt_ms = self.take_receipt_ttl().as_millis() as u64;
             let raw: Option<Vec<u8>> = self.store().run(|c| {
-                redis::cmd("RPOPLPUSH")
-                    .arg(&keys.received)
-                    .arg(&keys.in_progress)
-                    .query(c)
+                scripts::TAKE_UNTRACKED
+                    .key(&keys.received)
+                    .key(&keys.in_progress)
+                    .key(&receipt)
+                    .arg(receipt_ms)
+                    .invoke(c)
             })?;
             let Some(raw) = raw else {
                 return Ok(None);
@@ -201,6 +211,12 @@ impl Hydra {
     /// [`get_queued_message`](Hydra::get_queued_message) that waits up to
     /// `timeout` for a message to arrive (`BLMOVE`, no polling). The
     /// connection is held for the wait.
+    ///
+    /// A blocking move cannot be made idempotent, so it is never retried:
+    /// when the connection drops during the wait the error is returned, and
+    /// a message the server moved just before may be left in `mqinprogress`
+    /// (as with Node's `getQueuedMessage`, nothing watches untracked takes;
+    /// [`queue_worker`](Hydra::queue_worker) leases its messages instead).
     pub fn get_queued_message_timeout(&self, service: &str, timeout: Duration) -> Result<Option<QueuedMessage>> {
         if timeout.is_zero() {
             return self.get_queued_message(service);
@@ -213,8 +229,8 @@ impl Hydra {
             if left.is_zero() {
                 return Ok(None);
             }
-            let raw: Option<Vec<u8>> = self.store().run(|c| {
-                c.set_read_timeout(Some(left + command_timeout))?;
+            let raw: Option<Vec<u8>> = self.store().run_once(|c| {
+                c.connection().set_read_timeout(Some(left + command_timeout))?;
                 let raw = redis::cmd("BLMOVE")
                     .arg(&keys.received)
                     .arg(&keys.in_progress)
@@ -223,7 +239,7 @@ impl Hydra {
                     .arg(claims::block_seconds(left))
                     .query(c);
                 // The connection goes back to the pool: restore its timeout.
-                c.set_read_timeout(Some(command_timeout))?;
+                c.connection().set_read_timeout(Some(command_timeout))?;
                 raw
             })?;
             let Some(raw) = raw else {
@@ -234,6 +250,12 @@ impl Hydra {
             }
         }
         Ok(None)
+    }
+
+    /// How long a take's receipt outlives it: longer than `Store::run` can
+    /// take to retry (a reconnect and a command on the fresh connection).
+    fn take_receipt_ttl(&self) -> Duration {
+        2 * (self.config().connect_timeout() + self.config().command_timeout()) + Duration::from_secs(1)
     }
 
     /// A message just moved to `mqinprogress` without a lease: decoded, or

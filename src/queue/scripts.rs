@@ -60,6 +60,25 @@ return {raw, tonumber(redis.call('HGET', KEYS[5], redis.sha1hex(raw)) or 0)}
     )
 });
 
+/// `get_queued_message`'s take (Node's `RPOPLPUSH`), made idempotent: a
+/// retry of the same take (same receipt key) returns the message the first
+/// attempt moved, when its reply was lost, instead of moving another.
+///
+/// KEYS: mqrecieved, mqinprogress, receipt. ARGV: receipt TTL ms. Returns
+/// the message, or nil when the queue is empty.
+pub(crate) static TAKE_UNTRACKED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local taken = redis.call('GET', KEYS[3])
+if taken then return taken end
+local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+if not raw then return false end
+redis.call('SET', KEYS[3], raw, 'PX', ARGV[1])
+return raw
+",
+    )
+});
+
 /// Records a message a slot took with `BLMOVE mqrecieved → staging` as in
 /// progress: staging → claimed, and into mqinprogress.
 ///

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-use redis::Connection;
+use redis::{Connection, ConnectionLike};
 use serde::Serialize;
 
 use super::claims::{self, Failed, Keeping, QueueKeys, Slot, Taken};
@@ -577,7 +577,13 @@ impl Core {
 
     /// Writes a verdict. `rewriting`: an earlier attempt failed, and may have
     /// been applied with only its reply lost.
-    fn record(&self, c: &mut Connection, slot: &Slot, verdict: &Verdict, rewriting: bool) -> redis::RedisResult<()> {
+    fn record(
+        &self,
+        c: &mut dyn ConnectionLike,
+        slot: &Slot,
+        verdict: &Verdict,
+        rewriting: bool,
+    ) -> redis::RedisResult<()> {
         let service = &self.keys.service;
         let max = self.options.max_deliveries;
         let note_lost = |mid: &str| {
