@@ -320,8 +320,8 @@ class HttpResponse:
 
 
 def _http_status(status: Any) -> int:
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
-        raise ValueError(f"HTTP status must be an int from 100 to 999, got {status!r}")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError(f"HTTP status must be an int from 100 to 599, got {status!r}")
     return status
 
 
@@ -842,8 +842,8 @@ class Hydra(_Owned):
         return port.value
 
     def http_stats(self) -> Dict[str, int]:
-        """``connections``, ``requests``, ``rejected``, ``panicked``,
-        ``overloaded``, ``timed_out``."""
+        """``connections``, ``requests``, ``rejected``, ``rejected_framing``,
+        ``panicked``, ``overloaded``, ``timed_out``."""
         return _json_out(lambda out: lib.hydra_http_stats(self._handle, out))
 
     def register_routes(self, routes: Iterable[str]) -> None:
