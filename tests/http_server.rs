@@ -446,3 +446,30 @@ fn serve_http_with_fails_with_nothing_left_running() {
         .unwrap();
     assert_eq!(read_responses(&mut stream).0[0].status, 200);
 }
+
+/// The defaults the README and the C and Python docs state.
+#[test]
+fn the_documented_defaults() {
+    let s = HttpSettings::default();
+    assert_eq!(
+        (s.max_body_bytes, s.max_head_bytes, s.max_url_bytes),
+        (1024 * 1024, 16 * 1024, 8 * 1024)
+    );
+    assert_eq!(
+        (
+            s.read_timeout,
+            s.head_timeout,
+            s.request_timeout,
+            s.keep_alive,
+            s.drain_timeout
+        ),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Duration::from_secs(10)
+        )
+    );
+    assert_eq!((s.workers, s.queue_capacity, s.max_connections), (16, 1024, 4096));
+}

@@ -231,8 +231,12 @@ impl BackgroundTask for HttpServer {
             log::warn!("cannot wake the HTTP loop to stop it: {e}");
         }
         self.event_loop.join(self.drain_timeout + Duration::from_secs(2));
+        // The loop has closed the job queue: idle workers end at once; one
+        // still in a handler past the drain deadline is waited for briefly,
+        // then left detached (and logged).
+        let until = std::time::Instant::now() + Duration::from_secs(2);
         for worker in self.workers {
-            worker.join(Duration::from_secs(2));
+            worker.join(until.saturating_duration_since(std::time::Instant::now()));
         }
     }
 }

@@ -820,9 +820,11 @@ class Hydra(_Owned):
         """Serves the routes added with :meth:`route` on the service port and
         registers them in Redis (as hydra-express does). Settings are the
         library's, in snake_case: ``max_body_bytes``, ``max_head_bytes``,
-        ``max_url_bytes``, ``read_timeout_ms``, ``request_timeout_ms``,
-        ``keep_alive_ms``, ``workers``, ``queue_capacity``. Returns the port
-        (the one published in presence). The server stops on shutdown."""
+        ``max_url_bytes``, ``read_timeout_ms``, ``head_timeout_ms``,
+        ``request_timeout_ms``, ``keep_alive_ms``, ``workers``,
+        ``queue_capacity``, ``max_connections``, ``drain_timeout_ms``. Returns
+        the port (the one published in presence). The server stops on
+        shutdown, letting running requests finish (``drain_timeout_ms``)."""
         routes = dict(self._routes)
         key = callbacks.add(_HttpRoutes(routes))
         port = c_uint16()
