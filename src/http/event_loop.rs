@@ -94,10 +94,13 @@ enum Phase {
     /// A worker has the socket.
     Busy,
     /// Writing a response; then close, or wait for the next request.
+    /// `refused`: an error answer to a request that may still be arriving,
+    /// so the close always lingers.
     Writing {
         output: Vec<u8>,
         written: usize,
         close: bool,
+        refused: bool,
     },
     /// Answered and closing: our side is shut; the client's remaining bytes
     /// are read and dropped until it closes or `until`.
@@ -117,6 +120,10 @@ struct Connection {
     last_io: Instant,
     /// Counted against `max_connections` (refused connections are not).
     counted: bool,
+    /// The socket may hold bytes not read yet although no readiness event
+    /// will say so (edge-triggered): the last read filled the buffer, or an
+    /// event came while a worker had the socket.
+    unread: bool,
 }
 
 /// What reading the buffer of a connection led to.
@@ -307,6 +314,7 @@ impl EventLoop {
                 first_request: true,
                 last_io: now,
                 counted: !over,
+                unread: false,
             },
         );
         if over {
@@ -328,8 +336,12 @@ impl EventLoop {
             Phase::Writing { .. } => self.flush(id),
             Phase::Lingering { .. } => self.linger(id),
             // Readiness while a worker has the socket is looked at when it
-            // comes back (reads and writes are tried then).
-            Phase::Busy => {}
+            // comes back (writes are tried then, reads when this says so).
+            Phase::Busy => {
+                if let Some(connection) = self.connections.get_mut(&id) {
+                    connection.unread = true;
+                }
+            }
         }
     }
 
@@ -358,6 +370,8 @@ impl EventLoop {
                 Ok(n) => {
                     connection.buffer.extend_from_slice(&self.scratch[..n]);
                     connection.last_io = Instant::now();
+                    // A short read emptied the socket's receive queue.
+                    connection.unread = n == self.scratch.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -437,6 +451,7 @@ impl EventLoop {
             output,
             written: 0,
             close: true,
+            refused: true,
         };
         self.flush(id);
     }
@@ -464,38 +479,52 @@ impl EventLoop {
         }
     }
 
-    /// The response is out: close (lingering), or wait for the next request.
+    /// The response is out: close, or wait for the next request.
     fn finish_response(&mut self, id: usize) {
         let draining = self.drain_deadline.is_some();
         let Some(connection) = self.connections.get_mut(&id) else {
             return;
         };
-        let close = match connection.phase {
-            Phase::Writing { close, .. } => close,
-            _ => true,
+        let (close, refused) = match connection.phase {
+            Phase::Writing { close, refused, .. } => (close, refused),
+            _ => (true, true),
         };
         let now = Instant::now();
-        if close || draining {
-            if let Some(stream) = &connection.stream {
-                let _ = stream.shutdown(Shutdown::Write);
-            }
-            connection.buffer = Vec::new();
-            connection.phase = Phase::Lingering {
-                until: now + LINGER,
-                drained: 0,
-            };
-            self.linger(id);
-        } else {
+        if !(close || draining) {
             connection.phase = Phase::Head {
                 scanner: HeadScanner::default(),
                 started: None,
             };
             connection.first_request = false;
             connection.idle_since = now;
-            // A pipelined request may be waiting in the buffer, and readiness
-            // that came while a worker had the socket was not looked at.
-            self.read_requests(id);
+            // A pipelined request may be waiting in the buffer or the socket.
+            if !connection.buffer.is_empty() || connection.unread {
+                self.read_requests(id);
+            }
+            return;
         }
+        // Closing while the client still sends would reset the connection,
+        // and a reset can destroy the answer before the client reads it: after
+        // an error answer, or when bytes are waiting, shut our side and read
+        // and drop the rest for a moment (lingering close, RFC 9112 §9.6).
+        let waiting = match connection.stream.as_mut().map(|s| s.read(&mut self.scratch)) {
+            Some(Ok(n)) => n > 0,
+            Some(Err(e)) => e.kind() == io::ErrorKind::Interrupted,
+            None => false,
+        };
+        let linger = refused || waiting;
+        if !linger {
+            return self.close(id);
+        }
+        if let Some(stream) = &connection.stream {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        connection.buffer = Vec::new();
+        connection.phase = Phase::Lingering {
+            until: now + LINGER,
+            drained: 0,
+        };
+        self.linger(id);
     }
 
     /// Reads and drops what a closing connection's client still sends.
@@ -538,6 +567,7 @@ impl EventLoop {
                         output: returned.output,
                         written,
                         close: returned.close,
+                        refused: false,
                     };
                     // Also when the worker wrote it all: a writable event
                     // that came while it had the socket is not lost this way.
@@ -548,7 +578,7 @@ impl EventLoop {
     }
 
     fn close(&mut self, id: usize) {
-        let Some(mut connection) = self.connections.remove(&id) else {
+        let Some(connection) = self.connections.remove(&id) else {
             return;
         };
         if connection.counted {
@@ -556,9 +586,9 @@ impl EventLoop {
         } else {
             self.refusing -= 1;
         }
-        if let Some(stream) = connection.stream.as_mut() {
-            let _ = self.poll.registry().deregister(stream);
-        }
+        // Dropping the socket closes it, which also takes it out of the poll
+        // (it is never duplicated), without a system call more.
+        drop(connection);
     }
 
     /// Closes connections past their deadline.
