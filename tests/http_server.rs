@@ -473,3 +473,35 @@ fn the_documented_defaults() {
     );
     assert_eq!((s.workers, s.queue_capacity, s.max_connections), (16, 1024, 4096));
 }
+
+/// Many pipelined requests in one write (more than one read's worth): every
+/// one answered, in order, on the one connection.
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let server = RedisServer::start();
+    let (svc, port) = serve(&server, "pipe", routes("pipe"), small_settings());
+    let mut batch = String::new();
+    for n in 0..60 {
+        let body = "x".repeat(900 + n);
+        batch.push_str(&format!(
+            "POST /v1/pipe/echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    batch.push_str("GET /v1/pipe/hello/end HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut stream = connect(port);
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || stream.write_all(batch.as_bytes()))
+    };
+    let (responses, rest) = read_responses(&mut stream);
+    writer.join().unwrap().unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(responses.len(), 61);
+    for (n, response) in responses[..60].iter().enumerate() {
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["result"]["bytes"], 900 + n, "response {n}");
+    }
+    assert_eq!(responses[60].status, 200);
+    assert_eq!(svc.http_stats().connections, 1);
+}

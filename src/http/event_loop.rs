@@ -374,7 +374,10 @@ impl EventLoop {
                     connection.unread = n == self.scratch.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    connection.unread = false;
+                    return;
+                }
                 Err(_) => return self.close(id),
             }
         }
