@@ -605,6 +605,9 @@ mod tests {
             "POST / HTTP/1.1\r\ntransfer-encoding: chunked;x=1\r\n\r\n",
             "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\ntransfer-encoding : chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nx-a: 1\r\n transfer-encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\rhost: x\r\n\r\n",
         ] {
             assert_eq!(status(bad), 400, "{bad:?}");
         }
