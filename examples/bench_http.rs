@@ -11,7 +11,8 @@
 //! Target: `make_api_request` throughput ≥ 0.8× raw ureq's, both sequentially
 //! and with 16 threads. The program is a report: it exits 0 whether or not the
 //! target is met, and non-zero only when a request failed or an answer was
-//! wrong (status, body).
+//! wrong (status, body). `HYDRA_BENCH_SMOKE=1` runs every step briefly (one
+//! round of 200 ms per subject, 300 ms per load, `wrk` for 1 s).
 //!
 //! It starts its own `redis-server` on a free loopback port and uses db 15.
 //! Everything runs in this one process (client and server share the CPUs):
@@ -50,7 +51,7 @@
 //! The server alone: `LOAD_MODES` run `GET /v1/web/hello` over raw
 //! `std::net::TcpStream`s, one thread per connection, each sending a request
 //! and reading the whole answer before the next (no pipelining), for
-//! `LOAD_BUDGET`: keep-alive connections (reopened only when the server says
+//! 3 s per load: keep-alive connections (reopened only when the server says
 //! `connection: close`), and a new connection per request
 //! (`connection: close`, connect time included in the latency). Every answer
 //! must be 200 with the expected body. When `wrk` is on the `PATH`,
@@ -78,34 +79,47 @@ const HELLO_PATH: &str = "/v1/web/hello";
 /// Caller threads in the concurrent measurements.
 const THREADS: usize = 16;
 /// Requests before any measurement, per subject.
-const WARMUP: usize = 300;
+fn warmup() -> usize {
+    bench::scaled(300, 20)
+}
 /// Requests at the start of every round (per thread), untimed.
 const ROUND_WARMUP: usize = 20;
-const SEQ_ROUNDS: usize = 3;
-const SEQ_ROUND_BUDGET: Duration = Duration::from_millis(2000);
-const THREAD_ROUNDS: usize = 3;
-const THREAD_ROUND_BUDGET: Duration = Duration::from_millis(2000);
+fn seq_rounds() -> usize {
+    bench::scaled(3, 1)
+}
+fn seq_round_budget() -> Duration {
+    bench::scaled(Duration::from_millis(2000), Duration::from_millis(200))
+}
+fn thread_rounds() -> usize {
+    bench::scaled(3, 1)
+}
+fn thread_round_budget() -> Duration {
+    bench::scaled(Duration::from_millis(2000), Duration::from_millis(200))
+}
 /// Per-request deadline, for every subject and the load generator.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Target: hydra-rs throughput at least this fraction of raw ureq's.
 const TARGET_THROUGHPUT: f64 = 0.8;
-/// The server alone: (connections, keep-alive). 8 is the server's default
-/// worker count; beyond it the server closes a connection after each answer
-/// whenever another connection waits for a worker.
+/// The server alone: (connections, keep-alive): fewer and more connections
+/// than the server's 16 default workers (a connection holds a worker only
+/// while its handler runs).
 const LOAD_MODES: [(usize, bool); 3] = [(8, true), (64, true), (64, false)];
-const LOAD_BUDGET: Duration = Duration::from_secs(3);
+fn load_budget() -> Duration {
+    bench::scaled(Duration::from_secs(3), Duration::from_millis(300))
+}
 /// A load connection gives up after this many failures.
 const LOAD_MAX_ERRORS: usize = 50;
 /// `wrk`'s run time, and how long we wait for it at most.
-const WRK_DURATION: &str = "5s";
+fn wrk_duration() -> &'static str {
+    bench::scaled("5s", "1s")
+}
 const WRK_DEADLINE: Duration = Duration::from_secs(20);
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// One way of calling the echo route: hydra-rs or raw ureq. Every round
 /// opens a fresh caller and drops it at the end, so that its idle keep-alive
-/// connections are closed before the next subject runs (each one would hold
-/// one of the server's workers for up to its 5 s keep-alive).
+/// connections are closed before the next subject runs.
 trait Subject: Sync {
     fn open(&self) -> BoxResult<Box<dyn Caller>>;
 }
@@ -463,7 +477,7 @@ fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>, expected: &[u8]) 
 /// Runs `wrk` against `url` when it is installed; `None` when it is not.
 fn run_wrk(url: &str) -> Option<Result<String, String>> {
     let spawned = Command::new("wrk")
-        .args(["-t2", "-c64", "-d", WRK_DURATION, "--timeout", "5s", "--latency", url])
+        .args(["-t2", "-c64", "-d", wrk_duration(), "--timeout", "5s", "--latency", url])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -561,7 +575,7 @@ fn run() -> BoxResult<bool> {
     let mut loads = Vec::new();
     for (connections, keep_alive) in LOAD_MODES {
         let (tally, server_connections) =
-            load_round(address, connections, keep_alive, LOAD_BUDGET, &expected_hello, &probe)?;
+            load_round(address, connections, keep_alive, load_budget(), &expected_hello, &probe)?;
         eprintln!(
             "  server alone, {connections} {} connections: {:.0} req/s",
             if keep_alive { "keep-alive" } else { "close" },
@@ -569,7 +583,7 @@ fn run() -> BoxResult<bool> {
         );
         loads.push((connections, keep_alive, tally, server_connections));
     }
-    eprintln!("  wrk, if installed ({WRK_DURATION})");
+    eprintln!("  wrk, if installed ({})", wrk_duration());
     let before_wrk = web.http_stats();
     let wrk = run_wrk(&hello_url);
     let server_stats = web.http_stats();
@@ -596,14 +610,14 @@ fn run() -> BoxResult<bool> {
         ));
     }
     println!();
-    println!("The server alone, `GET {HELLO_PATH}` ({LOAD_BUDGET:?} per load):");
+    println!("The server alone, `GET {HELLO_PATH}` ({:?} per load):", load_budget());
     table.print();
     println!();
     match wrk {
         None => println!("wrk: not installed (`which wrk` finds nothing); the table above is the equivalent."),
         Some(Err(e)) => println!("wrk: {e}"),
         Some(Ok(output)) => {
-            println!("wrk -t2 -c64 -d{WRK_DURATION} --latency {hello_url}:");
+            println!("wrk -t2 -c64 -d{} --latency {hello_url}:", wrk_duration());
             println!();
             println!("```text");
             for line in output.lines().filter(|l| !l.trim().is_empty()) {
@@ -683,18 +697,24 @@ fn client_phase(redis_url: &str, address: SocketAddr, probe: &Probe) -> BoxResul
     let mut seq: [Tally; 3] = Default::default();
     let mut threaded: [Tally; 3] = Default::default();
     for (k, subject) in subjects.iter().enumerate() {
-        eprintln!("  warming up {} ({WARMUP} requests)", SUBJECTS[k]);
+        eprintln!("  warming up {} ({} requests)", SUBJECTS[k], warmup());
         let caller = subject.open()?;
-        seq[k].warm_up(0, WARMUP, padded_body, |body| caller.call(body));
+        seq[k].warm_up(0, warmup(), padded_body, |body| caller.call(body));
     }
     // Rotate which subject goes first, so drift falls on all alike.
     let threads_mode = format!("{THREADS} threads");
     let modes: [(&str, usize, Duration, RoundFn, &mut [Tally; 3]); 2] = [
-        ("sequential", SEQ_ROUNDS, SEQ_ROUND_BUDGET, sequential_round, &mut seq),
+        (
+            "sequential",
+            seq_rounds(),
+            seq_round_budget(),
+            sequential_round,
+            &mut seq,
+        ),
         (
             &threads_mode,
-            THREAD_ROUNDS,
-            THREAD_ROUND_BUDGET,
+            thread_rounds(),
+            thread_round_budget(),
             threaded_round,
             &mut threaded,
         ),

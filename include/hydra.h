@@ -227,7 +227,7 @@ typedef void (*hydra_free_callback)(void *user_data);
 
 /**
  * Serves one HTTP request, on one of the server's worker threads (`workers`,
- * default 8), possibly on several at once.
+ * default 16), possibly on several at once.
  *
  * `hydra` is the handle that serves the routes. `request_json` (valid only
  * during the call) is `{"route": "[get]/v1/items/:id", "method": "GET",
@@ -722,12 +722,17 @@ int32_t hydra_make_api_request(struct hydra *hydra,
  * (route-parser paths: `:param`, `*splat`, `(optional)`). Unknown paths get a
  * 404 envelope, known paths with another method a 405. `settings_json` may
  * be NULL or `{"maxBodyBytes", "maxHeadBytes", "maxUrlBytes",
- * "readTimeoutMs", "requestTimeoutMs", "keepAliveMs", "workers",
- * "queueCapacity"}`. `*out_port` (may be NULL) receives the port, the one
- * published in presence. The server stops on `hydra_shutdown`.
+ * "readTimeoutMs", "headTimeoutMs", "requestTimeoutMs", "keepAliveMs",
+ * "workers", "queueCapacity", "maxConnections", "drainTimeoutMs"}` (defaults:
+ * 1 MiB, 16 KiB, 8 KiB, 10 s, 10 s, 30 s, 5 s, 16, 1024, 4096, 10 s).
+ * `*out_port` (may be NULL) receives the port, the one published in
+ * presence. The server stops on `hydra_shutdown`, letting requests already
+ * running finish for up to `drainTimeoutMs`.
  *
  * On success the library owns `user_data` and calls `free_user_data` once
- * when the server has stopped; on failure it does not.
+ * when the server has stopped. On failure it never calls `free_user_data`
+ * (nor the callback): nothing is left running and the caller still owns
+ * `user_data`.
  *
  * # Safety
  * `routes_json` and `settings_json` are NULL or NUL-terminated strings;
@@ -746,7 +751,8 @@ int32_t hydra_serve_http(struct hydra *hydra,
  * Answers with Hydra's envelope (hydra-express's `sendResponse`):
  * `{"statusCode": status, "statusMessage", "statusDescription", "result":
  * <result_json>}`, `content-type: application/json`. Replaces any response
- * written before (headers added so far are kept).
+ * written before (headers added so far are kept). `status` must be 100-599
+ * (else `HYDRA_BAD_REQUEST`); 1xx, 204 and 304 are sent without a body.
  *
  * # Safety
  * `result_json` is NULL or a NUL-terminated string.
@@ -759,7 +765,8 @@ int32_t hydra_http_response_send(struct hydra_http_response *response,
  * Answers with raw bytes: `status`, a `content_type` (NULL:
  * `application/octet-stream`) and `body_len` bytes at `body` (may be NULL
  * when `body_len` is 0). Replaces any response written before (headers added
- * so far are kept).
+ * so far are kept). `status` must be 100-599 (else `HYDRA_BAD_REQUEST`);
+ * 1xx, 204 and 304 are sent without a body.
  *
  * # Safety
  * `content_type` is NULL or a NUL-terminated string; `body` is NULL or valid
@@ -783,8 +790,8 @@ int32_t hydra_http_response_add_header(struct hydra_http_response *response,
 
 /**
  * Counters of the embedded HTTP server, a JSON object: `connections`,
- * `requests`, `rejected`, `panicked`, `overloaded`, `timed_out` (works after
- * shutdown).
+ * `requests`, `rejected`, `rejected_framing`, `panicked`, `overloaded`,
+ * `timed_out` (works after shutdown).
  *
  * # Safety
  * `out_json` is NULL or writable.

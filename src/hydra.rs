@@ -416,6 +416,11 @@ impl Hydra {
         &self.inner.registry
     }
 
+    /// True once `shutdown` has begun.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        matches!(*self.inner.lock_state(), State::ShutDown)
+    }
+
     /// Hands a background task to this handle; `shutdown` stops it. Refused
     /// (and the task stopped) when the handle has already been shut down.
     pub(crate) fn add_task(&self, task: Box<dyn BackgroundTask>) -> Result<()> {

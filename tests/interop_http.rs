@@ -136,3 +136,83 @@ fn our_make_api_request_reaches_hydra_express_routes() {
         "{routes:?}"
     );
 }
+
+/// Node's own HTTP client (what hydra and hydra-router use) on one kept-alive
+/// connection: a body or content-length on a 204 or 304 would be read as the
+/// start of the next response (`Parse Error: Expected HTTP/`).
+#[test]
+fn nodes_http_client_reads_our_204_and_304_on_a_kept_alive_connection() {
+    let server = RedisServer::start();
+    let svc = register(&server, "rust-bodiless");
+    let port = svc
+        .serve_http(
+            HttpRoutes::new()
+                .get("/v1/b/nothing", |_, _| {
+                    HttpResponse::send_response(204, json!({"not": "sent"}))
+                })
+                .get("/v1/b/same", |_, _| {
+                    HttpResponse::send_response(304, json!({"not": "sent"})).with_header("etag", "\"v1\"")
+                })
+                .get("/v1/b/hello", |_, _| {
+                    HttpResponse::send_response(200, json!({"hello": "node"}))
+                }),
+        )
+        .unwrap();
+    let script = r#"
+const http = require('http');
+const port = Number(process.argv[1]);
+const agent = new http.Agent({keepAlive: true, maxSockets: 1});
+const paths = ['/v1/b/nothing', '/v1/b/same', '/v1/b/hello', '/v1/b/nothing', '/v1/b/same', '/v1/b/hello'];
+const results = [];
+const sockets = new Set();
+function next(i) {
+  if (i === paths.length) {
+    console.log(JSON.stringify({results, sockets: sockets.size}));
+    agent.destroy();
+    return;
+  }
+  const req = http.get({host: '127.0.0.1', port, path: paths[i], agent}, (res) => {
+    sockets.add(res.socket);
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (c) => { body += c; });
+    res.on('end', () => {
+      results.push({status: res.statusCode, body, length: res.headers['content-length'] || null});
+      next(i + 1);
+    });
+  });
+  req.on('error', (e) => {
+    console.log(JSON.stringify({error: e.message, results}));
+    agent.destroy();
+  });
+  req.setTimeout(5000, () => req.destroy(new Error('timed out')));
+}
+next(0);
+"#;
+    let output = std::process::Command::new("node")
+        .args(["-e", script, &port.to_string()])
+        .output()
+        .expect("run node");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "node printed {text:?} ({e}); stderr {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(report.get("error").is_none(), "Node's HTTP client failed: {report}");
+    let statuses: Vec<u64> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [204, 304, 200, 204, 304, 200], "{report}");
+    for result in report["results"].as_array().unwrap() {
+        if result["status"] != 200 {
+            assert_eq!(result["body"], "", "{report}");
+            assert_eq!(result["length"], Value::Null, "{report}");
+        }
+    }
+    assert_eq!(report["sockets"], 1, "one kept-alive connection: {report}");
+}

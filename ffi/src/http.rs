@@ -25,7 +25,7 @@ pub struct hydra_http_response {
 }
 
 /// Serves one HTTP request, on one of the server's worker threads (`workers`,
-/// default 8), possibly on several at once.
+/// default 16), possibly on several at once.
 ///
 /// `hydra` is the handle that serves the routes. `request_json` (valid only
 /// during the call) is `{"route": "[get]/v1/items/:id", "method": "GET",
@@ -186,15 +186,18 @@ fn request_options(options: &Map<String, Value>) -> FfiResult<RequestOptions> {
 }
 
 fn http_settings(options: &Map<String, Value>) -> FfiResult<HttpSettings> {
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 11] = [
         "maxBodyBytes",
         "maxHeadBytes",
         "maxUrlBytes",
         "readTimeoutMs",
+        "headTimeoutMs",
         "requestTimeoutMs",
         "keepAliveMs",
         "workers",
         "queueCapacity",
+        "maxConnections",
+        "drainTimeoutMs",
     ];
     reject_unknown(options, &KEYS, "settings_json")?;
     let mut settings = HttpSettings::default();
@@ -212,6 +215,9 @@ fn http_settings(options: &Map<String, Value>) -> FfiResult<HttpSettings> {
     if let Some(ms) = get("readTimeoutMs")? {
         settings.read_timeout = millis(ms);
     }
+    if let Some(ms) = get("headTimeoutMs")? {
+        settings.head_timeout = millis(ms);
+    }
     if let Some(ms) = get("requestTimeoutMs")? {
         settings.request_timeout = millis(ms);
     }
@@ -223,6 +229,12 @@ fn http_settings(options: &Map<String, Value>) -> FfiResult<HttpSettings> {
     }
     if let Some(n) = get("queueCapacity")? {
         settings.queue_capacity = size(n);
+    }
+    if let Some(n) = get("maxConnections")? {
+        settings.max_connections = size(n);
+    }
+    if let Some(ms) = get("drainTimeoutMs")? {
+        settings.drain_timeout = millis(ms);
     }
     Ok(settings)
 }
@@ -278,12 +290,17 @@ pub unsafe extern "C" fn hydra_make_api_request(
 /// (route-parser paths: `:param`, `*splat`, `(optional)`). Unknown paths get a
 /// 404 envelope, known paths with another method a 405. `settings_json` may
 /// be NULL or `{"maxBodyBytes", "maxHeadBytes", "maxUrlBytes",
-/// "readTimeoutMs", "requestTimeoutMs", "keepAliveMs", "workers",
-/// "queueCapacity"}`. `*out_port` (may be NULL) receives the port, the one
-/// published in presence. The server stops on `hydra_shutdown`.
+/// "readTimeoutMs", "headTimeoutMs", "requestTimeoutMs", "keepAliveMs",
+/// "workers", "queueCapacity", "maxConnections", "drainTimeoutMs"}` (defaults:
+/// 1 MiB, 16 KiB, 8 KiB, 10 s, 10 s, 30 s, 5 s, 16, 1024, 4096, 10 s).
+/// `*out_port` (may be NULL) receives the port, the one published in
+/// presence. The server stops on `hydra_shutdown`, letting requests already
+/// running finish for up to `drainTimeoutMs`.
 ///
 /// On success the library owns `user_data` and calls `free_user_data` once
-/// when the server has stopped; on failure it does not.
+/// when the server has stopped. On failure it never calls `free_user_data`
+/// (nor the callback): nothing is left running and the caller still owns
+/// `user_data`.
 ///
 /// # Safety
 /// `routes_json` and `settings_json` are NULL or NUL-terminated strings;
@@ -312,10 +329,15 @@ pub unsafe extern "C" fn hydra_serve_http(
         let object = handle(hydra)?;
         let h = object.live()?;
         let id = hydra as usize;
+        let parsed = routes
+            .into_iter()
+            .map(|route| split_route(&route).map(|(method, path)| (method, path, route)))
+            .collect::<FfiResult<Vec<_>>>()?;
+        // From here on the routes hold `user_data`: whatever fails, disarm it
+        // before the last reference goes, so the caller keeps ownership.
         let data = Arc::new(UserData::new(user_data, free_user_data));
         let mut table = HttpRoutes::new();
-        for route in routes {
-            let (method, path) = split_route(&route)?;
+        for (method, path, route) in parsed {
             let data = data.clone();
             table = table.route(&method, &path, move |_, request| {
                 serve(callback, &data, id, &route, request)
@@ -385,12 +407,14 @@ fn with_response(
     f(&mut guard)
 }
 
+/// An HTTP status the server can send: 100-599 (1xx, 204 and 304 go out
+/// without a body).
 fn http_status(status: u16) -> FfiResult<u16> {
-    if (100..=999).contains(&status) {
+    if (100..=599).contains(&status) {
         Ok(status)
     } else {
         Err(FfiError::bad_request(format!(
-            "status {status} is not an HTTP status (100-999)"
+            "status {status} is not an HTTP status (100-599)"
         )))
     }
 }
@@ -398,7 +422,8 @@ fn http_status(status: u16) -> FfiResult<u16> {
 /// Answers with Hydra's envelope (hydra-express's `sendResponse`):
 /// `{"statusCode": status, "statusMessage", "statusDescription", "result":
 /// <result_json>}`, `content-type: application/json`. Replaces any response
-/// written before (headers added so far are kept).
+/// written before (headers added so far are kept). `status` must be 100-599
+/// (else `HYDRA_BAD_REQUEST`); 1xx, 204 and 304 are sent without a body.
 ///
 /// # Safety
 /// `result_json` is NULL or a NUL-terminated string.
@@ -425,7 +450,8 @@ pub unsafe extern "C" fn hydra_http_response_send(
 /// Answers with raw bytes: `status`, a `content_type` (NULL:
 /// `application/octet-stream`) and `body_len` bytes at `body` (may be NULL
 /// when `body_len` is 0). Replaces any response written before (headers added
-/// so far are kept).
+/// so far are kept). `status` must be 100-599 (else `HYDRA_BAD_REQUEST`);
+/// 1xx, 204 and 304 are sent without a body.
 ///
 /// # Safety
 /// `content_type` is NULL or a NUL-terminated string; `body` is NULL or valid
@@ -502,8 +528,8 @@ fn merge_headers(response: &mut HttpResponse, extra: Vec<(String, String)>) {
 }
 
 /// Counters of the embedded HTTP server, a JSON object: `connections`,
-/// `requests`, `rejected`, `panicked`, `overloaded`, `timed_out` (works after
-/// shutdown).
+/// `requests`, `rejected`, `rejected_framing`, `panicked`, `overloaded`,
+/// `timed_out` (works after shutdown).
 ///
 /// # Safety
 /// `out_json` is NULL or writable.

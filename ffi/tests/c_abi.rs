@@ -365,6 +365,26 @@ fn hostile_use_gives_statuses_not_crashes() {
     program.finish();
 }
 
+/// `hydra_serve_http` never runs `free_user_data` when it fails (the C caller
+/// frees its data itself: a second free would be a valgrind error), and a
+/// response's status must be 100-599.
+#[test]
+fn c_http_server_keeps_its_promises() {
+    let exe = compile_c_test("http");
+    let server = RedisServer::start();
+    let url = server.url(15);
+    let mut program = Program::start(&exe, &[("HYDRA_REDIS_URL", &url)]);
+    for step in [
+        "failed serve keeps user_data",
+        "status range",
+        "serve after shutdown keeps user_data",
+    ] {
+        program.expect_line(&format!("ok {step}"));
+    }
+    program.expect_line("done");
+    program.finish();
+}
+
 #[test]
 fn c_service_talks_with_rust_and_node() {
     let exe = compile_c_test("service");

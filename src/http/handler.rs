@@ -74,9 +74,14 @@ impl HttpRequest {
 /// A response: status, headers and body bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
-    /// Status code.
+    /// Status code, 100-599 (see [`check_status`](HttpResponse::check_status));
+    /// the server answers 500 for a handler's response with any other.
+    /// 1xx, 204 and 304 are sent without a body (a 1xx as the final answer
+    /// also closes the connection).
     pub status: u16,
-    /// Headers (`content-length` and `connection` are set by the server).
+    /// Headers. `content-length`, `transfer-encoding` and `connection` are the
+    /// server's: a handler's own are dropped, so they cannot contradict the
+    /// body that is sent.
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
@@ -105,6 +110,18 @@ impl HttpResponse {
             status,
             headers: vec![("content-type".into(), content_type.into())],
             body,
+        }
+    }
+
+    /// [`Error::BadRequest`] unless the status is an HTTP status (100-599).
+    pub fn check_status(&self) -> Result<()> {
+        if (100..=599).contains(&self.status) {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(format!(
+                "status {} is not an HTTP status (100-599)",
+                self.status
+            )))
         }
     }
 

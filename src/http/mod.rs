@@ -4,6 +4,8 @@
 
 mod client;
 mod envelope;
+mod event_loop;
+mod framing;
 mod handler;
 mod pattern;
 mod server;
@@ -69,6 +71,13 @@ impl Hydra {
     /// automatic ones, and tells `hydra-router` to refresh (quietly nothing
     /// when no router is present). Routes look like `[get]/v1/hello/:name`.
     pub fn register_routes(&self, routes: &[String]) -> Result<()> {
+        self.store_routes(routes)?;
+        self.tell_router_to_refresh()
+    }
+
+    /// The write half of [`register_routes`](Hydra::register_routes): one
+    /// atomic transaction, so a failure leaves the stored routes as they were.
+    fn store_routes(&self, routes: &[String]) -> Result<()> {
         let svc = self.get_service_name().to_string();
         let mut all: Vec<String> = routes.to_vec();
         for automatic in [
@@ -90,6 +99,12 @@ impl Hydra {
         self.remember_routes(&all);
         *self.http().own_routes.lock().unwrap_or_else(|p| p.into_inner()) =
             all.iter().map(|r| RoutePattern::new(r)).collect();
+        Ok(())
+    }
+
+    /// Tells `hydra-router` (when present) that this service's routes changed.
+    fn tell_router_to_refresh(&self) -> Result<()> {
+        let svc = self.get_service_name().to_string();
         if svc != ROUTER_SERVICE {
             let refresh = Umf::new(
                 format!("{ROUTER_SERVICE}:/refresh"),
@@ -149,8 +164,16 @@ impl Hydra {
     /// which is the one published in presence: when a chosen (not fixed) port
     /// has been taken since `init`, another free one is used and published.
     /// Unknown paths get a 404 envelope, known paths with another method a 405.
-    /// The server stops on `shutdown`.
+    /// The server stops (draining, see [`HttpSettings::drain_timeout`]) on
+    /// `shutdown`.
+    ///
+    /// Either it succeeds, or it fails with nothing left behind: no listener,
+    /// no thread, no routes written (telling `hydra-router` to refresh is
+    /// best effort and only logged when it fails).
     pub fn serve_http_with(&self, routes: HttpRoutes, settings: HttpSettings) -> Result<u16> {
+        if self.is_shut_down() {
+            return Err(Error::InvalidState("this Hydra instance has been shut down".into()));
+        }
         let wanted = self.service_info().service_port;
         let listener = match TcpListener::bind(("0.0.0.0", wanted)) {
             Ok(listener) => listener,
@@ -169,11 +192,10 @@ impl Hydra {
             .local_addr()
             .map_err(|e| Error::InvalidState(format!("listener has no address: {e}")))?
             .port();
-        if port != wanted {
-            self.set_service_port(port);
-        }
         let route_strings = routes.route_strings();
         let weak = self.downgrade();
+        // Starting the server is the step that can fail on its own; it
+        // cleans up after itself, and the listener closes with it.
         let server = server::HttpServer::start(
             listener,
             routes,
@@ -182,8 +204,22 @@ impl Hydra {
             Box::new(move || weak.upgrade()),
         )
         .map_err(|e| Error::InvalidState(format!("cannot start the HTTP server: {e}")))?;
-        self.add_task(Box::new(server))?;
-        self.register_routes(&route_strings)?;
+        let server: Box<dyn crate::hydra::BackgroundTask> = Box::new(server);
+        if let Err(e) = self.store_routes(&route_strings) {
+            server.stop();
+            return Err(e);
+        }
+        // Refused (and the server stopped) if the handle was shut down meanwhile.
+        self.add_task(server)?;
+        if port != wanted {
+            self.set_service_port(port);
+        }
+        if let Err(e) = self.tell_router_to_refresh() {
+            log::warn!(
+                "could not tell hydra-router about the routes of {} ({e})",
+                self.get_service_name()
+            );
+        }
         log::info!("{} serves HTTP on port {port}", self.get_service_name());
         Ok(port)
     }

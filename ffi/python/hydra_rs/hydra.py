@@ -320,8 +320,8 @@ class HttpResponse:
 
 
 def _http_status(status: Any) -> int:
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
-        raise ValueError(f"HTTP status must be an int from 100 to 999, got {status!r}")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ValueError(f"HTTP status must be an int from 100 to 599, got {status!r}")
     return status
 
 
@@ -820,9 +820,11 @@ class Hydra(_Owned):
         """Serves the routes added with :meth:`route` on the service port and
         registers them in Redis (as hydra-express does). Settings are the
         library's, in snake_case: ``max_body_bytes``, ``max_head_bytes``,
-        ``max_url_bytes``, ``read_timeout_ms``, ``request_timeout_ms``,
-        ``keep_alive_ms``, ``workers``, ``queue_capacity``. Returns the port
-        (the one published in presence). The server stops on shutdown."""
+        ``max_url_bytes``, ``read_timeout_ms``, ``head_timeout_ms``,
+        ``request_timeout_ms``, ``keep_alive_ms``, ``workers``,
+        ``queue_capacity``, ``max_connections``, ``drain_timeout_ms``. Returns
+        the port (the one published in presence). The server stops on
+        shutdown, letting running requests finish (``drain_timeout_ms``)."""
         routes = dict(self._routes)
         key = callbacks.add(_HttpRoutes(routes))
         port = c_uint16()
@@ -842,8 +844,8 @@ class Hydra(_Owned):
         return port.value
 
     def http_stats(self) -> Dict[str, int]:
-        """``connections``, ``requests``, ``rejected``, ``panicked``,
-        ``overloaded``, ``timed_out``."""
+        """``connections``, ``requests``, ``rejected``, ``rejected_framing``,
+        ``panicked``, ``overloaded``, ``timed_out``."""
         return _json_out(lambda out: lib.hydra_http_stats(self._handle, out))
 
     def register_routes(self, routes: Iterable[str]) -> None:

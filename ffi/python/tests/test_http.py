@@ -46,6 +46,10 @@ def served(make_hydra):
     def bad_status(request):
         return 1000, {}
 
+    @server.route("GET", "/v1/http/status-600")
+    def status_600(request):
+        return 600, {}
+
     @server.route("GET", "/v1/http/calls-back")
     def calls_back(request):
         # A route may call the library, even on its own handle.
@@ -94,7 +98,8 @@ def test_status_tuple_raw_bytes_and_headers(served):
     [
         ("raise", "LookupError: nothing here"),
         ("junk", "TypeError: Object of type object is not JSON serializable"),
-        ("bad-status", "ValueError: HTTP status must be an int from 100 to 999, got 1000"),
+        ("bad-status", "ValueError: HTTP status must be an int from 100 to 599, got 1000"),
+        ("status-600", "ValueError: HTTP status must be an int from 100 to 599, got 600"),
     ],
 )
 def test_failing_routes_answer_500(served, path, why, caplog):
