@@ -187,6 +187,18 @@ impl Listener {
         self.shared.lock().subscriptions
     }
 
+    /// Waits until `followers` members wait idle for work or the baton, at most `timeout`.
+    #[cfg(test)]
+    fn wait_idle(&self, followers: usize, timeout: Duration) -> bool {
+        let state = self.shared.lock();
+        let (state, _) = self
+            .shared
+            .events
+            .wait_timeout_while(state, timeout, |s| s.idle < followers)
+            .unwrap_or_else(|p| p.into_inner());
+        state.idle >= followers
+    }
+
     /// Stops reading: the reader closes its connection within the read
     /// timeout; waits for that (bounded). Handlers already running go on.
     pub(crate) fn stop(&self) {
@@ -249,6 +261,9 @@ impl Shared {
                 return;
             } else {
                 state.idle += 1;
+                // Tests wait for idle followers (an event, not a guess).
+                #[cfg(test)]
+                self.events.notify_all();
                 state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
                 state.idle -= 1;
                 continue;
@@ -487,6 +502,10 @@ mod tests {
         let (subscriber, reads) = recorder(Some((started_tx, release_rx)));
         listener.start(store(&server), vec!["ch".into()], subscriber);
         assert!(listener.wait_subscribed(0, WAIT));
+        // The reader keeps a message only when another member is idle to take
+        // over: wait until the two others are idle followers (they may still be
+        // starting up), or the first message would be queued instead.
+        assert!(listener.wait_idle(2, WAIT), "two idle followers");
 
         // Two messages, two blocked handlers, each on the thread that read it.
         let mut busy = Vec::new();
