@@ -115,6 +115,7 @@ impl Hydra {
         let settings = MessagingSettings {
             workers: config.messaging.message_workers,
             queue_capacity: config.messaging.message_queue_capacity,
+            max_queued_bytes: config.messaging.max_queued_message_bytes,
             max_message_bytes: config.messaging.max_message_bytes,
         };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {

@@ -11,10 +11,21 @@
 //! The reader only keeps a message for itself when another thread is idle to
 //! take over, so the subscription is always being read: a slow handler, or one
 //! that calls `request` and waits for a reply, cannot stall it. When every
-//! thread is busy, messages wait in a bounded queue that busy threads drain as
-//! they finish; when it is full, messages are dropped and counted. The reader
-//! never blocks on a full queue, because Redis disconnects a subscriber whose
-//! output buffer overflows, losing everything in flight.
+//! thread is busy, messages wait in a queue that busy threads drain as they
+//! finish. The queue is bounded by memory (payload bytes plus a fixed
+//! overhead each, [`QueueLimits`]), not by a small count, so a burst waits
+//! instead of being dropped.
+//!
+//! When the budget is reached (or the pull receiver is full), the reader stops
+//! reading: the messages wait in the socket and in Redis's output buffer for
+//! this client, which holds far more than a count-bounded queue would. It
+//! reads on as soon as the busy threads have made room. Only when no room has
+//! come for [`MAX_PAUSE`] does it read on anyway, dropping (and counting) what
+//! does not fit: a subscriber that never reads is disconnected by Redis when
+//! its output buffer overflows (`client-output-buffer-limit pubsub`, 32 MiB
+//! hard, 8 MiB for 60 s by default), which would lose everything in flight,
+//! and replies that unblock handlers waiting in `request` arrive on the same
+//! subscription.
 //!
 //! The reader reads with a short timeout so it notices a stop request, and
 //! after a quiet spell it sends `PING`: a half-open socket then shows up as a
@@ -40,6 +51,24 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long `stop` waits for the reader to close its connection.
 const STOP_DEADLINE: Duration = Duration::from_secs(3);
+/// Longest the reader stops reading while the waiting messages are over their
+/// budget; then it reads on and drops what does not fit.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How often a paused reader looks again (handler threads also wake it when
+/// they take a job; the pull receiver cannot).
+const PAUSE_POLL: Duration = Duration::from_millis(5);
+/// Bookkeeping counted for every waiting message besides its payload (the
+/// parsed message, the job, the queue slot).
+pub(crate) const QUEUED_MESSAGE_OVERHEAD: usize = 512;
+
+/// Bounds of the messages waiting for a free thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    /// At most this many messages wait.
+    pub max_messages: usize,
+    /// At most this many bytes (payloads plus [`QUEUED_MESSAGE_OVERHEAD`] each) wait.
+    pub max_bytes: usize,
+}
 
 /// What the listener reports to (the messaging runtime).
 pub(crate) trait Subscriber: Send + Sync + 'static {
@@ -48,6 +77,11 @@ pub(crate) trait Subscriber: Send + Sync + 'static {
     fn on_message(&self, channel: &str, payload: &[u8]) -> Option<Job>;
     /// Every thread was busy and the queue full: `job` is dropped.
     fn on_overflow(&self, job: Job);
+    /// Whether messages wait elsewhere beyond their budget (the pull
+    /// receiver): the reader then stops reading, as for a full queue.
+    fn is_saturated(&self) -> bool {
+        false
+    }
 }
 
 /// The thread group and its subscription. Threads start on demand and live
@@ -63,10 +97,14 @@ struct Shared {
     work: Condvar,
     /// `stop` and `wait_subscribed` wait here.
     events: Condvar,
+    /// A reader paused for room in the queue waits here.
+    room: Condvar,
+    /// Times the reader paused because the waiting messages were over budget.
+    pauses: AtomicU64,
     /// Bumped by every `start` and `stop`: a baton of an older generation is
     /// dropped by whoever holds it.
     generation: AtomicU64,
-    queue_capacity: usize,
+    limits: QueueLimits,
 }
 
 #[derive(Default)]
@@ -76,7 +114,12 @@ struct GroupState {
     baton: Option<Box<Baton>>,
     /// Batons alive anywhere (normally 0 or 1; briefly 2 after a restart).
     readers: usize,
-    jobs: VecDeque<Job>,
+    /// Jobs waiting for a free member, with the bytes they count for.
+    jobs: VecDeque<(Job, usize)>,
+    /// Sum of the bytes of `jobs`.
+    queued_bytes: usize,
+    /// A reader waits on `room`: members taking a job wake it.
+    reader_paused: bool,
     /// Members waiting on `work`, i.e. ready to take the baton.
     idle: usize,
     /// Subscriptions established so far (for `wait_subscribed`).
@@ -99,6 +142,8 @@ struct Baton {
     last_heard: Instant,
     backoff: Duration,
     lost_since: Option<Instant>,
+    /// Since when the waiting messages have been over budget, while they are.
+    over_budget_since: Option<Instant>,
 }
 
 /// What the reader does after a message that needs a handler.
@@ -117,16 +162,21 @@ struct Source {
 }
 
 impl Listener {
-    /// A group with no threads yet; `queue_capacity` bounds the jobs waiting
-    /// for a free thread.
-    pub(crate) fn new(queue_capacity: usize) -> Listener {
+    /// A group with no threads yet; `limits` bound the jobs waiting for a free
+    /// thread.
+    pub(crate) fn new(limits: QueueLimits) -> Listener {
         Listener {
             shared: Arc::new(Shared {
                 state: Mutex::new(GroupState::default()),
                 work: Condvar::new(),
                 events: Condvar::new(),
+                room: Condvar::new(),
+                pauses: AtomicU64::new(0),
                 generation: AtomicU64::new(0),
-                queue_capacity: queue_capacity.max(1),
+                limits: QueueLimits {
+                    max_messages: limits.max_messages.max(1),
+                    max_bytes: limits.max_bytes.max(1),
+                },
             }),
             threads: Mutex::new(Vec::new()),
         }
@@ -166,6 +216,7 @@ impl Listener {
             last_heard: Instant::now(),
             backoff: FIRST_BACKOFF,
             lost_since: None,
+            over_budget_since: None,
         }));
         state.readers += 1;
         self.shared.work.notify_one();
@@ -185,6 +236,12 @@ impl Listener {
     /// Subscriptions established so far.
     pub(crate) fn subscriptions(&self) -> u64 {
         self.shared.lock().subscriptions
+    }
+
+    /// Times the reader stopped reading because the waiting messages were
+    /// over their budget.
+    pub(crate) fn read_pauses(&self) -> u64 {
+        self.shared.pauses.load(Ordering::Relaxed)
     }
 
     /// Waits until `followers` members wait idle for work or the baton, at most `timeout`.
@@ -207,6 +264,7 @@ impl Listener {
         if state.baton.take().is_some() {
             state.readers -= 1;
         }
+        self.shared.room.notify_all();
         if READING.get() {
             return; // this thread is the reader: it stops when it reads on
         }
@@ -246,7 +304,11 @@ impl Shared {
     fn member(&self) {
         let mut state = self.lock();
         loop {
-            if let Some(job) = state.jobs.pop_front() {
+            if let Some((job, bytes)) = state.jobs.pop_front() {
+                state.queued_bytes -= bytes;
+                if state.reader_paused {
+                    self.room.notify_one();
+                }
                 drop(state);
                 run(job);
             } else if let Some(baton) = state.baton.take() {
@@ -277,13 +339,14 @@ impl Shared {
     fn lead(&self, mut baton: Box<Baton>) -> Option<Job> {
         loop {
             if self.generation.load(Ordering::SeqCst) != baton.generation {
-                drop(baton);
-                self.lock().readers -= 1;
-                self.events.notify_all();
+                self.retire(baton);
                 return None;
             }
+            if !self.wait_for_room(&mut baton) {
+                continue; // stopped while paused
+            }
             match self.read_one(&mut baton) {
-                Ok(Some(job)) => match self.hand_over(baton, job) {
+                Ok(Some((job, bytes))) => match self.hand_over(baton, job, bytes) {
                     HandOver::RunHere(job) => return Some(job),
                     HandOver::KeepReading(kept) => baton = kept,
                 },
@@ -296,9 +359,65 @@ impl Shared {
         }
     }
 
+    /// Drops a baton of an older generation (`stop` or a newer `start` made it
+    /// stale): one reader less.
+    fn retire(&self, baton: Box<Baton>) {
+        drop(baton);
+        self.lock().readers -= 1;
+        self.events.notify_all();
+    }
+
+    /// Whether the waiting messages are at their budget.
+    fn over_budget(&self, state: &GroupState, source: &Source) -> bool {
+        state.jobs.len() >= self.limits.max_messages
+            || state.queued_bytes >= self.limits.max_bytes
+            || source.subscriber.is_saturated()
+    }
+
+    /// Backpressure: while the waiting messages are over budget, does not
+    /// read (Redis buffers meanwhile), for at most [`MAX_PAUSE`] in a row;
+    /// after that reads on (what does not fit is dropped) until room comes.
+    /// Returns `false` when listening stopped meanwhile.
+    fn wait_for_room(&self, baton: &mut Baton) -> bool {
+        let mut state = self.lock();
+        if !self.over_budget(&state, &baton.source) {
+            baton.over_budget_since = None;
+            return true;
+        }
+        let since = match baton.over_budget_since {
+            Some(since) => since,
+            None => {
+                self.pauses.fetch_add(1, Ordering::Relaxed);
+                *baton.over_budget_since.insert(Instant::now())
+            }
+        };
+        let until = since + MAX_PAUSE;
+        loop {
+            let now = Instant::now();
+            if self.generation.load(Ordering::SeqCst) != baton.generation {
+                return false;
+            }
+            if !self.over_budget(&state, &baton.source) {
+                baton.over_budget_since = None;
+                return true;
+            }
+            if now >= until {
+                return true; // read on; hand_over drops what does not fit
+            }
+            state.reader_paused = true;
+            state = self
+                .room
+                .wait_timeout(state, PAUSE_POLL.min(until - now))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            state.reader_paused = false;
+        }
+    }
+
     /// One step of reading: connects when needed, waits up to the read timeout
-    /// for a message (pinging a quiet line) and returns its handler job, if any.
-    fn read_one(&self, baton: &mut Baton) -> redis::RedisResult<Option<Job>> {
+    /// for a message (pinging a quiet line) and returns its handler job, if
+    /// any, with the bytes it counts for while it waits.
+    fn read_one(&self, baton: &mut Baton) -> redis::RedisResult<Option<(Job, usize)>> {
         let Baton {
             link: Some(link),
             source,
@@ -318,10 +437,13 @@ impl Shared {
                 let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     source.subscriber.on_message(channel, payload)
                 }));
-                Ok(delivered.unwrap_or_else(|_| {
-                    log::error!("dispatching a message from {channel} panicked; the message is dropped");
-                    None
-                }))
+                let bytes = payload.len() + QUEUED_MESSAGE_OVERHEAD;
+                Ok(delivered
+                    .unwrap_or_else(|_| {
+                        log::error!("dispatching a message from {channel} panicked; the message is dropped");
+                        None
+                    })
+                    .map(|job| (job, bytes)))
             }
             None if last_heard.elapsed() >= PING_AFTER => {
                 link.ping(source.store.command_timeout())?;
@@ -333,17 +455,29 @@ impl Shared {
     }
 
     /// With a member idle, passes it the baton and returns `job` to run here.
-    /// Otherwise queues `job` (or drops it when the queue is full) and gives
-    /// the baton back: the reader must go on reading.
-    fn hand_over(&self, baton: Box<Baton>, job: Job) -> HandOver {
+    /// Otherwise queues `job` (or drops it when the queue is over budget,
+    /// which `wait_for_room` allows only after a long pause) and gives the
+    /// baton back: the reader must go on reading.
+    ///
+    /// A baton made stale meanwhile (a `stop` that timed out, then a new
+    /// `start`) is retired instead of handed over: it must not take the place
+    /// of the current generation's baton, which may be waiting there for a
+    /// member. Its message was read, so it still runs here.
+    fn hand_over(&self, baton: Box<Baton>, job: Job, bytes: usize) -> HandOver {
         let mut state = self.lock();
+        if self.generation.load(Ordering::SeqCst) != baton.generation {
+            drop(state);
+            self.retire(baton);
+            return HandOver::RunHere(job);
+        }
         if state.idle > 0 {
             state.baton = Some(baton);
             self.work.notify_one();
             return HandOver::RunHere(job);
         }
-        if state.jobs.len() < self.queue_capacity {
-            state.jobs.push_back(job);
+        if state.jobs.len() < self.limits.max_messages && state.queued_bytes < self.limits.max_bytes {
+            state.jobs.push_back((job, bytes));
+            state.queued_bytes += bytes;
         } else {
             drop(state);
             baton.source.subscriber.on_overflow(job);
@@ -463,7 +597,10 @@ mod tests {
     fn stops_and_starts_again_and_close_joins_every_thread() {
         let server = RedisServer::start();
         let store = store(&server);
-        let listener = Listener::new(16);
+        let listener = Listener::new(QueueLimits {
+            max_messages: 16,
+            max_bytes: 1 << 20,
+        });
         listener.ensure_threads(1).unwrap();
         let (subscriber, reads) = recorder(None);
 
@@ -495,7 +632,10 @@ mod tests {
     #[test]
     fn a_handler_runs_where_its_message_was_read_while_another_thread_reads_on() {
         let server = RedisServer::start();
-        let listener = Listener::new(16);
+        let listener = Listener::new(QueueLimits {
+            max_messages: 16,
+            max_bytes: 1 << 20,
+        });
         listener.ensure_threads(3).unwrap();
         let (started_tx, started) = unbounded();
         let (release, release_rx) = unbounded::<()>();
@@ -534,5 +674,32 @@ mod tests {
             release.send(()).unwrap();
         }
         listener.close(WAIT);
+    }
+
+    #[test]
+    fn a_stale_reader_does_not_replace_the_current_baton() {
+        let server = RedisServer::start();
+        // No threads: batons stay where the test puts them.
+        let listener = Listener::new(QueueLimits {
+            max_messages: 16,
+            max_bytes: 1 << 20,
+        });
+        let (subscriber, _reads) = recorder(None);
+        listener.start(store(&server), vec!["ch".into()], subscriber.clone());
+        // A reader of generation 1 holds its baton while a stop times out and
+        // a new start puts generation 2's baton up for a follower.
+        let stale = listener.shared.lock().baton.take().expect("generation 1's baton");
+        listener.start(store(&server), vec!["ch".into()], subscriber);
+        listener.shared.lock().idle = 1; // a follower is about to take it
+        let ran = matches!(
+            listener.shared.hand_over(stale, Box::new(|| {}), 0),
+            HandOver::RunHere(_)
+        );
+        let mut state = listener.shared.lock();
+        state.idle = 0;
+        assert!(ran, "the message read by the stale reader still runs");
+        let waiting = state.baton.as_ref().map(|b| b.generation);
+        assert_eq!(waiting, Some(2), "the current baton is still up for a follower");
+        assert_eq!(state.readers, 1, "the stale reader retired");
     }
 }

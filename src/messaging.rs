@@ -7,22 +7,23 @@
 //! drops oversized and invalid payloads (one rate-limited warning, a counter),
 //! routes replies to waiting `request` calls directly (so busy handlers never
 //! delay them), and turns everything else into a handler job for the listener's
-//! threads, or puts it on the pull receiver when no handler is set. A full queue
-//! drops and counts: the reader never blocks, because a stalled subscriber gets
-//! disconnected by Redis and loses everything.
+//! threads, or puts it on the pull receiver when no handler is set. Waiting
+//! messages are bounded by memory; at the bound the listener stops reading for
+//! a while (Redis buffers) and only then drops and counts (see
+//! [`crate::listener`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::hydra::Hydra;
 use crate::keys;
-use crate::listener::{Listener, Subscriber};
+use crate::listener::{Listener, QUEUED_MESSAGE_OVERHEAD, QueueLimits, Subscriber};
 use crate::pool::Job;
 use crate::records::Instance;
 use crate::registry::Registry;
@@ -50,6 +51,7 @@ const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) struct MessagingSettings {
     pub workers: usize,
     pub queue_capacity: usize,
+    pub max_queued_bytes: usize,
     pub max_message_bytes: usize,
 }
 
@@ -67,8 +69,13 @@ pub struct MessageStats {
     pub panicked: u64,
     /// Payloads dropped as not JSON, not UMF, or over the size limit.
     pub invalid: u64,
-    /// Messages dropped because the handler queue (or pull queue) was full.
+    /// Messages dropped because the waiting messages (handler queue or pull
+    /// receiver) stayed over their budget for 5 s while the reader paused.
     pub overflow: u64,
+    /// Times the listener stopped reading because the waiting messages
+    /// reached their budget (`maxQueuedMessageBytes`, `messageQueueCapacity`);
+    /// Redis buffered meanwhile.
+    pub read_pauses: u64,
     /// Messages dropped because there was no handler and no pull receiver.
     pub unhandled: u64,
     /// Replies delivered to a waiting `request`.
@@ -111,6 +118,8 @@ pub(crate) struct Messaging {
     handler: RwLock<Option<Arc<Handler>>>,
     listener: Listener,
     pull: (Sender<Umf>, Receiver<Umf>),
+    /// Bytes counted for each message in `pull`, oldest first (see [`PullBacklog`]).
+    pull_backlog: Mutex<PullBacklog>,
     pull_enabled: AtomicBool,
     make_handle: HandleFactory,
     warnings: RateLimitedWarnings,
@@ -131,8 +140,14 @@ impl Messaging {
             pending: Mutex::new(HashMap::new()),
             expired: Mutex::new(ExpiredRequests::default()),
             handler: RwLock::new(None),
-            listener: Listener::new(settings.queue_capacity),
-            pull: bounded(settings.queue_capacity.max(1)),
+            listener: Listener::new(QueueLimits {
+                max_messages: settings.queue_capacity,
+                max_bytes: settings.max_queued_bytes,
+            }),
+            // Unbounded as a channel (a bounded one allocates its capacity up
+            // front); bounded by `pull_backlog` instead.
+            pull: unbounded(),
+            pull_backlog: Mutex::new(PullBacklog::default()),
             pull_enabled: AtomicBool::new(false),
             make_handle,
             warnings: RateLimitedWarnings::default(),
@@ -154,6 +169,7 @@ impl Messaging {
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
             subscriptions: self.listener.subscriptions(),
+            read_pauses: self.listener.read_pauses(),
         }
     }
 
@@ -241,18 +257,24 @@ impl Messaging {
             self.drop_invalid(channel, &e.to_string());
             return None;
         }
-        self.route_to_consumer(umf)
+        self.route_to_consumer(umf, payload.len() + QUEUED_MESSAGE_OVERHEAD)
     }
 
     /// The handler job for `umf`, or `None` after putting it on the pull
     /// receiver (or dropping it when there is neither).
-    fn route_to_consumer(&self, umf: Umf) -> Option<Job> {
+    fn route_to_consumer(&self, umf: Umf, bytes: usize) -> Option<Job> {
         let handler = self.handler.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(handler) = handler {
             return Some(self.handler_job(handler, umf));
         }
         if self.pull_enabled.load(Ordering::SeqCst) {
-            if self.pull.0.try_send(umf).is_err() {
+            let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
+            backlog.settle(self.pull.0.len());
+            let fits = backlog.sizes.len() < self.settings.queue_capacity.max(1)
+                && backlog.bytes < self.settings.max_queued_bytes.max(1);
+            if fits && self.pull.0.try_send(umf).is_ok() {
+                backlog.push(bytes);
+            } else {
                 let n = bump(&self.counters.overflow);
                 self.warnings.warn("overflow", || {
                     format!("message receiver is full; dropped a message ({n} dropped so far)")
@@ -265,6 +287,10 @@ impl Messaging {
             });
         }
         None
+    }
+
+    fn handler_is_set(&self) -> bool {
+        self.handler.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     fn handler_job(&self, handler: Arc<Handler>, umf: Umf) -> Job {
@@ -437,6 +463,15 @@ impl Subscriber for Messaging {
         self.dispatch(channel, payload)
     }
 
+    fn is_saturated(&self) -> bool {
+        if !self.pull_enabled.load(Ordering::Relaxed) || self.handler_is_set() {
+            return false;
+        }
+        let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
+        backlog.settle(self.pull.0.len());
+        backlog.sizes.len() >= self.settings.queue_capacity.max(1) || backlog.bytes >= self.settings.max_queued_bytes
+    }
+
     fn on_overflow(&self, job: Job) {
         // The job may hold the last handle; its drop shuts the instance down,
         // which the listener allows from the reading thread.
@@ -445,6 +480,32 @@ impl Subscriber for Messaging {
         self.warnings.warn("overflow", || {
             format!("message handlers are saturated; dropped a message ({n} dropped so far)")
         });
+    }
+}
+
+/// The bytes of the messages in the pull receiver. The receiver is a plain
+/// channel the user drains, so this mirrors it: one entry per message sent,
+/// oldest first; as the channel is FIFO with one producer (the reader), the
+/// messages taken since are the oldest entries beyond the channel's length.
+#[derive(Default)]
+struct PullBacklog {
+    sizes: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl PullBacklog {
+    fn push(&mut self, bytes: usize) {
+        self.sizes.push_back(bytes);
+        self.bytes += bytes;
+    }
+
+    /// Forgets the messages taken from a channel now holding `in_channel`.
+    fn settle(&mut self, in_channel: usize) {
+        while self.sizes.len() > in_channel {
+            if let Some(bytes) = self.sizes.pop_front() {
+                self.bytes -= bytes;
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{builder, collect, echo, init, raw, received_numbers, register, wait_for};
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use hydra::{Error, Hydra, Umf};
 use hydra_testkit::RedisServer;
 use redis::Commands;
@@ -294,45 +294,72 @@ fn a_panicking_or_failing_handler_does_not_kill_the_worker() {
     assert_eq!((stats.failed, stats.panicked, stats.handled), (3, 2, 1));
 }
 
-#[test]
-fn a_saturated_pool_drops_and_counts_instead_of_growing() {
-    let server = RedisServer::start();
-    let target = Hydra::init(
-        builder(&server, "busy")
-            .message_workers(1)
-            .message_queue_capacity(2)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+/// A service with one message worker whose handler blocks until released,
+/// and a sender that has sent it `count` messages (the first one running).
+fn blocked_service(server: &RedisServer, config: hydra::ConfigBuilder, count: usize) -> (Hydra, Sender<()>, Hydra) {
+    let target = Hydra::init(config.message_workers(1).build().unwrap()).unwrap();
     target.register_service().unwrap();
     let (release_tx, release_rx) = unbounded::<()>();
     let (started_tx, started_rx) = unbounded::<()>();
     target
         .on_message(move |_, _| {
             let _ = started_tx.send(());
-            let _ = release_rx.recv_timeout(WAIT);
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
             Ok(())
         })
         .unwrap();
-    let sender = init(&server, "sender");
+    let sender = init(server, "sender");
+    let pad = "x".repeat(1000);
     sender
-        .send_message(&sender.create_umf_message("busy:/", json!({"n": 0})))
+        .send_message(&sender.create_umf_message("busy:/", json!({"n": 0, "pad": pad})))
         .unwrap();
     started_rx.recv_timeout(WAIT).unwrap(); // the one worker is now busy
-    for n in 1..20 {
+    for n in 1..count {
         sender
-            .send_message(&sender.create_umf_message("busy:/", json!({"n": n})))
+            .send_message(&sender.create_umf_message("busy:/", json!({"n": n, "pad": pad})))
             .unwrap();
     }
-    // `received` is counted before the drop is: wait for the last drop too.
-    let stats = wait_for(WAIT, || {
+    (target, release_tx, sender)
+}
+
+#[test]
+fn a_full_queue_stops_reading_and_loses_nothing() {
+    let server = RedisServer::start();
+    // About 1.5 KiB per message (payload + 512): two fit in 4 KiB.
+    let config = builder(&server, "busy").max_queued_message_bytes(4096);
+    let (target, release, _sender) = blocked_service(&server, config, 50);
+    let paused = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.read_pauses >= 1))
+        .unwrap_or_else(|| target.message_stats());
+    assert!(paused.read_pauses >= 1, "the reader paused: {paused:?}");
+    assert!(paused.received < 10, "the reader stopped reading: {paused:?}");
+    for _ in 0..50 {
+        release.send(()).unwrap();
+    }
+    let stats = wait_for(Duration::from_secs(20), || {
+        Some(target.message_stats()).filter(|s| s.handled == 50)
+    })
+    .unwrap_or_else(|| target.message_stats());
+    assert_eq!(
+        (stats.received, stats.handled, stats.overflow),
+        (50, 50, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_queue_that_stays_full_drops_and_counts_after_the_pause() {
+    let server = RedisServer::start();
+    let config = builder(&server, "busy").message_queue_capacity(2);
+    let (target, release, _sender) = blocked_service(&server, config, 20);
+    // The reader pauses for 5 s, then reads on and drops what does not fit.
+    let stats = wait_for(Duration::from_secs(20), || {
         Some(target.message_stats()).filter(|s| s.received == 20 && s.overflow + 3 >= 20)
     })
     .unwrap_or_else(|| target.message_stats());
     assert_eq!(stats.overflow, 17, "1 running + 2 queued, the rest dropped: {stats:?}");
+    assert_eq!(stats.read_pauses, 1, "{stats:?}");
     for _ in 0..3 {
-        release_tx.send(()).unwrap();
+        release.send(()).unwrap();
     }
     let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled == 3)).unwrap();
     assert_eq!(stats.handled, 3);
