@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::pool::Job;
 use crate::store::Store;
-use crate::subscription::Subscription;
+use crate::subscription::{Incoming, Subscription};
 use crate::threads::OwnedThread;
 
 /// How long one read may block; bounds how late a stop request is noticed.
@@ -77,6 +77,14 @@ pub(crate) trait Subscriber: Send + Sync + 'static {
     fn on_message(&self, channel: &str, payload: &[u8]) -> Option<Job>;
     /// Every thread was busy and the queue full: `job` is dropped.
     fn on_overflow(&self, job: Job);
+    /// A message on `channel` whose payload (`bytes` long) is over
+    /// [`max_payload`](Subscriber::max_payload) was skipped unread.
+    fn on_oversized(&self, channel: &str, bytes: usize);
+    /// Payloads longer than this are skipped as they stream in, never read
+    /// into memory.
+    fn max_payload(&self) -> usize {
+        usize::MAX
+    }
     /// Whether messages wait elsewhere beyond their budget (the pull
     /// receiver): the reader then stops reading, as for a full queue.
     fn is_saturated(&self) -> bool {
@@ -429,7 +437,12 @@ impl Shared {
             return Ok(None);
         };
         match link.next_message(READ_TIMEOUT)? {
-            Some(message) => {
+            Some(Incoming::Oversized { channel, bytes }) => {
+                *last_heard = Instant::now();
+                source.subscriber.on_oversized(&channel, bytes);
+                Ok(None)
+            }
+            Some(Incoming::Message(message)) => {
                 *last_heard = Instant::now();
                 let (channel, payload) = (message.get_channel_name(), message.get_payload_bytes());
                 // A panic here would take the baton down with this thread and
@@ -488,7 +501,8 @@ impl Shared {
     fn connect(&self, baton: &mut Baton) {
         let source = baton.source.clone();
         match source.store.subscribe(&source.channels) {
-            Ok(link) => {
+            Ok(mut link) => {
+                link.set_max_payload(source.subscriber.max_payload());
                 baton.link = Some(link);
                 baton.last_heard = Instant::now();
                 baton.backoff = FIRST_BACKOFF;
@@ -570,6 +584,7 @@ mod tests {
             }))
         }
         fn on_overflow(&self, _job: Job) {}
+        fn on_oversized(&self, _channel: &str, _bytes: usize) {}
     }
 
     fn store(server: &RedisServer) -> Arc<Store> {

@@ -463,6 +463,21 @@ impl Subscriber for Messaging {
         self.dispatch(channel, payload)
     }
 
+    fn on_oversized(&self, channel: &str, bytes: usize) {
+        bump(&self.counters.received);
+        self.drop_invalid(
+            channel,
+            &format!(
+                "{bytes} bytes, over the {} byte limit (skipped unread)",
+                self.settings.max_message_bytes
+            ),
+        );
+    }
+
+    fn max_payload(&self) -> usize {
+        self.settings.max_message_bytes
+    }
+
     fn is_saturated(&self) -> bool {
         if !self.pull_enabled.load(Ordering::Relaxed) || self.handler_is_set() {
             return false;
