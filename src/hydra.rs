@@ -17,7 +17,7 @@ use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
 use crate::http::HttpState;
 use crate::keys;
-use crate::messaging::{HandlerError, MessageStats, Messaging, MessagingSettings, instance_route};
+use crate::messaging::{HandlerError, Identity, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
 use crate::registry::{Registry, ServiceHealth};
 use crate::store::Store;
@@ -118,14 +118,25 @@ impl Hydra {
             max_queued_bytes: config.messaging.max_queued_message_bytes,
             max_message_bytes: config.messaging.max_message_bytes,
         };
+        let instance_id = uuid::Uuid::new_v4().simple().to_string();
+        let identity = Identity {
+            instance_id: instance_id.clone(),
+            service_name: config.service_name.clone(),
+        };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Handlers get a handle built from a weak reference, so the
             // runtime never keeps the instance alive on its own.
             let weak = weak.clone();
             let make_handle = Box::new(move || weak.upgrade().map(|inner| Hydra { inner }));
             Inner {
-                instance_id: uuid::Uuid::new_v4().simple().to_string(),
-                messaging: Arc::new(Messaging::new(store.clone(), registry.clone(), settings, make_handle)),
+                instance_id,
+                messaging: Arc::new(Messaging::new(
+                    identity,
+                    store.clone(),
+                    registry.clone(),
+                    settings,
+                    make_handle,
+                )),
                 config,
                 store,
                 registry,
@@ -306,8 +317,11 @@ impl Hydra {
     }
 
     /// The pull alternative to [`on_message`](Hydra::on_message): messages
-    /// arrive on this bounded receiver while no handler is set. When it is full,
-    /// new messages are dropped and counted.
+    /// arrive on this receiver while no handler is set. It is bounded like the
+    /// handler queue (`maxQueuedMessageBytes`, `messageQueueCapacity`): when
+    /// full, the listener stops reading for up to 5 s, then drops and counts.
+    /// At [`shutdown`](Hydra::shutdown) it disconnects (after the messages
+    /// already in it), waking a thread blocked in `recv` at once.
     pub fn messages(&self) -> Receiver<Umf> {
         self.inner.messaging.receiver()
     }

@@ -43,6 +43,8 @@ pub(crate) type HandleFactory = Box<dyn Fn() -> Option<Hydra> + Send + Sync>;
 const ROUTER_SERVICE: &str = "hydra-router";
 /// How many timed-out request IDs are remembered to recognise late replies.
 const EXPIRED_REMEMBERED: usize = 65_536;
+/// How many IDs of messages sent are remembered for the loop guard.
+const SENT_REMEMBERED: usize = 65_536;
 /// How long shutdown waits for running handlers to finish.
 const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -78,6 +80,11 @@ pub struct MessageStats {
     pub read_pauses: u64,
     /// Messages dropped because there was no handler and no pull receiver.
     pub unhandled: u64,
+    /// Messages dropped by the loop guard: one claiming to come from this
+    /// instance that this instance did not send (a spoofed `from`), or a reply
+    /// from this service to a reply this instance sent (a handler answering
+    /// itself).
+    pub looped: u64,
     /// Replies delivered to a waiting `request`.
     pub replies_matched: u64,
     /// Replies that came after their `request` had timed out (discarded).
@@ -98,6 +105,7 @@ struct Counters {
     invalid: AtomicU64,
     overflow: AtomicU64,
     unhandled: AtomicU64,
+    looped: AtomicU64,
     replies_matched: AtomicU64,
     replies_late: AtomicU64,
     sent: AtomicU64,
@@ -107,8 +115,17 @@ fn bump(counter: &AtomicU64) -> u64 {
     counter.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// Who this instance is, for the loop guard.
+pub(crate) struct Identity {
+    pub instance_id: String,
+    pub service_name: String,
+}
+
 /// Incoming and outgoing messages of one `Hydra` handle.
 pub(crate) struct Messaging {
+    identity: Identity,
+    /// Messages this instance sent recently (the loop guard).
+    sent: Mutex<SentMessages>,
     store: Arc<Store>,
     registry: Arc<Registry>,
     settings: MessagingSettings,
@@ -117,8 +134,10 @@ pub(crate) struct Messaging {
     expired: Mutex<ExpiredRequests>,
     handler: RwLock<Option<Arc<Handler>>>,
     listener: Listener,
-    pull: (Sender<Umf>, Receiver<Umf>),
-    /// Bytes counted for each message in `pull`, oldest first (see [`PullBacklog`]).
+    /// The pull receiver's end, cloned for every caller of `receiver`.
+    pull: Receiver<Umf>,
+    /// Its sender (dropped at shutdown, which wakes every waiting receiver)
+    /// and the bytes counted for each message in it.
     pull_backlog: Mutex<PullBacklog>,
     pull_enabled: AtomicBool,
     make_handle: HandleFactory,
@@ -127,12 +146,18 @@ pub(crate) struct Messaging {
 
 impl Messaging {
     pub(crate) fn new(
+        identity: Identity,
         store: Arc<Store>,
         registry: Arc<Registry>,
         settings: MessagingSettings,
         make_handle: HandleFactory,
     ) -> Messaging {
+        // Unbounded as a channel (a bounded one allocates its capacity up
+        // front); bounded by `pull_backlog` instead.
+        let (pull_sender, pull) = unbounded();
         Messaging {
+            identity,
+            sent: Mutex::new(SentMessages::default()),
             store,
             registry,
             settings,
@@ -144,10 +169,12 @@ impl Messaging {
                 max_messages: settings.queue_capacity,
                 max_bytes: settings.max_queued_bytes,
             }),
-            // Unbounded as a channel (a bounded one allocates its capacity up
-            // front); bounded by `pull_backlog` instead.
-            pull: unbounded(),
-            pull_backlog: Mutex::new(PullBacklog::default()),
+            pull,
+            pull_backlog: Mutex::new(PullBacklog {
+                sender: Some(pull_sender),
+                sizes: VecDeque::new(),
+                bytes: 0,
+            }),
             pull_enabled: AtomicBool::new(false),
             make_handle,
             warnings: RateLimitedWarnings::default(),
@@ -165,6 +192,7 @@ impl Messaging {
             invalid: get(&c.invalid),
             overflow: get(&c.overflow),
             unhandled: get(&c.unhandled),
+            looped: get(&c.looped),
             replies_matched: get(&c.replies_matched),
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
@@ -209,10 +237,11 @@ impl Messaging {
         self.listener.stop();
     }
 
-    /// The pull receiver: messages arrive here when no handler is set.
+    /// The pull receiver: messages arrive here when no handler is set. It
+    /// disconnects at shutdown (after the messages already in it).
     pub(crate) fn receiver(&self) -> Receiver<Umf> {
         self.pull_enabled.store(true, Ordering::SeqCst);
-        self.pull.1.clone()
+        self.pull.clone()
     }
 
     /// Called by the reading thread for every payload: deals with it now
@@ -257,7 +286,57 @@ impl Messaging {
             self.drop_invalid(channel, &e.to_string());
             return None;
         }
+        if let Some(why) = self.loops_back(&umf) {
+            let n = bump(&self.counters.looped);
+            self.warnings.warn("looped", || {
+                format!(
+                    "dropped message {} from {}: {why} ({n} dropped by the loop guard so far)",
+                    umf.mid, umf.from
+                )
+            });
+            return None;
+        }
         self.route_to_consumer(umf, payload.len() + QUEUED_MESSAGE_OVERHEAD)
+    }
+
+    /// The loop guard: why `umf` must not reach a handler, if it must not.
+    ///
+    /// A replying handler talks to itself when a message names this instance
+    /// (or service) as its sender: its reply comes back to it, and so on.
+    /// Nesting depth cannot bound that (a handler may reply with a constant
+    /// body), so the guard looks at who sent what instead:
+    /// - a message whose `from` names this instance but whose `mid` this
+    ///   instance never sent is spoofed (dropped before any handler runs);
+    /// - a reply whose `from` names this service and whose `rmid` is a reply
+    ///   this instance sent is the second turn of a handler answering itself.
+    ///
+    /// Not affected: `request` to this very service (its reply matches the
+    /// waiting request before any handler sees it), messages this instance
+    /// sends to itself, and the first reply to one (it reaches the handler, as
+    /// in Node, but the handler's answer to it stops here).
+    fn loops_back(&self, umf: &Umf) -> Option<&'static str> {
+        let from = crate::umf::Route::parse(&umf.from).ok()?;
+        if !from.service_name.eq_ignore_ascii_case(&self.identity.service_name) {
+            return None;
+        }
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if from.instance == self.identity.instance_id && sent.was_reply(&umf.mid).is_none() {
+            return Some("it claims to come from this instance, which did not send it");
+        }
+        if umf.rmid.as_deref().and_then(|rmid| sent.was_reply(rmid)) == Some(true) {
+            return Some("a reply from this service to a reply this instance sent (a handler answering itself)");
+        }
+        None
+    }
+
+    /// Remembers that this instance sends `umf` (before it is published, so
+    /// it is known when it comes back).
+    fn remember_sent(&self, umf: &Umf) {
+        let is_reply = umf.rmid.as_deref().is_some_and(|r| !r.is_empty());
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(umf.mid.clone(), is_reply);
     }
 
     /// The handler job for `umf`, or `None` after putting it on the pull
@@ -269,10 +348,11 @@ impl Messaging {
         }
         if self.pull_enabled.load(Ordering::SeqCst) {
             let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
-            backlog.settle(self.pull.0.len());
+            backlog.settle(self.pull.len());
             let fits = backlog.sizes.len() < self.settings.queue_capacity.max(1)
                 && backlog.bytes < self.settings.max_queued_bytes.max(1);
-            if fits && self.pull.0.try_send(umf).is_ok() {
+            let sent = fits && backlog.sender.as_ref().is_some_and(|s| s.try_send(umf).is_ok());
+            if sent {
                 backlog.push(bytes);
             } else {
                 let n = bump(&self.counters.overflow);
@@ -329,6 +409,7 @@ impl Messaging {
     /// moves on to another instance.
     pub(crate) fn send_message(&self, umf: &Umf) -> Result<()> {
         let route = umf.to_route()?;
+        self.remember_sent(umf);
         let service = route.service_name.to_lowercase();
         let payload = umf.to_short_json();
         if !route.instance.is_empty() {
@@ -371,6 +452,7 @@ impl Messaging {
     /// `sendBroadcastMessage`: every instance of the service.
     pub(crate) fn send_broadcast_message(&self, umf: &Umf) -> Result<()> {
         let route = umf.to_route()?;
+        self.remember_sent(umf);
         let service = route.service_name.to_lowercase();
         if self.registry.cached_instances(&service)?.is_empty() {
             if service == ROUTER_SERVICE {
@@ -434,6 +516,8 @@ impl Messaging {
     /// queued handler jobs finish and joins the message threads.
     pub(crate) fn shutdown(&self) {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Receivers waiting in `recv` wake up disconnected.
+        self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner()).sender = None;
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.listener.close(WORKER_JOIN_DEADLINE);
     }
@@ -483,7 +567,7 @@ impl Subscriber for Messaging {
             return false;
         }
         let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
-        backlog.settle(self.pull.0.len());
+        backlog.settle(self.pull.len());
         backlog.sizes.len() >= self.settings.queue_capacity.max(1) || backlog.bytes >= self.settings.max_queued_bytes
     }
 
@@ -502,8 +586,8 @@ impl Subscriber for Messaging {
 /// channel the user drains, so this mirrors it: one entry per message sent,
 /// oldest first; as the channel is FIFO with one producer (the reader), the
 /// messages taken since are the oldest entries beyond the channel's length.
-#[derive(Default)]
 struct PullBacklog {
+    sender: Option<Sender<Umf>>,
     sizes: VecDeque<usize>,
     bytes: usize,
 }
@@ -551,6 +635,32 @@ impl ExpiredRequests {
 
     fn contains(&self, mid: &str) -> bool {
         self.set.contains(mid)
+    }
+}
+
+/// IDs of the messages this instance sent recently (bounded, oldest
+/// forgotten first), each with whether it was a reply.
+#[derive(Default)]
+struct SentMessages {
+    order: VecDeque<String>,
+    is_reply: HashMap<String, bool>,
+}
+
+impl SentMessages {
+    fn insert(&mut self, mid: String, is_reply: bool) {
+        if self.is_reply.insert(mid.clone(), is_reply).is_none() {
+            self.order.push_back(mid);
+        }
+        while self.order.len() > SENT_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.is_reply.remove(&old);
+            }
+        }
+    }
+
+    /// `None` when `mid` was not sent by this instance (or long ago).
+    fn was_reply(&self, mid: &str) -> Option<bool> {
+        self.is_reply.get(mid).copied()
     }
 }
 

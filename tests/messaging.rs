@@ -213,6 +213,44 @@ fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
     assert_eq!(handled(), 10_000);
 }
 
+/// The calling thread's kernel thread ID (Linux).
+fn current_tid() -> String {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name().expect("a tid").to_string_lossy().into_owned()
+}
+
+/// Waits until thread `tid` of this process sleeps in the kernel (state `S`),
+/// i.e. it has reached the blocking call it was about to make.
+fn wait_until_sleeping(tid: &str) {
+    let sleeping = wait_for(WAIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        (state == 'S').then_some(())
+    });
+    assert!(sleeping.is_some(), "thread {tid} never blocked");
+}
+
+#[test]
+fn shutdown_wakes_a_thread_blocked_on_the_pull_receiver() {
+    let server = RedisServer::start();
+    let puller = register(&server, "puller");
+    let inbox = puller.messages();
+    let (tid_tx, tid_rx) = unbounded();
+    let waiter = std::thread::spawn(move || {
+        tid_tx.send(current_tid()).unwrap();
+        inbox.recv_timeout(Duration::from_secs(30))
+    });
+    wait_until_sleeping(&tid_rx.recv_timeout(WAIT).unwrap());
+    puller.shutdown().unwrap();
+    // Before, the receiver stayed connected: the thread slept its 30 s and got Timeout.
+    let woken = waiter.join().unwrap();
+    assert_eq!(woken.unwrap_err(), crossbeam_channel::RecvTimeoutError::Disconnected);
+    assert!(
+        puller.messages().recv_timeout(WAIT).is_err(),
+        "a receiver taken after shutdown is disconnected"
+    );
+}
+
 #[test]
 fn a_pull_receiver_gets_messages_when_no_handler_is_set() {
     let server = RedisServer::start();
@@ -635,4 +673,89 @@ fn a_present_instance_that_does_not_listen_is_skipped() {
         .send_message(&sender.create_umf_message("0000ghost@mixed:/", json!({})))
         .unwrap_err();
     assert_eq!(err.to_string(), "Unavailable mixed instance named 0000ghost");
+}
+
+/// A registered service whose handler answers every message with the same
+/// body (no nesting, so JSON depth can never stop a loop).
+fn constant_replier(server: &RedisServer, name: &str) -> Hydra {
+    let hydra = register(server, name);
+    hydra
+        .on_message(|h, msg| {
+            h.reply(&msg, json!({"pong": true}))?;
+            Ok(())
+        })
+        .unwrap();
+    hydra
+}
+
+/// Sends a message from another service and waits until `target` has
+/// handled it: everything published to `target` before it has been read.
+fn handled_after_marker(server: &RedisServer, target: &Hydra) -> hydra::MessageStats {
+    let before = target.message_stats().handled;
+    let marker = register(server, "marker");
+    let service = target.get_service_name().to_string();
+    marker
+        .send_message(&marker.create_umf_message(&format!("{service}:/"), json!({"marker": true})))
+        .unwrap();
+    wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled > before)).expect("the marker was handled")
+}
+
+#[test]
+fn a_spoofed_sender_naming_this_instance_never_reaches_the_handler() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "looper");
+    let mut conn = raw(&server);
+    let id = target.get_instance_id().to_string();
+    let spoofed = json!({
+        "to": "looper:/", "frm": format!("{id}@looper:/"),
+        "mid": "11111111-2222-4333-8444-777777777777", "ts": "2026-11-27T00:00:00.000Z",
+        "ver": "UMF/1.4.6", "bdy": {"ping": true}
+    });
+    let _: i64 = conn
+        .publish(format!("hydra:service:mc:looper:{id}"), spoofed.to_string())
+        .unwrap();
+    let stats = handled_after_marker(&server, &target);
+    // Before the guard, the handler answered itself without end.
+    assert_eq!((stats.looped, stats.handled), (1, 1), "{stats:?}");
+}
+
+#[test]
+fn a_handler_answering_itself_stops_after_one_turn() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "looper");
+    let mut conn = raw(&server);
+    let id = target.get_instance_id().to_string();
+    // `from` names the service: the reply goes to the service (this instance),
+    // whose handler answers the reply, and so on.
+    let spoofed = json!({
+        "to": format!("{id}@looper:/"), "frm": "looper:/",
+        "mid": "11111111-2222-4333-8444-888888888888", "ts": "2026-11-27T00:00:00.000Z",
+        "ver": "UMF/1.4.6", "bdy": {"ping": true}
+    });
+    let _: i64 = conn
+        .publish(format!("hydra:service:mc:looper:{id}"), spoofed.to_string())
+        .unwrap();
+    let looped =
+        wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.looped >= 1)).expect("the guard stopped it");
+    assert_eq!(looped.looped, 1, "{looped:?}");
+    let stats = handled_after_marker(&server, &target);
+    // The message, our own reply to it (as Node delivers), then the marker.
+    assert_eq!((stats.looped, stats.handled), (1, 3), "{stats:?}");
+}
+
+#[test]
+fn requests_and_messages_to_this_very_instance_still_work() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "self-talk");
+    let to = format!("{}@self-talk:/", target.get_instance_id());
+    let reply = target
+        .request(&target.create_umf_message(&to, json!({"q": 1})), WAIT)
+        .unwrap();
+    assert_eq!(reply.body, json!({"pong": true}));
+    let stats = handled_after_marker(&server, &target);
+    assert_eq!(
+        (stats.looped, stats.handled, stats.replies_matched),
+        (0, 2, 1),
+        "{stats:?}"
+    );
 }
