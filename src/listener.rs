@@ -132,6 +132,8 @@ struct GroupState {
     idle: usize,
     /// Subscriptions established so far (for `wait_subscribed`).
     subscriptions: u64,
+    /// Why Redis refused the current generation's subscription (ACL), if it did.
+    refused: Option<String>,
     closing: bool,
 }
 
@@ -152,6 +154,15 @@ struct Baton {
     lost_since: Option<Instant>,
     /// Since when the waiting messages have been over budget, while they are.
     over_budget_since: Option<Instant>,
+}
+
+/// How [`Listener::wait_subscribed`] ended.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Subscribed {
+    Yes,
+    /// Redis denied the subscription (ACL); its message.
+    Refused(String),
+    TimedOut,
 }
 
 /// What the reader does after a message that needs a handler.
@@ -214,6 +225,7 @@ impl Listener {
         });
         let mut state = self.shared.lock();
         let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        state.refused = None;
         if state.baton.take().is_some() {
             state.readers -= 1;
         }
@@ -230,15 +242,22 @@ impl Listener {
         self.shared.work.notify_one();
     }
 
-    /// Waits until a subscription beyond the first `after` exists, at most `timeout`.
-    pub(crate) fn wait_subscribed(&self, after: u64, timeout: Duration) -> bool {
+    /// Waits until a subscription beyond the first `after` exists, at most
+    /// `timeout`; ends at once when Redis refuses it (ACL).
+    pub(crate) fn wait_subscribed(&self, after: u64, timeout: Duration) -> Subscribed {
         let state = self.shared.lock();
         let (state, _) = self
             .shared
             .events
-            .wait_timeout_while(state, timeout, |s| s.subscriptions <= after)
+            .wait_timeout_while(state, timeout, |s| s.subscriptions <= after && s.refused.is_none())
             .unwrap_or_else(|p| p.into_inner());
-        state.subscriptions > after
+        if state.subscriptions > after {
+            Subscribed::Yes
+        } else if let Some(why) = &state.refused {
+            Subscribed::Refused(why.clone())
+        } else {
+            Subscribed::TimedOut
+        }
     }
 
     /// Subscriptions established so far.
@@ -361,7 +380,7 @@ impl Shared {
                 Ok(None) => {}
                 Err(e) => {
                     baton.link = None;
-                    self.note_lost(&mut baton, &e.to_string());
+                    self.note_lost(&mut baton, &e);
                 }
             }
         }
@@ -522,18 +541,26 @@ impl Shared {
                 }
             }
             Err(e) => {
-                self.note_lost(baton, &e.to_string());
+                if e.code() == Some("NOPERM") {
+                    let mut state = self.lock();
+                    if self.generation.load(Ordering::SeqCst) == baton.generation {
+                        state.refused = Some(e.to_string());
+                        self.events.notify_all();
+                    }
+                }
+                self.note_lost(baton, &e);
                 self.sleep_unless_stopped(baton.backoff, baton.generation);
                 baton.backoff = (baton.backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 
-    fn note_lost(&self, baton: &mut Baton, reason: &str) {
+    fn note_lost(&self, baton: &mut Baton, error: &redis::RedisError) {
         if baton.lost_since.is_none() {
             log::warn!(
-                "pub/sub listener lost Redis at {}: {reason}; reconnecting",
-                baton.source.store.target()
+                "pub/sub listener lost Redis at {}: {}; reconnecting",
+                baton.source.store.target(),
+                crate::error::describe_redis_error(error)
             );
             baton.lost_since = Some(Instant::now());
         }
@@ -620,7 +647,7 @@ mod tests {
         let (subscriber, reads) = recorder(None);
 
         listener.start(store.clone(), vec!["ch".into()], subscriber.clone());
-        assert!(listener.wait_subscribed(0, WAIT));
+        assert_eq!(listener.wait_subscribed(0, WAIT), Subscribed::Yes);
         assert_eq!(publish(&server, "one"), 1);
         assert_eq!(reads.recv_timeout(WAIT).unwrap().0, b"one");
 
@@ -628,7 +655,7 @@ mod tests {
         assert_eq!(publish(&server, "lost"), 0, "stop closes the subscription");
 
         listener.start(store, vec!["ch".into()], subscriber);
-        assert!(listener.wait_subscribed(1, WAIT));
+        assert_eq!(listener.wait_subscribed(1, WAIT), Subscribed::Yes);
         assert_eq!(listener.subscriptions(), 2);
         assert_eq!(publish(&server, "two"), 1, "exactly one reader after a restart");
         assert_eq!(reads.recv_timeout(WAIT).unwrap().0, b"two");
@@ -656,7 +683,7 @@ mod tests {
         let (release, release_rx) = unbounded::<()>();
         let (subscriber, reads) = recorder(Some((started_tx, release_rx)));
         listener.start(store(&server), vec!["ch".into()], subscriber);
-        assert!(listener.wait_subscribed(0, WAIT));
+        assert_eq!(listener.wait_subscribed(0, WAIT), Subscribed::Yes);
         // The reader keeps a message only when another member is idle to take
         // over: wait until the two others are idle followers (they may still be
         // starting up), or the first message would be queued instead.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::hydra::Hydra;
 use crate::keys;
-use crate::listener::{Listener, QUEUED_MESSAGE_OVERHEAD, QueueLimits, Subscriber};
+use crate::listener::{Listener, QUEUED_MESSAGE_OVERHEAD, QueueLimits, Subscribed, Subscriber};
 use crate::pool::Job;
 use crate::records::Instance;
 use crate::registry::Registry;
@@ -222,14 +222,23 @@ impl Messaging {
         let before = self.listener.subscriptions();
         let described = channels.join(", ");
         self.listener.start(self.store.clone(), channels, self.clone());
-        if !self.listener.wait_subscribed(before, deadline) {
-            self.listener.stop();
-            return Err(Error::Timeout(format!(
-                "could not subscribe to {described} on {} within {deadline:?}",
-                self.store.target()
-            )));
+        match self.listener.wait_subscribed(before, deadline) {
+            Subscribed::Yes => Ok(()),
+            Subscribed::Refused(why) => {
+                self.listener.stop();
+                Err(Error::PermissionDenied(format!(
+                    "SUBSCRIBE {described} on {}: {why} (the Redis user needs the subscribe command and these channels)",
+                    self.store.target()
+                )))
+            }
+            Subscribed::TimedOut => {
+                self.listener.stop();
+                Err(Error::Timeout(format!(
+                    "could not subscribe to {described} on {} within {deadline:?}",
+                    self.store.target()
+                )))
+            }
         }
-        Ok(())
     }
 
     /// Unsubscribes (closes the subscriber connection); running handlers go on.

@@ -759,3 +759,31 @@ fn requests_and_messages_to_this_very_instance_still_work() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn a_user_without_subscribe_permission_is_told_so_at_once() {
+    let server = RedisServer::start();
+    let mut admin = raw(&server);
+    for (user, rules) in [
+        ("nosub", vec!["~*", "&*", "+@all", "-subscribe"]),
+        ("nochannels", vec!["~*", "resetchannels", "+@all"]),
+    ] {
+        let mut acl = redis::cmd("ACL");
+        acl.arg("SETUSER").arg(user).arg("on").arg(">pw");
+        for rule in rules {
+            acl.arg(rule);
+        }
+        let _: () = acl.query(&mut admin).unwrap();
+        let url = format!("redis://{user}:pw@127.0.0.1:{}/15", server.port());
+        let hydra = Hydra::init(builder(&server, "guarded").redis_url(&url).build().unwrap()).unwrap();
+        // Before, this waited the whole deadline and said Timeout("could not subscribe … within 2s").
+        match hydra.register_service() {
+            Err(Error::PermissionDenied(why)) => {
+                assert!(why.contains("SUBSCRIBE"), "{user}: {why}");
+                assert!(why.contains("hydra:service:mc:guarded"), "{user}: {why}");
+                assert!(why.contains("no permissions"), "{user}: {why}");
+            }
+            other => panic!("{user}: expected PermissionDenied, got {other:?}"),
+        }
+    }
+}
