@@ -787,3 +787,54 @@ fn a_user_without_subscribe_permission_is_told_so_at_once() {
         }
     }
 }
+
+/// Reads `MONITOR` output (one command per line, in the order Redis ran
+/// them) until a line contains `until`, at most `WAIT`; returns the lines.
+fn monitor_until(monitor: &mut std::io::BufReader<std::net::TcpStream>, until: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let deadline = Instant::now() + WAIT;
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        match monitor.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let done = line.contains(until);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("MONITOR: {e}"),
+        }
+    }
+    panic!("no command with {until} within {WAIT:?}; saw {lines:#?}");
+}
+
+/// The README's guarantee: `register_service` subscribes before it writes
+/// presence, so a message sent the moment an instance appears is not lost.
+/// `MONITOR` lists commands in the order Redis ran them.
+#[test]
+fn register_service_subscribes_before_presence_appears() {
+    use std::io::Write;
+    let server = RedisServer::start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    (&stream).write_all(b"MONITOR\r\n").unwrap();
+    let mut monitor = std::io::BufReader::new(stream);
+    monitor_until(&mut monitor, "OK");
+
+    let hydra = init(&server, "early-bird");
+    let id = hydra.get_instance_id().to_string();
+    hydra.register_service().unwrap();
+    let presence = format!("hydra:service:early-bird:{id}:presence");
+    let lines = monitor_until(&mut monitor, &presence);
+    let subscribed = lines
+        .iter()
+        .position(|l| l.contains("\"SUBSCRIBE\"") && l.contains(&format!("hydra:service:mc:early-bird:{id}")));
+    assert!(
+        subscribed.is_some(),
+        "SUBSCRIBE to the instance channel came after the first presence write: {lines:#?}"
+    );
+}
