@@ -838,3 +838,63 @@ fn register_service_subscribes_before_presence_appears() {
         "SUBSCRIBE to the instance channel came after the first presence write: {lines:#?}"
     );
 }
+
+/// `INFO commandstats` as command → calls.
+fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// The README's "each request costs exactly two Redis commands": the two
+/// PUBLISHes (presence comes from the routing cache, kept for the whole test
+/// here so that its refreshes do not blur the count). Heartbeats may run
+/// meanwhile; nothing else may.
+#[test]
+fn a_request_costs_exactly_two_redis_commands() {
+    let server = RedisServer::start();
+    let cached = |name: &str| {
+        let hydra = Hydra::init(
+            builder(&server, name)
+                .presence_cache_ttl(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        hydra.register_service().unwrap();
+        hydra
+    };
+    let responder = cached("echo");
+    echo(&responder);
+    let caller = cached("caller");
+    let ask = |n: u64| {
+        let reply = caller
+            .request(&caller.create_umf_message("echo:/", json!({"n": n})), WAIT)
+            .unwrap();
+        assert_eq!(reply.body, json!({"echo": {"n": n}}));
+    };
+    ask(0); // fills the routing caches (caller → echo, echo → caller)
+    let mut conn = raw(&server);
+    let before = command_calls(&mut conn);
+    let requests = 200;
+    for n in 1..=requests {
+        ask(n);
+    }
+    let after = command_calls(&mut conn);
+    let heartbeat_or_probe = ["set", "hset", "expire", "info", "select"];
+    let mut others = Vec::new();
+    for (command, calls) in &after {
+        let delta = calls - before.get(command).copied().unwrap_or(0);
+        if command == "publish" {
+            assert_eq!(delta, 2 * requests, "PUBLISHes for {requests} requests");
+        } else if delta > 0 && !heartbeat_or_probe.contains(&command.as_str()) {
+            others.push(format!("{command} ×{delta}"));
+        }
+    }
+    assert!(others.is_empty(), "commands besides the PUBLISHes: {others:?}");
+}
