@@ -25,7 +25,9 @@
 //! `QUIET_END` (the rest are lost). `answered` is replies / requests; `last
 //! reply` is the time from the first `PUBLISH` to the last reply; `dropped`
 //! and `read pauses` are the hydra-rs echo's own counters (`overflow` and
-//! `read_pauses` of its `MessageStats`) for that burst.
+//! `read_pauses` of its `MessageStats`) for that burst. A second hydra-rs
+//! echo with a 1 MiB budget (`maxQueuedMessageBytes`) shows what happens when
+//! a burst overruns the budget: the reader pauses and Redis buffers.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -45,6 +47,10 @@ type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 const DB: u8 = 15;
 const CALLER_SERVICE: &str = "burst-caller";
 const RUST_ECHO: &str = "rust-echo";
+/// A hydra-rs echo with a 1 MiB budget for waiting messages, so that bursts
+/// overrun it: it shows the reader pausing (Redis buffers) instead of dropping.
+const TIGHT_ECHO: &str = "tight-echo";
+const TIGHT_BUDGET: usize = 1 << 20;
 const NODE_ECHO: &str = "node-echo";
 /// Messages per `PUBLISH` pipeline.
 const PIPELINE: usize = 500;
@@ -68,20 +74,25 @@ fn run() -> BoxResult<bool> {
 
     let server = RedisServer::start();
     let url = server.url(DB);
-    let config = |name: &str| -> BoxResult<Config> {
-        Ok(Config::builder()
+    let builder = |name: &str| {
+        Config::builder()
             .service_name(name)
             .service_ip("127.0.0.1")
             .redis_url(&url)
-            .build()?)
     };
+    let config = |name: &str| -> BoxResult<Config> { Ok(builder(name).build()?) };
 
-    let rust_echo = Hydra::init(config(RUST_ECHO)?)?;
-    rust_echo.on_message(|h, msg| {
-        h.reply(&msg, json!({ "echo": msg.body }))?;
-        Ok(())
-    })?;
-    rust_echo.register_service()?;
+    let echo_service = |config: Config| -> BoxResult<Hydra> {
+        let echo = Hydra::init(config)?;
+        echo.on_message(|h, msg| {
+            h.reply(&msg, json!({ "echo": msg.body }))?;
+            Ok(())
+        })?;
+        echo.register_service()?;
+        Ok(echo)
+    };
+    let rust_echo = echo_service(config(RUST_ECHO)?)?;
+    let tight_echo = echo_service(builder(TIGHT_ECHO).max_queued_message_bytes(TIGHT_BUDGET).build()?)?;
 
     let node = NodePeer::spawn()?;
     let node_config = json!({"hydra": {
@@ -107,6 +118,12 @@ fn run() -> BoxResult<bool> {
             channel: hydra::keys::instance_channel(RUST_ECHO, rust_echo.get_instance_id()),
             to: format!("{}@{RUST_ECHO}:/", rust_echo.get_instance_id()),
             stats: Some(rust_echo.clone()),
+        },
+        Echo {
+            label: "hydra-rs echo, 1 MiB budget",
+            channel: hydra::keys::instance_channel(TIGHT_ECHO, tight_echo.get_instance_id()),
+            to: format!("{}@{TIGHT_ECHO}:/", tight_echo.get_instance_id()),
+            stats: Some(tight_echo.clone()),
         },
         Echo {
             label: "Node hydra 1.9.3 echo",
@@ -179,6 +196,7 @@ fn run() -> BoxResult<bool> {
     replies.stop()?;
     drop(node);
     rust_echo.shutdown()?;
+    tight_echo.shutdown()?;
     caller.shutdown()?;
     Ok(all_right)
 }
