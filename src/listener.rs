@@ -34,7 +34,7 @@
 //! lost and once when it is back.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,9 @@ struct Shared {
     room: Condvar,
     /// Times the reader paused because the waiting messages were over budget.
     pauses: AtomicU64,
+    /// Whether the queue is at its budget, kept with every push and pop so the
+    /// reader checks it before each read without taking the lock.
+    queue_full: AtomicBool,
     /// Bumped by every `start` and `stop`: a baton of an older generation is
     /// dropped by whoever holds it.
     generation: AtomicU64,
@@ -191,6 +194,7 @@ impl Listener {
                 events: Condvar::new(),
                 room: Condvar::new(),
                 pauses: AtomicU64::new(0),
+                queue_full: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 limits: QueueLimits {
                     max_messages: limits.max_messages.max(1),
@@ -333,6 +337,7 @@ impl Shared {
         loop {
             if let Some((job, bytes)) = state.jobs.pop_front() {
                 state.queued_bytes -= bytes;
+                self.note_queue_level(&state);
                 if state.reader_paused {
                     self.room.notify_one();
                 }
@@ -394,11 +399,19 @@ impl Shared {
         self.events.notify_all();
     }
 
+    /// Whether the queue is at its budget (see [`over_budget`](Shared::over_budget)).
+    fn queue_at_budget(&self, state: &GroupState) -> bool {
+        state.jobs.len() >= self.limits.max_messages || state.queued_bytes >= self.limits.max_bytes
+    }
+
+    /// Keeps `queue_full` in step with the queue (called under the lock).
+    fn note_queue_level(&self, state: &GroupState) {
+        self.queue_full.store(self.queue_at_budget(state), Ordering::Relaxed);
+    }
+
     /// Whether the waiting messages are at their budget.
     fn over_budget(&self, state: &GroupState, source: &Source) -> bool {
-        state.jobs.len() >= self.limits.max_messages
-            || state.queued_bytes >= self.limits.max_bytes
-            || source.subscriber.is_saturated()
+        self.queue_at_budget(state) || source.subscriber.is_saturated()
     }
 
     /// Backpressure: while the waiting messages are over budget, does not
@@ -406,6 +419,13 @@ impl Shared {
     /// after that reads on (what does not fit is dropped) until room comes.
     /// Returns `false` when listening stopped meanwhile.
     fn wait_for_room(&self, baton: &mut Baton) -> bool {
+        // The common case, without the lock: room, and no pause going on.
+        if baton.over_budget_since.is_none()
+            && !self.queue_full.load(Ordering::Relaxed)
+            && !baton.source.subscriber.is_saturated()
+        {
+            return true;
+        }
         let mut state = self.lock();
         if !self.over_budget(&state, &baton.source) {
             baton.over_budget_since = None;
@@ -507,9 +527,10 @@ impl Shared {
             self.work.notify_one();
             return HandOver::RunHere(job);
         }
-        if state.jobs.len() < self.limits.max_messages && state.queued_bytes < self.limits.max_bytes {
+        if !self.queue_at_budget(&state) {
             state.jobs.push_back((job, bytes));
             state.queued_bytes += bytes;
+            self.note_queue_level(&state);
         } else {
             drop(state);
             baton.source.subscriber.on_overflow(job);

@@ -324,6 +324,17 @@ impl Messaging {
     /// sends to itself, and the first reply to one (it reaches the handler, as
     /// in Node, but the handler's answer to it stops here).
     fn loops_back(&self, umf: &Umf) -> Option<&'static str> {
+        // Most senders are other services: skip parsing their routes.
+        let name = self.identity.service_name.as_bytes();
+        if name.is_empty()
+            || !umf
+                .from
+                .as_bytes()
+                .windows(name.len())
+                .any(|w| w.eq_ignore_ascii_case(name))
+        {
+            return None;
+        }
         let from = crate::umf::Route::parse(&umf.from).ok()?;
         if !from.service_name.eq_ignore_ascii_case(&self.identity.service_name) {
             return None;

@@ -58,10 +58,11 @@ pub(crate) struct Subscription {
     reader: Socket,
     /// A clone of the reader's socket, so commands can be written while the reader holds a partial frame.
     writer: Socket,
-    /// Bytes read and not yet consumed: `buffer[start..]`. Holds any partial frame between calls, so a timeout
-    /// never loses data.
+    /// Bytes read and not yet consumed: `buffer[start..end]`. Holds any partial frame between calls, so a timeout
+    /// never loses data. The whole vector stays initialized, so reads need no zeroing but when it grows.
     buffer: Vec<u8>,
     start: usize,
+    end: usize,
     /// Bytes of an oversized payload (and its CRLF) still to be discarded as they arrive.
     skipping: usize,
     /// Longest payload read into memory; longer ones are skipped.
@@ -98,6 +99,7 @@ impl Subscription {
             writer,
             buffer: Vec::new(),
             start: 0,
+            end: 0,
             skipping: 0,
             max_payload: usize::MAX,
             pending: VecDeque::new(),
@@ -225,12 +227,12 @@ impl Subscription {
         }
         loop {
             if self.skipping > 0 {
-                let dropped = self.skipping.min(self.buffer.len() - self.start);
+                let dropped = self.skipping.min(self.end - self.start);
                 self.start += dropped;
                 self.skipping -= dropped;
             }
             if self.skipping == 0 {
-                match scan_frame(&self.buffer[self.start..], self.max_payload)? {
+                match scan_frame(&self.buffer[self.start..self.end], self.max_payload)? {
                     Scan::Complete(len) => {
                         let frame = redis::parse_redis_value(&self.buffer[self.start..self.start + len]);
                         self.consume(len);
@@ -258,11 +260,12 @@ impl Subscription {
     /// Marks `len` buffered bytes as used; gives back the memory of an emptied buffer that grew large.
     fn consume(&mut self, len: usize) {
         self.start += len;
-        if self.start == self.buffer.len() {
-            self.buffer.clear();
+        if self.start == self.end {
             self.start = 0;
-            if self.buffer.capacity() > KEPT_BUFFER {
-                self.buffer.shrink_to(KEPT_BUFFER);
+            self.end = 0;
+            if self.buffer.len() > KEPT_BUFFER {
+                self.buffer.truncate(KEPT_BUFFER);
+                self.buffer.shrink_to_fit();
             }
         }
     }
@@ -270,23 +273,30 @@ impl Subscription {
     /// Reads what the socket has (waiting at most the read timeout) onto the buffer. While skipping, the buffer
     /// only ever holds one chunk.
     fn fill(&mut self) -> io::Result<()> {
-        if self.start == self.buffer.len() {
-            self.buffer.clear();
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > 0 && self.start >= self.buffer.len() / 2 {
-            self.buffer.drain(..self.start);
-            self.start = 0;
+            self.end = 0;
         }
-        let end = self.buffer.len();
-        self.buffer.resize(end + READ_CHUNK, 0);
-        let read = self.reader.read(&mut self.buffer[end..]);
-        self.buffer.truncate(end + *read.as_ref().unwrap_or(&0));
-        match read {
+        if self.buffer.len() - self.end < READ_CHUNK {
+            // Move a partial frame to the front before growing.
+            if self.start > 0 {
+                self.buffer.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buffer.len() - self.end < READ_CHUNK {
+                self.buffer.resize(self.end + READ_CHUNK, 0);
+            }
+        }
+        match self.reader.read(&mut self.buffer[self.end..]) {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "Redis closed the connection",
             )),
-            Ok(_) => Ok(()),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
