@@ -898,3 +898,33 @@ fn a_request_costs_exactly_two_redis_commands() {
     }
     assert!(others.is_empty(), "commands besides the PUBLISHes: {others:?}");
 }
+
+#[test]
+fn a_full_pull_receiver_stops_reading_and_loses_nothing() {
+    let server = RedisServer::start();
+    let puller = Hydra::init(builder(&server, "puller").message_queue_capacity(2).build().unwrap()).unwrap();
+    puller.register_service().unwrap();
+    let inbox = puller.messages();
+    let sender = init(&server, "sender");
+    for n in 0..10 {
+        sender
+            .send_message(&sender.create_umf_message("puller:/", json!({"n": n})))
+            .unwrap();
+    }
+    let paused = wait_for(WAIT, || Some(puller.message_stats()).filter(|s| s.read_pauses >= 1))
+        .unwrap_or_else(|| puller.message_stats());
+    assert!(
+        paused.read_pauses >= 1 && paused.received < 10,
+        "the reader stopped: {paused:?}"
+    );
+    let mut got: Vec<u64> = (0..10)
+        .map(|_| {
+            inbox.recv_timeout(WAIT).expect("every message arrives").body["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    assert_eq!(puller.message_stats().overflow, 0);
+}
