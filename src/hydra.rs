@@ -303,8 +303,11 @@ impl Hydra {
     /// instance (on the service channel or the instance channel), replacing any
     /// previous handler (Node's `hydra.on('message', …)`). The handler gets a
     /// handle for replying. An `Err` or a panic is logged and counted; the
-    /// thread lives on. When the handlers are saturated, new messages are
-    /// dropped and counted ([`MessageStats::overflow`]).
+    /// thread lives on. When the handlers are saturated, new messages wait
+    /// (bounded by `maxQueuedMessageBytes`); at the bound the listener stops
+    /// reading, so Redis buffers them, and only after 5 s without room are
+    /// messages dropped and counted ([`MessageStats::overflow`]). Messages that
+    /// loop back to this instance are dropped ([`MessageStats::looped`]).
     ///
     /// Up to `messageWorkers` handler calls run at once, so messages sent one
     /// after another may be handled in a different order; a handler that needs
