@@ -964,10 +964,16 @@ mod tests {
         assert_eq!(config.messaging.max_message_bytes, 4096);
         assert_eq!(config.command_timeout(), Duration::from_millis(250));
         assert_eq!(config.document()["hydra"]["maxMessageBytes"], 4096);
+        assert_eq!(config.messaging.max_queued_message_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.messaging.message_queue_capacity, 1 << 20);
+        let doc = json!({"hydra": {"serviceName": "a", "maxQueuedMessageBytes": 65536}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.messaging.max_queued_message_bytes, 65536);
         for (key, value) in [
             ("messageWorkers", json!(0)),
             ("connectTimeout", json!(-5)),
             ("maxMessageBytes", json!("lots")),
+            ("maxQueuedMessageBytes", json!(0)),
         ] {
             let doc = json!({"hydra": {"serviceName": "a", key: value}});
             assert_eq!(
