@@ -209,9 +209,10 @@ typedef struct hydra_queued_message hydra_queued_message;
  * replies itself (e.g. with Hydra's error envelope) before returning.
  * The callback may call any function of the library, including
  * `hydra_request`, `hydra_shutdown` and `hydra_free` on its own handle.
- * While all workers are busy, new messages wait in a bounded queue
- * (`messageQueueCapacity`); beyond it they are dropped and counted
- * (`message_stats.overflow`).
+ * While all workers are busy, new messages wait in a queue bounded by
+ * memory (`maxQueuedMessageBytes`, 32 MiB, and `messageQueueCapacity`);
+ * when it is full the listener stops reading (Redis buffers) and only after
+ * 5 s without room drops and counts (`message_stats.overflow`).
  */
 typedef int32_t (*hydra_message_callback)(void *user_data,
                                           struct hydra *hydra,
@@ -363,7 +364,7 @@ int32_t hydra_json_get_string(const char *json, const char *pointer, char **out_
  * ...}}`. `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the environment override
  * it, as in Node. hydra-rs settings may be added to the `hydra` branch:
  * `connectTimeout`, `commandTimeout`, `presenceCacheTTL` (milliseconds),
- * `messageWorkers`, `messageQueueCapacity`, `maxMessageBytes`.
+ * `messageWorkers`, `messageQueueCapacity`, `maxQueuedMessageBytes`, `maxMessageBytes`.
  *
  * On success `*out_hydra` is a new handle, to be released with `hydra_free`;
  * on failure it is NULL. Fails with `HYDRA_INVALID_CONFIG` (naming the field)
@@ -670,8 +671,12 @@ int32_t hydra_on_message(struct hydra *hydra,
 /**
  * The pull alternative to `hydra_on_message`: waits up to `timeout_ms` for
  * the next message (long form) while no handler is set. The first call
- * switches incoming messages to a bounded queue (`messageQueueCapacity`;
- * beyond it they are dropped and counted). `HYDRA_TIMEOUT` when none came.
+ * switches incoming messages to a bounded queue (`maxQueuedMessageBytes`,
+ * `messageQueueCapacity`; when it is full the listener stops reading for up
+ * to 5 s, then drops and counts). `HYDRA_TIMEOUT` when none came;
+ * `HYDRA_INVALID_STATE` ("shut down") once the handle is shut down, also
+ * for a thread already waiting here when `hydra_shutdown` runs: it wakes at
+ * once.
  *
  * # Safety
  * `out_message_json` is NULL or writable.
@@ -680,9 +685,9 @@ int32_t hydra_receive_message(struct hydra *hydra, uint64_t timeout_ms, char **o
 
 /**
  * Message counters since `hydra_new`, a JSON object: `received`, `handled`,
- * `failed`, `panicked`, `invalid`, `overflow`, `unhandled`,
- * `replies_matched`, `replies_late`, `sent`, `subscriptions` (works after
- * shutdown).
+ * `failed`, `panicked`, `invalid`, `overflow`, `read_pauses`, `unhandled`,
+ * `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions` (works
+ * after shutdown).
  *
  * # Safety
  * `out_json` is NULL or writable.

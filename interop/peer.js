@@ -32,6 +32,10 @@
  *   parseRoute [route]       hydra.getUMFMessageHelper().parseRoute(route).
  *   getProperty [name]       the value of the property hydra[name] (e.g. "instanceID", "config").
  *   ping []                  "pong".
+ *   echo []                  from now on, answer every incoming message with
+ *                            hydra.sendReplyMessage(msg, {body: {echo: <its body>}})
+ *                            instead of emitting a "message" event (Node's echo
+ *                            service, for the burst benchmark); returns null.
  *   shutdown []              await hydra.shutdown(); reply; keep running until stdin closes.
  *   exit []                  reply null, then process.exit(0) at once (no hydra shutdown).
  *
@@ -186,7 +190,24 @@ const hydra = require('hydra'); // a failure here exits non-zero before {"ready"
 process.on('uncaughtException', (e) => logErr('uncaughtException:', e && e.stack || e));
 process.on('unhandledRejection', (e) => logErr('unhandledRejection:', e && e.stack || e));
 
-hydra.on('message', (m) => emitLine({event: 'message', data: plain(m)}));
+let echoing = false;
+let echoFailures = 0;
+
+hydra.on('message', (m) => {
+  if (!echoing) {
+    emitLine({event: 'message', data: plain(m)});
+    return;
+  }
+  const body = m.bdy !== undefined ? m.bdy : m.body;
+  Promise.resolve()
+    .then(() => hydra.sendReplyMessage(m, {body: {echo: body}}))
+    .catch((e) => {
+      echoFailures += 1;
+      if (echoFailures <= 3) {
+        logErr('echo reply failed:', e && e.stack || e);
+      }
+    });
+});
 hydra.on('log', (e) => emitLine({event: 'log', data: plain(e)}));
 hydra.on('metric', (s) => emitLine({event: 'metric', data: plain(s)}));
 hydra.on('error', (e) => emitLine({event: 'error', data: errText(e)}));
@@ -225,6 +246,10 @@ const special = {
   },
   ping() {
     return 'pong';
+  },
+  echo() {
+    echoing = true;
+    return null;
   },
   async shutdown() {
     await hydra.shutdown();

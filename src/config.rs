@@ -25,8 +25,15 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_PRESENCE_CACHE_TTL: Duration = Duration::from_millis(500);
 /// Default number of threads running message handlers.
 pub const DEFAULT_MESSAGE_WORKERS: usize = 4;
-/// Default number of messages waiting for a handler before new ones are dropped.
-pub const DEFAULT_MESSAGE_QUEUE_CAPACITY: usize = 1024;
+/// Default cap on the number of messages waiting for a handler (or in the pull
+/// receiver). The byte budget ([`DEFAULT_MAX_QUEUED_MESSAGE_BYTES`]) binds first
+/// by default: the count only matters when set lower.
+pub const DEFAULT_MESSAGE_QUEUE_CAPACITY: usize = 1 << 20;
+/// Default memory budget of the messages waiting for a handler (or in the pull
+/// receiver): their payload bytes plus a fixed 512 bytes each. When it is
+/// reached the listener stops reading (Redis buffers the rest, up to its
+/// pub/sub output limit) and drops only after that has lasted 5 s.
+pub const DEFAULT_MAX_QUEUED_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Default size limit of one incoming message (larger ones are dropped).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -163,6 +170,7 @@ pub struct Config {
 pub(crate) struct Tuning {
     pub message_workers: usize,
     pub message_queue_capacity: usize,
+    pub max_queued_message_bytes: usize,
     pub max_message_bytes: usize,
 }
 
@@ -171,6 +179,7 @@ impl Default for Tuning {
         Tuning {
             message_workers: DEFAULT_MESSAGE_WORKERS,
             message_queue_capacity: DEFAULT_MESSAGE_QUEUE_CAPACITY,
+            max_queued_message_bytes: DEFAULT_MAX_QUEUED_MESSAGE_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
@@ -269,7 +278,8 @@ impl std::fmt::Debug for Config {
 /// `HYDRA_SERVICE` variable and the setters all say the same things the same
 /// way. Besides Node's keys, hydra-rs reads its own: `connectTimeout`,
 /// `commandTimeout` and `presenceCacheTTL` (milliseconds), `messageWorkers`,
-/// `messageQueueCapacity` and `maxMessageBytes`. Node ignores them.
+/// `messageQueueCapacity`, `maxQueuedMessageBytes` and `maxMessageBytes`. Node
+/// ignores them.
 #[derive(Clone)]
 pub struct ConfigBuilder {
     document: Map<String, Value>,
@@ -277,12 +287,13 @@ pub struct ConfigBuilder {
 }
 
 /// hydra-rs's own keys in the `hydra` branch (Node ignores them).
-const TUNING_KEYS: [&str; 6] = [
+const TUNING_KEYS: [&str; 7] = [
     "connectTimeout",
     "commandTimeout",
     "presenceCacheTTL",
     "messageWorkers",
     "messageQueueCapacity",
+    "maxQueuedMessageBytes",
     "maxMessageBytes",
 ];
 
@@ -424,9 +435,20 @@ impl ConfigBuilder {
     }
 
     /// Messages that may wait for a handler (or in the pull receiver) before
-    /// new ones are dropped and counted (default 1024).
+    /// the listener stops reading (default 1,048,576: by default the byte
+    /// budget, [`max_queued_message_bytes`](ConfigBuilder::max_queued_message_bytes),
+    /// binds first).
     pub fn message_queue_capacity(self, capacity: usize) -> ConfigBuilder {
         self.set("messageQueueCapacity", capacity)
+    }
+
+    /// Memory budget of the messages waiting for a handler (or in the pull
+    /// receiver): payload bytes plus 512 bytes each (default 32 MiB). When it
+    /// is reached the listener stops reading, so Redis buffers new messages
+    /// (up to its `client-output-buffer-limit pubsub`); only when no room has
+    /// come for 5 s does it read on, dropping and counting (`overflow`).
+    pub fn max_queued_message_bytes(self, bytes: usize) -> ConfigBuilder {
+        self.set("maxQueuedMessageBytes", bytes)
     }
 
     /// Size limit of one incoming message; larger ones are dropped and counted
@@ -519,6 +541,10 @@ impl ConfigBuilder {
                 positive("messageQueueCapacity", DEFAULT_MESSAGE_QUEUE_CAPACITY as u64)?,
                 1 << 20,
             )?,
+            max_queued_message_bytes: to_usize(positive(
+                "maxQueuedMessageBytes",
+                DEFAULT_MAX_QUEUED_MESSAGE_BYTES as u64,
+            )?),
             max_message_bytes: to_usize(positive("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES as u64)?),
         };
         Ok(Config {
@@ -938,10 +964,16 @@ mod tests {
         assert_eq!(config.messaging.max_message_bytes, 4096);
         assert_eq!(config.command_timeout(), Duration::from_millis(250));
         assert_eq!(config.document()["hydra"]["maxMessageBytes"], 4096);
+        assert_eq!(config.messaging.max_queued_message_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.messaging.message_queue_capacity, 1 << 20);
+        let doc = json!({"hydra": {"serviceName": "a", "maxQueuedMessageBytes": 65536}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.messaging.max_queued_message_bytes, 65536);
         for (key, value) in [
             ("messageWorkers", json!(0)),
             ("connectTimeout", json!(-5)),
             ("maxMessageBytes", json!("lots")),
+            ("maxQueuedMessageBytes", json!(0)),
         ] {
             let doc = json!({"hydra": {"serviceName": "a", key: value}});
             assert_eq!(

@@ -136,5 +136,88 @@ impl From<redis::RedisError> for Error {
     }
 }
 
+/// What a Redis error means, for a log line: an out-of-memory refusal, a
+/// permission denial, a connection that timed out or died, or Redis not
+/// reachable, rather than the raw text (`os error 11`, `OOM command not
+/// allowed…` under "cannot reach Redis").
+pub(crate) fn describe_redis_error(e: &redis::RedisError) -> String {
+    if e.code() == Some("OOM") {
+        return format!("Redis is out of memory (maxmemory reached, so it refuses writes): {e}");
+    }
+    if e.code() == Some("NOPERM") {
+        return format!("Redis denied the command (ACL): {e}");
+    }
+    if e.is_timeout() {
+        return "the connection timed out or is dead (no reply from Redis within the command timeout)".into();
+    }
+    if e.is_connection_refusal() {
+        return format!("Redis is not reachable (connection refused): {e}");
+    }
+    if e.is_connection_dropped() {
+        return format!("the connection to Redis was lost: {e}");
+    }
+    e.to_string()
+}
+
+/// [`describe_redis_error`] for any [`Error`].
+pub(crate) fn describe(e: &Error) -> String {
+    match e {
+        Error::Redis(redis) => describe_redis_error(redis),
+        other => other.to_string(),
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+    use hydra_testkit::RedisServer;
+    use std::time::Duration;
+
+    fn connect(server: &RedisServer) -> redis::Connection {
+        let conn = redis::Client::open(server.url(0)).unwrap().get_connection().unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        conn
+    }
+
+    #[test]
+    fn redis_errors_say_what_happened() {
+        let server = RedisServer::start();
+        let mut conn = connect(&server);
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "1"])
+            .query(&mut conn)
+            .unwrap();
+        let oom = redis::cmd("SET").arg(&["k", "v"]).query::<()>(&mut conn).unwrap_err();
+        let text = describe_redis_error(&oom);
+        assert!(text.starts_with("Redis is out of memory (maxmemory"), "{text}");
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "0"])
+            .query(&mut conn)
+            .unwrap();
+
+        server.freeze();
+        let dead = redis::cmd("PING").query::<()>(&mut conn).unwrap_err();
+        server.resume();
+        let text = describe(&Error::Redis(dead));
+        assert_eq!(
+            text,
+            "the connection timed out or is dead (no reply from Redis within the command timeout)"
+        );
+
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-set"])
+            .query(&mut connect(&server))
+            .unwrap();
+        let url = format!("redis://limited:pw@127.0.0.1:{}/", server.port());
+        let mut limited = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let denied = redis::cmd("SET")
+            .arg(&["k", "v"])
+            .query::<()>(&mut limited)
+            .unwrap_err();
+        let text = describe_redis_error(&denied);
+        assert!(text.starts_with("Redis denied the command (ACL)"), "{text}");
+    }
+}

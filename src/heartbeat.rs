@@ -342,9 +342,10 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
                 // Say it once per outage, not once per tick.
                 if failing_since.is_none() {
                     log::warn!(
-                        "heartbeat of {} cannot reach Redis at {}: {e}; retrying every {:?}",
+                        "heartbeat of {} failed at {}: {}; retrying every {:?}",
                         registration.service_name,
                         registration.store.target(),
+                        crate::error::describe(&e),
                         PRESENCE_INTERVAL
                     );
                     failing_since = Some(now);

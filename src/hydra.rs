@@ -17,7 +17,7 @@ use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
 use crate::http::HttpState;
 use crate::keys;
-use crate::messaging::{HandlerError, MessageStats, Messaging, MessagingSettings, instance_route};
+use crate::messaging::{HandlerError, Identity, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
 use crate::registry::{Registry, ServiceHealth};
 use crate::store::Store;
@@ -119,7 +119,13 @@ impl Hydra {
         let settings = MessagingSettings {
             workers: config.messaging.message_workers,
             queue_capacity: config.messaging.message_queue_capacity,
+            max_queued_bytes: config.messaging.max_queued_message_bytes,
             max_message_bytes: config.messaging.max_message_bytes,
+        };
+        let instance_id = uuid::Uuid::new_v4().simple().to_string();
+        let identity = Identity {
+            instance_id: instance_id.clone(),
+            service_name: config.service_name.clone(),
         };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Handlers get a handle built from a weak reference, so the
@@ -127,8 +133,14 @@ impl Hydra {
             let weak = weak.clone();
             let make_handle = Box::new(move || weak.upgrade().map(|inner| Hydra { inner }));
             Inner {
-                instance_id: uuid::Uuid::new_v4().simple().to_string(),
-                messaging: Arc::new(Messaging::new(store.clone(), registry.clone(), settings, make_handle)),
+                instance_id,
+                messaging: Arc::new(Messaging::new(
+                    identity,
+                    store.clone(),
+                    registry.clone(),
+                    settings,
+                    make_handle,
+                )),
                 config,
                 store,
                 registry,
@@ -301,8 +313,11 @@ impl Hydra {
     /// instance (on the service channel or the instance channel), replacing any
     /// previous handler (Node's `hydra.on('message', …)`). The handler gets a
     /// handle for replying. An `Err` or a panic is logged and counted; the
-    /// thread lives on. When the handlers are saturated, new messages are
-    /// dropped and counted ([`MessageStats::overflow`]).
+    /// thread lives on. When the handlers are saturated, new messages wait
+    /// (bounded by `maxQueuedMessageBytes`); at the bound the listener stops
+    /// reading, so Redis buffers them, and only after 5 s without room are
+    /// messages dropped and counted ([`MessageStats::overflow`]). Messages that
+    /// loop back to this instance are dropped ([`MessageStats::looped`]).
     ///
     /// Up to `messageWorkers` handler calls run at once, so messages sent one
     /// after another may be handled in a different order; a handler that needs
@@ -315,8 +330,11 @@ impl Hydra {
     }
 
     /// The pull alternative to [`on_message`](Hydra::on_message): messages
-    /// arrive on this bounded receiver while no handler is set. When it is full,
-    /// new messages are dropped and counted.
+    /// arrive on this receiver while no handler is set. It is bounded like the
+    /// handler queue (`maxQueuedMessageBytes`, `messageQueueCapacity`): when
+    /// full, the listener stops reading for up to 5 s, then drops and counts.
+    /// At [`shutdown`](Hydra::shutdown) it disconnects (after the messages
+    /// already in it), waking a thread blocked in `recv` at once.
     pub fn messages(&self) -> Receiver<Umf> {
         self.inner.messaging.receiver()
     }

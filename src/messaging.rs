@@ -7,22 +7,23 @@
 //! drops oversized and invalid payloads (one rate-limited warning, a counter),
 //! routes replies to waiting `request` calls directly (so busy handlers never
 //! delay them), and turns everything else into a handler job for the listener's
-//! threads, or puts it on the pull receiver when no handler is set. A full queue
-//! drops and counts: the reader never blocks, because a stalled subscriber gets
-//! disconnected by Redis and loses everything.
+//! threads, or puts it on the pull receiver when no handler is set. Waiting
+//! messages are bounded by memory; at the bound the listener stops reading for
+//! a while (Redis buffers) and only then drops and counts (see
+//! [`crate::listener`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::hydra::Hydra;
 use crate::keys;
-use crate::listener::{Listener, Subscriber};
+use crate::listener::{Listener, QUEUED_MESSAGE_OVERHEAD, QueueLimits, Subscribed, Subscriber};
 use crate::pool::Job;
 use crate::records::Instance;
 use crate::registry::Registry;
@@ -42,6 +43,8 @@ pub(crate) type HandleFactory = Box<dyn Fn() -> Option<Hydra> + Send + Sync>;
 const ROUTER_SERVICE: &str = "hydra-router";
 /// How many timed-out request IDs are remembered to recognise late replies.
 const EXPIRED_REMEMBERED: usize = 65_536;
+/// How many IDs of messages sent are remembered for the loop guard.
+const SENT_REMEMBERED: usize = 65_536;
 /// How long shutdown waits for running handlers to finish.
 const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -50,6 +53,7 @@ const WORKER_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) struct MessagingSettings {
     pub workers: usize,
     pub queue_capacity: usize,
+    pub max_queued_bytes: usize,
     pub max_message_bytes: usize,
 }
 
@@ -67,10 +71,20 @@ pub struct MessageStats {
     pub panicked: u64,
     /// Payloads dropped as not JSON, not UMF, or over the size limit.
     pub invalid: u64,
-    /// Messages dropped because the handler queue (or pull queue) was full.
+    /// Messages dropped because the waiting messages (handler queue or pull
+    /// receiver) stayed over their budget for 5 s while the reader paused.
     pub overflow: u64,
+    /// Times the listener stopped reading because the waiting messages
+    /// reached their budget (`maxQueuedMessageBytes`, `messageQueueCapacity`);
+    /// Redis buffered meanwhile.
+    pub read_pauses: u64,
     /// Messages dropped because there was no handler and no pull receiver.
     pub unhandled: u64,
+    /// Messages dropped by the loop guard: one claiming to come from this
+    /// instance that this instance did not send (a spoofed `from`), or a reply
+    /// from this service to a reply this instance sent (a handler answering
+    /// itself).
+    pub looped: u64,
     /// Replies delivered to a waiting `request`.
     pub replies_matched: u64,
     /// Replies that came after their `request` had timed out (discarded).
@@ -91,6 +105,7 @@ struct Counters {
     invalid: AtomicU64,
     overflow: AtomicU64,
     unhandled: AtomicU64,
+    looped: AtomicU64,
     replies_matched: AtomicU64,
     replies_late: AtomicU64,
     sent: AtomicU64,
@@ -100,8 +115,17 @@ fn bump(counter: &AtomicU64) -> u64 {
     counter.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// Who this instance is, for the loop guard.
+pub(crate) struct Identity {
+    pub instance_id: String,
+    pub service_name: String,
+}
+
 /// Incoming and outgoing messages of one `Hydra` handle.
 pub(crate) struct Messaging {
+    identity: Identity,
+    /// Messages this instance sent recently (the loop guard).
+    sent: Mutex<SentMessages>,
     store: Arc<Store>,
     registry: Arc<Registry>,
     settings: MessagingSettings,
@@ -110,7 +134,11 @@ pub(crate) struct Messaging {
     expired: Mutex<ExpiredRequests>,
     handler: RwLock<Option<Arc<Handler>>>,
     listener: Listener,
-    pull: (Sender<Umf>, Receiver<Umf>),
+    /// The pull receiver's end, cloned for every caller of `receiver`.
+    pull: Receiver<Umf>,
+    /// Its sender (dropped at shutdown, which wakes every waiting receiver)
+    /// and the bytes counted for each message in it.
+    pull_backlog: Mutex<PullBacklog>,
     pull_enabled: AtomicBool,
     make_handle: HandleFactory,
     warnings: RateLimitedWarnings,
@@ -118,12 +146,18 @@ pub(crate) struct Messaging {
 
 impl Messaging {
     pub(crate) fn new(
+        identity: Identity,
         store: Arc<Store>,
         registry: Arc<Registry>,
         settings: MessagingSettings,
         make_handle: HandleFactory,
     ) -> Messaging {
+        // Unbounded as a channel (a bounded one allocates its capacity up
+        // front); bounded by `pull_backlog` instead.
+        let (pull_sender, pull) = unbounded();
         Messaging {
+            identity,
+            sent: Mutex::new(SentMessages::default()),
             store,
             registry,
             settings,
@@ -131,8 +165,16 @@ impl Messaging {
             pending: Mutex::new(HashMap::new()),
             expired: Mutex::new(ExpiredRequests::default()),
             handler: RwLock::new(None),
-            listener: Listener::new(settings.queue_capacity),
-            pull: bounded(settings.queue_capacity.max(1)),
+            listener: Listener::new(QueueLimits {
+                max_messages: settings.queue_capacity,
+                max_bytes: settings.max_queued_bytes,
+            }),
+            pull,
+            pull_backlog: Mutex::new(PullBacklog {
+                sender: Some(pull_sender),
+                sizes: VecDeque::new(),
+                bytes: 0,
+            }),
             pull_enabled: AtomicBool::new(false),
             make_handle,
             warnings: RateLimitedWarnings::default(),
@@ -150,10 +192,12 @@ impl Messaging {
             invalid: get(&c.invalid),
             overflow: get(&c.overflow),
             unhandled: get(&c.unhandled),
+            looped: get(&c.looped),
             replies_matched: get(&c.replies_matched),
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
             subscriptions: self.listener.subscriptions(),
+            read_pauses: self.listener.read_pauses(),
         }
     }
 
@@ -178,14 +222,23 @@ impl Messaging {
         let before = self.listener.subscriptions();
         let described = channels.join(", ");
         self.listener.start(self.store.clone(), channels, self.clone());
-        if !self.listener.wait_subscribed(before, deadline) {
-            self.listener.stop();
-            return Err(Error::Timeout(format!(
-                "could not subscribe to {described} on {} within {deadline:?}",
-                self.store.target()
-            )));
+        match self.listener.wait_subscribed(before, deadline) {
+            Subscribed::Yes => Ok(()),
+            Subscribed::Refused(why) => {
+                self.listener.stop();
+                Err(Error::PermissionDenied(format!(
+                    "SUBSCRIBE {described} on {}: {why} (the Redis user needs the subscribe command and these channels)",
+                    self.store.target()
+                )))
+            }
+            Subscribed::TimedOut => {
+                self.listener.stop();
+                Err(Error::Timeout(format!(
+                    "could not subscribe to {described} on {} within {deadline:?}",
+                    self.store.target()
+                )))
+            }
         }
-        Ok(())
     }
 
     /// Unsubscribes (closes the subscriber connection); running handlers go on.
@@ -193,10 +246,11 @@ impl Messaging {
         self.listener.stop();
     }
 
-    /// The pull receiver: messages arrive here when no handler is set.
+    /// The pull receiver: messages arrive here when no handler is set. It
+    /// disconnects at shutdown (after the messages already in it).
     pub(crate) fn receiver(&self) -> Receiver<Umf> {
         self.pull_enabled.store(true, Ordering::SeqCst);
-        self.pull.1.clone()
+        self.pull.clone()
     }
 
     /// Called by the reading thread for every payload: deals with it now
@@ -241,18 +295,86 @@ impl Messaging {
             self.drop_invalid(channel, &e.to_string());
             return None;
         }
-        self.route_to_consumer(umf)
+        if let Some(why) = self.loops_back(&umf) {
+            let n = bump(&self.counters.looped);
+            self.warnings.warn("looped", || {
+                format!(
+                    "dropped message {} from {}: {why} ({n} dropped by the loop guard so far)",
+                    umf.mid, umf.from
+                )
+            });
+            return None;
+        }
+        self.route_to_consumer(umf, payload.len() + QUEUED_MESSAGE_OVERHEAD)
+    }
+
+    /// The loop guard: why `umf` must not reach a handler, if it must not.
+    ///
+    /// A replying handler talks to itself when a message names this instance
+    /// (or service) as its sender: its reply comes back to it, and so on.
+    /// Nesting depth cannot bound that (a handler may reply with a constant
+    /// body), so the guard looks at who sent what instead:
+    /// - a message whose `from` names this instance but whose `mid` this
+    ///   instance never sent is spoofed (dropped before any handler runs);
+    /// - a reply whose `from` names this service and whose `rmid` is a reply
+    ///   this instance sent is the second turn of a handler answering itself.
+    ///
+    /// Not affected: `request` to this very service (its reply matches the
+    /// waiting request before any handler sees it), messages this instance
+    /// sends to itself, and the first reply to one (it reaches the handler, as
+    /// in Node, but the handler's answer to it stops here).
+    fn loops_back(&self, umf: &Umf) -> Option<&'static str> {
+        // Most senders are other services: skip parsing their routes.
+        let name = self.identity.service_name.as_bytes();
+        if name.is_empty()
+            || !umf
+                .from
+                .as_bytes()
+                .windows(name.len())
+                .any(|w| w.eq_ignore_ascii_case(name))
+        {
+            return None;
+        }
+        let from = crate::umf::Route::parse(&umf.from).ok()?;
+        if !from.service_name.eq_ignore_ascii_case(&self.identity.service_name) {
+            return None;
+        }
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if from.instance == self.identity.instance_id && sent.was_reply(&umf.mid).is_none() {
+            return Some("it claims to come from this instance, which did not send it");
+        }
+        if umf.rmid.as_deref().and_then(|rmid| sent.was_reply(rmid)) == Some(true) {
+            return Some("a reply from this service to a reply this instance sent (a handler answering itself)");
+        }
+        None
+    }
+
+    /// Remembers that this instance sends `umf` (before it is published, so
+    /// it is known when it comes back).
+    fn remember_sent(&self, umf: &Umf) {
+        let is_reply = umf.rmid.as_deref().is_some_and(|r| !r.is_empty());
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(umf.mid.clone(), is_reply);
     }
 
     /// The handler job for `umf`, or `None` after putting it on the pull
     /// receiver (or dropping it when there is neither).
-    fn route_to_consumer(&self, umf: Umf) -> Option<Job> {
+    fn route_to_consumer(&self, umf: Umf, bytes: usize) -> Option<Job> {
         let handler = self.handler.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(handler) = handler {
             return Some(self.handler_job(handler, umf));
         }
         if self.pull_enabled.load(Ordering::SeqCst) {
-            if self.pull.0.try_send(umf).is_err() {
+            let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
+            backlog.settle(self.pull.len());
+            let fits = backlog.sizes.len() < self.settings.queue_capacity.max(1)
+                && backlog.bytes < self.settings.max_queued_bytes.max(1);
+            let sent = fits && backlog.sender.as_ref().is_some_and(|s| s.try_send(umf).is_ok());
+            if sent {
+                backlog.push(bytes);
+            } else {
                 let n = bump(&self.counters.overflow);
                 self.warnings.warn("overflow", || {
                     format!("message receiver is full; dropped a message ({n} dropped so far)")
@@ -265,6 +387,10 @@ impl Messaging {
             });
         }
         None
+    }
+
+    fn handler_is_set(&self) -> bool {
+        self.handler.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     fn handler_job(&self, handler: Arc<Handler>, umf: Umf) -> Job {
@@ -303,6 +429,7 @@ impl Messaging {
     /// moves on to another instance.
     pub(crate) fn send_message(&self, umf: &Umf) -> Result<()> {
         let route = umf.to_route()?;
+        self.remember_sent(umf);
         let service = route.service_name.to_lowercase();
         let payload = umf.to_short_json();
         if !route.instance.is_empty() {
@@ -345,6 +472,7 @@ impl Messaging {
     /// `sendBroadcastMessage`: every instance of the service.
     pub(crate) fn send_broadcast_message(&self, umf: &Umf) -> Result<()> {
         let route = umf.to_route()?;
+        self.remember_sent(umf);
         let service = route.service_name.to_lowercase();
         if self.registry.cached_instances(&service)?.is_empty() {
             if service == ROUTER_SERVICE {
@@ -408,6 +536,8 @@ impl Messaging {
     /// queued handler jobs finish and joins the message threads.
     pub(crate) fn shutdown(&self) {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Receivers waiting in `recv` wake up disconnected.
+        self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner()).sender = None;
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.listener.close(WORKER_JOIN_DEADLINE);
     }
@@ -437,6 +567,30 @@ impl Subscriber for Messaging {
         self.dispatch(channel, payload)
     }
 
+    fn on_oversized(&self, channel: &str, bytes: usize) {
+        bump(&self.counters.received);
+        self.drop_invalid(
+            channel,
+            &format!(
+                "{bytes} bytes, over the {} byte limit (skipped unread)",
+                self.settings.max_message_bytes
+            ),
+        );
+    }
+
+    fn max_payload(&self) -> usize {
+        self.settings.max_message_bytes
+    }
+
+    fn is_saturated(&self) -> bool {
+        if !self.pull_enabled.load(Ordering::Relaxed) || self.handler_is_set() {
+            return false;
+        }
+        let mut backlog = self.pull_backlog.lock().unwrap_or_else(|p| p.into_inner());
+        backlog.settle(self.pull.len());
+        backlog.sizes.len() >= self.settings.queue_capacity.max(1) || backlog.bytes >= self.settings.max_queued_bytes
+    }
+
     fn on_overflow(&self, job: Job) {
         // The job may hold the last handle; its drop shuts the instance down,
         // which the listener allows from the reading thread.
@@ -445,6 +599,32 @@ impl Subscriber for Messaging {
         self.warnings.warn("overflow", || {
             format!("message handlers are saturated; dropped a message ({n} dropped so far)")
         });
+    }
+}
+
+/// The bytes of the messages in the pull receiver. The receiver is a plain
+/// channel the user drains, so this mirrors it: one entry per message sent,
+/// oldest first; as the channel is FIFO with one producer (the reader), the
+/// messages taken since are the oldest entries beyond the channel's length.
+struct PullBacklog {
+    sender: Option<Sender<Umf>>,
+    sizes: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl PullBacklog {
+    fn push(&mut self, bytes: usize) {
+        self.sizes.push_back(bytes);
+        self.bytes += bytes;
+    }
+
+    /// Forgets the messages taken from a channel now holding `in_channel`.
+    fn settle(&mut self, in_channel: usize) {
+        while self.sizes.len() > in_channel {
+            if let Some(bytes) = self.sizes.pop_front() {
+                self.bytes -= bytes;
+            }
+        }
     }
 }
 
@@ -475,6 +655,32 @@ impl ExpiredRequests {
 
     fn contains(&self, mid: &str) -> bool {
         self.set.contains(mid)
+    }
+}
+
+/// IDs of the messages this instance sent recently (bounded, oldest
+/// forgotten first), each with whether it was a reply.
+#[derive(Default)]
+struct SentMessages {
+    order: VecDeque<String>,
+    is_reply: HashMap<String, bool>,
+}
+
+impl SentMessages {
+    fn insert(&mut self, mid: String, is_reply: bool) {
+        if self.is_reply.insert(mid.clone(), is_reply).is_none() {
+            self.order.push_back(mid);
+        }
+        while self.order.len() > SENT_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.is_reply.remove(&old);
+            }
+        }
+    }
+
+    /// `None` when `mid` was not sent by this instance (or long ago).
+    fn was_reply(&self, mid: &str) -> Option<bool> {
+        self.is_reply.get(mid).copied()
     }
 }
 

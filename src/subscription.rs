@@ -7,34 +7,68 @@
 //!   (`messages_to_skip += 1`): a reader polling with a short timeout would silently drop a published message after
 //!   every quiet spell.
 //!
-//! This type owns its socket and uses only public redis-rs pieces: `redis::cmd` packs commands, `redis::Parser`
-//! parses frames (it keeps a frame cut by a read timeout and completes it on the next call, as redis-rs's own
-//! connection relies on), `redis::Msg` decodes messages. It supports TCP and Unix sockets, `AUTH` with a password or
-//! an ACL user, `SUBSCRIBE` to a fixed set of channels, and `PING`. Not supported: TLS, RESP3, patterns, changing the
-//! channels after `open` (reconnect instead), and `SELECT` (pub/sub ignores the database).
+//! This type owns its socket and uses only public redis-rs pieces: `redis::cmd` packs commands,
+//! `redis::parse_redis_value` parses complete frames, `redis::Msg` decodes messages. Frames are delimited here (RESP2
+//! announces every length up front), which gives two things redis-rs's `Parser` cannot:
+//! - a frame cut by a read timeout stays in our buffer and is completed by the next call;
+//! - a message whose payload is over the size limit ([`Subscription::set_max_payload`]) is skipped as it streams in,
+//!   never buffered: only its header is read into memory, and it is reported as [`Incoming::Oversized`]. The read
+//!   buffer grows only as far as the largest frame accepted, and shrinks back after one larger than
+//!   [`KEPT_BUFFER`].
+//!
+//! It supports TCP and Unix sockets, `AUTH` with a password or an ACL user, `SUBSCRIBE` to a fixed set of channels,
+//! and `PING`. Not supported: TLS, RESP3, patterns, changing the channels after `open` (reconnect instead), and
+//! `SELECT` (pub/sub ignores the database).
 
 use std::collections::VecDeque;
 use std::fmt::Display;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, Msg, Parser, RedisError, RedisResult, Value};
+use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, Msg, RedisError, RedisResult, Value};
 
 /// Sockets reject a zero timeout; the shortest wait still lets an already buffered frame through.
 const MIN_WAIT: Duration = Duration::from_millis(1);
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Capacity the read buffer keeps between frames; a larger one (after a large message) is given back.
+pub(crate) const KEPT_BUFFER: usize = 4 * READ_CHUNK;
+/// Nesting depth of arrays accepted in a frame (pub/sub frames have none).
+const MAX_DEPTH: usize = 4;
+
+/// What [`Subscription::next_message`] hands out.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A published message.
+    Message(Msg),
+    /// A published message whose payload (`bytes` long) was over the size limit: skipped without being buffered.
+    Oversized {
+        /// The channel it was published on.
+        channel: String,
+        /// Its payload's length.
+        bytes: usize,
+    },
+}
 
 /// A subscribed connection. Reading and writing need `&mut self`, so one thread uses it at a time; it is `Send`.
 pub(crate) struct Subscription {
-    reader: BufReader<Socket>,
-    /// A clone of the reader's socket, so commands can be written without going through the `BufReader`.
+    reader: Socket,
+    /// A clone of the reader's socket, so commands can be written while the reader holds a partial frame.
     writer: Socket,
-    /// Holds any partial frame between calls, so a timeout never loses data.
-    parser: Parser,
+    /// Bytes read and not yet consumed: `buffer[start..end]`. Holds any partial frame between calls, so a timeout
+    /// never loses data. The whole vector stays initialized, so reads need no zeroing but when it grows.
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes of an oversized payload (and its CRLF) still to be discarded as they arrive.
+    skipping: usize,
+    /// Longest payload read into memory; longer ones are skipped.
+    max_payload: usize,
     /// Messages read while `ping` waited for its pong, handed out first by `next_message`.
-    pending: VecDeque<Msg>,
+    pending: VecDeque<Incoming>,
     /// The socket's read timeout as last set: setting it is a system call, skipped when unchanged (the common case of
     /// one `next_message` after another).
     read_timeout: Option<Duration>,
@@ -61,9 +95,13 @@ impl Subscription {
         let socket = Socket::connect(info.addr(), connect_timeout)?;
         let writer = socket.try_clone()?;
         let mut sub = Subscription {
-            reader: BufReader::new(socket),
+            reader: socket,
             writer,
-            parser: Parser::new(),
+            buffer: Vec::new(),
+            start: 0,
+            end: 0,
+            skipping: 0,
+            max_payload: usize::MAX,
             pending: VecDeque::new(),
             read_timeout: None,
         };
@@ -90,23 +128,35 @@ impl Subscription {
         Ok(sub)
     }
 
+    /// Payloads longer than `bytes` are skipped from now on, without being read into memory.
+    pub(crate) fn set_max_payload(&mut self, bytes: usize) {
+        self.max_payload = bytes;
+    }
+
+    /// The read buffer's capacity (tests check that it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buffer.capacity()
+    }
+
     /// The next published message, waiting at most `timeout`; `Ok(None)` when none came (the connection stays usable,
-    /// a frame cut by the timeout is kept by the parser and completed by the next call). Non-message frames (e.g. late
-    /// subscribe confirmations) are skipped. Messages buffered by `ping` are returned first.
-    pub(crate) fn next_message(&mut self, timeout: Duration) -> RedisResult<Option<Msg>> {
-        if let Some(msg) = self.pending.pop_front() {
-            return Ok(Some(msg));
+    /// a frame cut by the timeout is kept and completed by the next call). Non-message frames (e.g. late subscribe
+    /// confirmations) are skipped. Messages buffered by `ping` are returned first.
+    pub(crate) fn next_message(&mut self, timeout: Duration) -> RedisResult<Option<Incoming>> {
+        if let Some(incoming) = self.pending.pop_front() {
+            return Ok(Some(incoming));
         }
         let deadline = Instant::now() + timeout;
         let mut wait = timeout;
         loop {
             let frame = match self.read_frame(wait) {
-                Ok(frame) => frame.extract_error()?,
+                Ok(Frame::Oversized { channel, bytes }) => return Ok(Some(Incoming::Oversized { channel, bytes })),
+                Ok(Frame::Value(frame)) => frame.extract_error()?,
                 Err(e) if e.is_timeout() => return Ok(None),
                 Err(e) => return Err(e),
             };
             if let Some(msg) = Msg::from_owned_value(frame) {
-                return Ok(Some(msg));
+                return Ok(Some(Incoming::Message(msg)));
             }
             // A late pong or confirmation: skip it, but never past the deadline when such frames keep coming.
             wait = deadline.saturating_duration_since(Instant::now());
@@ -144,7 +194,11 @@ impl Subscription {
         let deadline = Instant::now() + timeout;
         loop {
             let frame = match self.read_frame(deadline.saturating_duration_since(Instant::now())) {
-                Ok(frame) => frame.extract_error()?,
+                Ok(Frame::Value(frame)) => frame.extract_error()?,
+                Ok(Frame::Oversized { channel, bytes }) => {
+                    self.pending.push_back(Incoming::Oversized { channel, bytes });
+                    continue;
+                }
                 // The OS error ("Resource temporarily unavailable") would not say what was awaited.
                 Err(e) if e.is_timeout() => return Err(no_reply(command, timeout)),
                 Err(e) => return Err(e),
@@ -155,7 +209,7 @@ impl Subscription {
             if matches!(frame_kind(&frame), Some(b"message" | b"pmessage"))
                 && let Some(msg) = Msg::from_owned_value(frame)
             {
-                self.pending.push_back(msg);
+                self.pending.push_back(Incoming::Message(msg));
             }
             // A steady stream of messages must not keep us waiting past the deadline.
             if Instant::now() >= deadline {
@@ -164,14 +218,225 @@ impl Subscription {
         }
     }
 
-    /// Reads one frame, each socket read waiting `wait` at most.
-    fn read_frame(&mut self, wait: Duration) -> RedisResult<Value> {
+    /// Reads one frame, each socket read waiting `wait` at most. A timeout keeps what was read for the next call.
+    fn read_frame(&mut self, wait: Duration) -> RedisResult<Frame> {
         let wait = Some(wait.max(MIN_WAIT));
         if self.read_timeout != wait {
-            self.reader.get_ref().set_read_timeout(wait)?;
+            self.reader.set_read_timeout(wait)?;
             self.read_timeout = wait;
         }
-        self.parser.parse_value(&mut self.reader)
+        loop {
+            if self.skipping > 0 {
+                let dropped = self.skipping.min(self.end - self.start);
+                self.start += dropped;
+                self.skipping -= dropped;
+            }
+            if self.skipping == 0 {
+                match scan_frame(&self.buffer[self.start..self.end], self.max_payload)? {
+                    Scan::Complete(len) => {
+                        let frame = redis::parse_redis_value(&self.buffer[self.start..self.start + len]);
+                        self.consume(len);
+                        return frame.map(Frame::Value);
+                    }
+                    Scan::Oversized {
+                        header,
+                        channel,
+                        payload,
+                    } => {
+                        self.consume(header);
+                        self.skipping = payload + 2; // and its CRLF
+                        return Ok(Frame::Oversized {
+                            channel,
+                            bytes: payload,
+                        });
+                    }
+                    Scan::Incomplete => {}
+                }
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Marks `len` buffered bytes as used; gives back the memory of an emptied buffer that grew large.
+    fn consume(&mut self, len: usize) {
+        self.start += len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buffer.len() > KEPT_BUFFER {
+                self.buffer.truncate(KEPT_BUFFER);
+                self.buffer.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Reads what the socket has (waiting at most the read timeout) onto the buffer. While skipping, the buffer
+    /// only ever holds one chunk.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buffer.len() - self.end < READ_CHUNK {
+            // Move a partial frame to the front before growing.
+            if self.start > 0 {
+                self.buffer.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buffer.len() - self.end < READ_CHUNK {
+                self.buffer.resize(self.end + READ_CHUNK, 0);
+            }
+        }
+        match self.reader.read(&mut self.buffer[self.end..]) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "Redis closed the connection",
+            )),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A frame as `read_frame` returns it.
+enum Frame {
+    Value(Value),
+    Oversized { channel: String, bytes: usize },
+}
+
+/// Where the next frame in a buffer ends.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// More bytes are needed.
+    Incomplete,
+    /// A frame of this many bytes.
+    Complete(usize),
+    /// A frame whose last bulk string (a message's payload) is `payload` bytes, over the limit; its `header` bytes
+    /// (everything before the payload) are buffered.
+    Oversized {
+        header: usize,
+        channel: String,
+        payload: usize,
+    },
+}
+
+/// Longest header line accepted (a length, a status, an error message).
+const MAX_LINE: usize = 64 * 1024;
+
+/// The line at `at` (without its CRLF) and where the next one starts; `None` while incomplete.
+fn line(buffer: &[u8], at: usize) -> RedisResult<Option<(&[u8], usize)>> {
+    let rest = buffer.get(at..).unwrap_or_default();
+    let searched = &rest[..rest.len().min(MAX_LINE + 2)];
+    match searched.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => Ok(Some((&rest[..end], at + end + 2))),
+        None if rest.len() > MAX_LINE => Err(protocol_error("a line without CRLF")),
+        None => Ok(None),
+    }
+}
+
+/// The length in a `*<n>` or `$<n>` header; `None` for -1 (null).
+fn length(header: &[u8]) -> RedisResult<Option<usize>> {
+    let n: i64 = std::str::from_utf8(&header[1..])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| protocol_error(&format!("bad length in {:?}", String::from_utf8_lossy(header))))?;
+    Ok(usize::try_from(n).ok())
+}
+
+fn protocol_error(what: &str) -> RedisError {
+    (ErrorKind::Parse, "invalid RESP2 frame from Redis", what.to_string()).into()
+}
+
+/// Delimits the frame at the start of `buffer`. A bulk string longer than `max_payload` is allowed only as the last
+/// element of the outer frame (where pub/sub puts the payload) or as the frame itself, and reported as
+/// [`Scan::Oversized`] once its header is buffered.
+fn scan_frame(buffer: &[u8], max_payload: usize) -> RedisResult<Scan> {
+    let Some((head, mut at)) = line(buffer, 0)? else {
+        return Ok(Scan::Incomplete);
+    };
+    match head.first() {
+        Some(b'*') => {
+            let count = length(head)?.unwrap_or(0);
+            // The message kind and channel, for an oversized payload's report.
+            let mut leading: Vec<&[u8]> = Vec::new();
+            for index in 0..count {
+                let Some((element, next)) = line(buffer, at)? else {
+                    return Ok(Scan::Incomplete);
+                };
+                if element.first() != Some(&b'$') {
+                    match scan_element(buffer, at, max_payload, 1)? {
+                        Some(end) => at = end,
+                        None => return Ok(Scan::Incomplete),
+                    }
+                    continue;
+                }
+                let Some(len) = length(element)? else {
+                    at = next;
+                    continue;
+                };
+                if len > max_payload {
+                    if index + 1 < count {
+                        return Err(protocol_error("a bulk string over the size limit before a frame's end"));
+                    }
+                    let channel = leading.get(1).map(|c| String::from_utf8_lossy(c).into_owned());
+                    return Ok(Scan::Oversized {
+                        header: next,
+                        channel: channel.unwrap_or_default(),
+                        payload: len,
+                    });
+                }
+                if buffer.len() < next + len + 2 {
+                    return Ok(Scan::Incomplete);
+                }
+                leading.push(&buffer[next..next + len]);
+                at = next + len + 2;
+            }
+            Ok(Scan::Complete(at))
+        }
+        Some(b'$') => match length(head)? {
+            None => Ok(Scan::Complete(at)),
+            Some(len) if len > max_payload => Ok(Scan::Oversized {
+                header: at,
+                channel: String::new(),
+                payload: len,
+            }),
+            Some(len) if buffer.len() < at + len + 2 => Ok(Scan::Incomplete),
+            Some(len) => Ok(Scan::Complete(at + len + 2)),
+        },
+        // Simple strings, errors, integers; anything else is left to the parser to reject.
+        _ => Ok(Scan::Complete(at)),
+    }
+}
+
+/// The end of the element at `at` (any type, nested arrays up to [`MAX_DEPTH`]), or `None` when incomplete. A
+/// bulk string over `max_payload` here is a protocol error: payloads come last.
+fn scan_element(buffer: &[u8], at: usize, max_payload: usize, depth: usize) -> RedisResult<Option<usize>> {
+    let Some((head, mut next)) = line(buffer, at)? else {
+        return Ok(None);
+    };
+    match head.first() {
+        Some(b'$') => match length(head)? {
+            None => Ok(Some(next)),
+            Some(len) if len > max_payload => Err(protocol_error("a bulk string over the size limit inside a frame")),
+            Some(len) => Ok((buffer.len() >= next + len + 2).then_some(next + len + 2)),
+        },
+        Some(b'*') => {
+            if depth >= MAX_DEPTH {
+                return Err(protocol_error("arrays nested too deep"));
+            }
+            for _ in 0..length(head)?.unwrap_or(0) {
+                match scan_element(buffer, next, max_payload, depth + 1)? {
+                    Some(end) => next = end,
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(next))
+        }
+        _ => Ok(Some(next)),
     }
 }
 
@@ -333,9 +598,10 @@ mod tests {
     }
 
     fn receive(sub: &mut Subscription) -> Msg {
-        sub.next_message(WAIT)
-            .expect("next_message")
-            .expect("a message within 2 s")
+        match sub.next_message(WAIT).expect("next_message") {
+            Some(Incoming::Message(msg)) => msg,
+            other => panic!("expected a message within 2 s, got {other:?}"),
+        }
     }
 
     fn assert_message(msg: &Msg, channel: &str, payload: &[u8]) {
@@ -498,7 +764,7 @@ mod tests {
             match sub.next_message(Duration::from_millis(50)) {
                 Err(_) => break,
                 Ok(None) => assert!(Instant::now() < deadline, "no error within 2 s of the restart"),
-                Ok(Some(msg)) => panic!("unexpected message {msg:?}"),
+                Ok(Some(incoming)) => panic!("unexpected message {incoming:?}"),
             }
         }
     }
@@ -594,5 +860,104 @@ mod tests {
         assert!(err.to_string().contains("boom"), "{err}");
         assert!(sub.next_message(WAIT).is_err(), "garbage is an error");
         server.join().expect("server thread").expect("server I/O");
+    }
+
+    #[test]
+    fn an_oversized_message_is_skipped_unbuffered_and_the_next_one_arrives() {
+        let server = RedisServer::start_with_args(&["--client-output-buffer-limit", "pubsub 0 0 0"]);
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        sub.set_max_payload(64 * 1024);
+        let mut publisher = publisher(&server.url(0));
+        let huge = vec![b'x'; 10 * 1024 * 1024];
+        let fits = vec![b'y'; 64 * 1024];
+        publish(&mut publisher, "c", &huge);
+        publish(&mut publisher, "c", &fits);
+        publish(&mut publisher, "c", &huge);
+        publish(&mut publisher, "c", b"next");
+        let bound = KEPT_BUFFER + READ_CHUNK;
+        match sub.next_message(WAIT).expect("read") {
+            Some(Incoming::Oversized { channel, bytes }) => assert_eq!((channel.as_str(), bytes), ("c", huge.len())),
+            other => panic!("expected the oversized report, got {other:?}"),
+        }
+        assert!(
+            sub.buffer_capacity() <= bound,
+            "buffer grew to {}",
+            sub.buffer_capacity()
+        );
+        assert_message(&receive(&mut sub), "c", &fits);
+        // Skipping streams through a buffer of one chunk, even across read timeouts.
+        loop {
+            match sub.next_message(Duration::from_millis(1)).expect("read") {
+                None => assert!(
+                    sub.buffer_capacity() <= bound,
+                    "buffer grew to {}",
+                    sub.buffer_capacity()
+                ),
+                Some(Incoming::Oversized { bytes, .. }) => {
+                    assert_eq!(bytes, huge.len());
+                    break;
+                }
+                Some(other) => panic!("expected the second oversized report, got {other:?}"),
+            }
+        }
+        assert_message(&receive(&mut sub), "c", b"next");
+        assert!(
+            sub.buffer_capacity() <= bound,
+            "buffer grew to {}",
+            sub.buffer_capacity()
+        );
+    }
+
+    #[test]
+    fn a_large_message_within_the_limit_arrives_and_its_buffer_is_given_back() {
+        let server = RedisServer::start();
+        let mut sub = open(&server.url(0), &["c"]).expect("open");
+        sub.set_max_payload(4 * 1024 * 1024);
+        let mut publisher = publisher(&server.url(0));
+        let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        publish(&mut publisher, "c", &big);
+        assert_message(&receive(&mut sub), "c", &big);
+        assert!(sub.buffer_capacity() <= KEPT_BUFFER, "kept {}", sub.buffer_capacity());
+        // Exactly at the limit is allowed.
+        sub.set_max_payload(big.len());
+        publish(&mut publisher, "c", &big);
+        assert_message(&receive(&mut sub), "c", &big);
+    }
+
+    #[test]
+    fn frames_are_delimited_at_every_cut() {
+        let frames: [&[u8]; 5] = [
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$10\r\nhelloworld\r\n",
+            b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",
+            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+            b"-ERR boom\r\n",
+            b"*2\r\n*1\r\n$-1\r\n:5\r\n",
+        ];
+        for frame in frames {
+            for cut in 0..frame.len() {
+                assert_eq!(
+                    scan_frame(&frame[..cut], usize::MAX).unwrap(),
+                    Scan::Incomplete,
+                    "{cut}"
+                );
+            }
+            let mut longer = frame.to_vec();
+            longer.extend_from_slice(b"*1\r\n");
+            assert_eq!(scan_frame(&longer, usize::MAX).unwrap(), Scan::Complete(frame.len()));
+        }
+        let message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$10\r\n";
+        assert_eq!(
+            scan_frame(message, 9).unwrap(),
+            Scan::Oversized {
+                header: message.len(),
+                channel: "ch".into(),
+                payload: 10
+            }
+        );
+        assert!(
+            scan_frame(b"*2\r\n$10\r\n", 9).is_err(),
+            "an oversized element before the end"
+        );
+        assert!(scan_frame(&[b'+'; MAX_LINE + 3], 9).is_err(), "a line without end");
     }
 }

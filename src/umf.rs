@@ -225,11 +225,14 @@ impl Umf {
     }
 
     /// The reply to `self` carrying `response`'s fields: `to` = our `via` or
-    /// `from`, `from` = our `to`, `rmid` = our `mid`, `forward` copied, with
-    /// a new `mid` and timestamp (Node's `sendReplyMessage`). Unlike Node, the
-    /// reply does not inherit the original's other fields (body, headers,
-    /// authorization, …); a response's own `to`/`from` are overridden as in Node
-    /// only where Node overrides them.
+    /// `from`, `from` = our `to`, `rmid` = our `mid`, `via` and `forward`
+    /// copied, with a new `mid` and timestamp (Node's `sendReplyMessage`).
+    /// `via` stays because Node's hydra-router delivers a reply to its
+    /// WebSocket client only when the reply still names it there
+    /// (`<routerID>-<clientID>@hydra-router:/`). Unlike Node, the reply does not
+    /// inherit the original's other fields (body, headers, authorization, …);
+    /// a response's own `to`/`from` are overridden as in Node only where Node
+    /// overrides them.
     pub fn reply_with(&self, response: Umf) -> Umf {
         let mut reply = response;
         reply.rmid = Some(self.mid.clone());
@@ -241,6 +244,10 @@ impl Umf {
         }
         if let Some(via) = self.via.as_ref().filter(|v| !v.is_empty()) {
             reply.to = via.clone();
+            // As in Node, a response's own `via` wins over the original's.
+            if reply.via.as_deref().is_none_or(str::is_empty) {
+                reply.via = Some(via.clone());
+            }
         }
         reply.forward = self.forward.clone();
         reply
@@ -582,8 +589,16 @@ mod tests {
         assert_ne!(reply.mid, original.mid);
         assert_eq!(reply.forward.as_deref(), Some("fwd-route"));
         assert_eq!(reply.authorization, None);
+        assert_eq!(reply.via, None);
         assert_eq!(reply.body, json!({"a": 2}));
-        original.via = Some("router@hydra-router:/".into());
-        assert_eq!(original.reply(json!({})).to, "router@hydra-router:/");
+        original.via = Some("router-client7@hydra-router:/".into());
+        let via_reply = original.reply(json!({}));
+        assert_eq!(via_reply.to, "router-client7@hydra-router:/");
+        assert_eq!(
+            via_reply.via.as_deref(),
+            Some("router-client7@hydra-router:/"),
+            "Node keeps via"
+        );
+        assert_eq!(via_reply.authorization, None);
     }
 }

@@ -208,3 +208,35 @@ fn node_call_send(asker: &NodePeer, relay_id: &str) {
         )
         .unwrap();
 }
+
+/// Node's hydra-router forwards a WebSocket client's message with
+/// `via = <routerID>-<clientID>@hydra-router:/` and delivers the reply to that
+/// client only when the reply still carries `via` (hydra-tools.md §1.10). A Node
+/// hydra registered as `hydra-router` plays the router here.
+#[test]
+fn replies_keep_via_for_a_node_router() {
+    let server = RedisServer::start();
+    let ours = register(&server, "rust-echo");
+    echo(&ours);
+    let (router, router_id) = node_service(&server, "hydra-router");
+    let via = format!("{router_id}-wsclient7@hydra-router:/");
+    router
+        .call(
+            "sendMessage",
+            json!([{
+                "to": format!("{}@rust-echo:/", ours.get_instance_id()),
+                "from": "wsclient7@client:/", "via": via,
+                "mid": "11111111-2222-4333-8444-666666666666", "body": {"from": "browser"}
+            }]),
+        )
+        .unwrap();
+    let reply = node_message(&router);
+    assert_eq!(reply["rmid"], "11111111-2222-4333-8444-666666666666");
+    assert_eq!(reply["bdy"], json!({"echo": {"from": "browser"}}));
+    assert_eq!(reply["to"], via);
+    assert_eq!(reply["via"], via, "the router needs via to find its client");
+    assert_eq!(reply["frm"], format!("{}@rust-echo:/", ours.get_instance_id()));
+    for leak in ["aut", "hdr", "typ", "tmo"] {
+        assert!(reply.get(leak).is_none(), "{leak} leaked into the reply: {reply}");
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{builder, collect, echo, init, raw, received_numbers, register, wait_for};
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use hydra::{Error, Hydra, Umf};
 use hydra_testkit::RedisServer;
 use redis::Commands;
@@ -222,6 +222,44 @@ fn ten_thousand_concurrent_requests_each_get_their_own_reply() {
     assert_eq!(handled(), 10_000);
 }
 
+/// The calling thread's kernel thread ID (Linux).
+fn current_tid() -> String {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name().expect("a tid").to_string_lossy().into_owned()
+}
+
+/// Waits until thread `tid` of this process sleeps in the kernel (state `S`),
+/// i.e. it has reached the blocking call it was about to make.
+fn wait_until_sleeping(tid: &str) {
+    let sleeping = wait_for(WAIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        (state == 'S').then_some(())
+    });
+    assert!(sleeping.is_some(), "thread {tid} never blocked");
+}
+
+#[test]
+fn shutdown_wakes_a_thread_blocked_on_the_pull_receiver() {
+    let server = RedisServer::start();
+    let puller = register(&server, "puller");
+    let inbox = puller.messages();
+    let (tid_tx, tid_rx) = unbounded();
+    let waiter = std::thread::spawn(move || {
+        tid_tx.send(current_tid()).unwrap();
+        inbox.recv_timeout(Duration::from_secs(30))
+    });
+    wait_until_sleeping(&tid_rx.recv_timeout(WAIT).unwrap());
+    puller.shutdown().unwrap();
+    // Before, the receiver stayed connected: the thread slept its 30 s and got Timeout.
+    let woken = waiter.join().unwrap();
+    assert_eq!(woken.unwrap_err(), crossbeam_channel::RecvTimeoutError::Disconnected);
+    assert!(
+        puller.messages().recv_timeout(WAIT).is_err(),
+        "a receiver taken after shutdown is disconnected"
+    );
+}
+
 #[test]
 fn a_pull_receiver_gets_messages_when_no_handler_is_set() {
     let server = RedisServer::start();
@@ -304,45 +342,72 @@ fn a_panicking_or_failing_handler_does_not_kill_the_worker() {
     assert_eq!((stats.failed, stats.panicked, stats.handled), (3, 2, 1));
 }
 
-#[test]
-fn a_saturated_pool_drops_and_counts_instead_of_growing() {
-    let server = RedisServer::start();
-    let target = Hydra::init(
-        builder(&server, "busy")
-            .message_workers(1)
-            .message_queue_capacity(2)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+/// A service with one message worker whose handler blocks until released,
+/// and a sender that has sent it `count` messages (the first one running).
+fn blocked_service(server: &RedisServer, config: hydra::ConfigBuilder, count: usize) -> (Hydra, Sender<()>, Hydra) {
+    let target = Hydra::init(config.message_workers(1).build().unwrap()).unwrap();
     target.register_service().unwrap();
     let (release_tx, release_rx) = unbounded::<()>();
     let (started_tx, started_rx) = unbounded::<()>();
     target
         .on_message(move |_, _| {
             let _ = started_tx.send(());
-            let _ = release_rx.recv_timeout(WAIT);
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
             Ok(())
         })
         .unwrap();
-    let sender = init(&server, "sender");
+    let sender = init(server, "sender");
+    let pad = "x".repeat(1000);
     sender
-        .send_message(&sender.create_umf_message("busy:/", json!({"n": 0})))
+        .send_message(&sender.create_umf_message("busy:/", json!({"n": 0, "pad": pad})))
         .unwrap();
     started_rx.recv_timeout(WAIT).unwrap(); // the one worker is now busy
-    for n in 1..20 {
+    for n in 1..count {
         sender
-            .send_message(&sender.create_umf_message("busy:/", json!({"n": n})))
+            .send_message(&sender.create_umf_message("busy:/", json!({"n": n, "pad": pad})))
             .unwrap();
     }
-    // `received` is counted before the drop is: wait for the last drop too.
-    let stats = wait_for(WAIT, || {
+    (target, release_tx, sender)
+}
+
+#[test]
+fn a_full_queue_stops_reading_and_loses_nothing() {
+    let server = RedisServer::start();
+    // About 1.5 KiB per message (payload + 512): two fit in 4 KiB.
+    let config = builder(&server, "busy").max_queued_message_bytes(4096);
+    let (target, release, _sender) = blocked_service(&server, config, 50);
+    let paused = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.read_pauses >= 1))
+        .unwrap_or_else(|| target.message_stats());
+    assert!(paused.read_pauses >= 1, "the reader paused: {paused:?}");
+    assert!(paused.received < 10, "the reader stopped reading: {paused:?}");
+    for _ in 0..50 {
+        release.send(()).unwrap();
+    }
+    let stats = wait_for(Duration::from_secs(20), || {
+        Some(target.message_stats()).filter(|s| s.handled == 50)
+    })
+    .unwrap_or_else(|| target.message_stats());
+    assert_eq!(
+        (stats.received, stats.handled, stats.overflow),
+        (50, 50, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_queue_that_stays_full_drops_and_counts_after_the_pause() {
+    let server = RedisServer::start();
+    let config = builder(&server, "busy").message_queue_capacity(2);
+    let (target, release, _sender) = blocked_service(&server, config, 20);
+    // The reader pauses for 5 s, then reads on and drops what does not fit.
+    let stats = wait_for(Duration::from_secs(20), || {
         Some(target.message_stats()).filter(|s| s.received == 20 && s.overflow + 3 >= 20)
     })
     .unwrap_or_else(|| target.message_stats());
     assert_eq!(stats.overflow, 17, "1 running + 2 queued, the rest dropped: {stats:?}");
+    assert_eq!(stats.read_pauses, 1, "{stats:?}");
     for _ in 0..3 {
-        release_tx.send(()).unwrap();
+        release.send(()).unwrap();
     }
     let stats = wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled == 3)).unwrap();
     assert_eq!(stats.handled, 3);
@@ -618,4 +683,258 @@ fn a_present_instance_that_does_not_listen_is_skipped() {
         .send_message(&sender.create_umf_message("0000ghost@mixed:/", json!({})))
         .unwrap_err();
     assert_eq!(err.to_string(), "Unavailable mixed instance named 0000ghost");
+}
+
+/// A registered service whose handler answers every message with the same
+/// body (no nesting, so JSON depth can never stop a loop).
+fn constant_replier(server: &RedisServer, name: &str) -> Hydra {
+    let hydra = register(server, name);
+    hydra
+        .on_message(|h, msg| {
+            h.reply(&msg, json!({"pong": true}))?;
+            Ok(())
+        })
+        .unwrap();
+    hydra
+}
+
+/// Sends a message from another service and waits until `target` has
+/// handled it: everything published to `target` before it has been read.
+fn handled_after_marker(server: &RedisServer, target: &Hydra) -> hydra::MessageStats {
+    let before = target.message_stats().handled;
+    let marker = register(server, "marker");
+    let service = target.get_service_name().to_string();
+    marker
+        .send_message(&marker.create_umf_message(&format!("{service}:/"), json!({"marker": true})))
+        .unwrap();
+    wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled > before)).expect("the marker was handled")
+}
+
+#[test]
+fn a_spoofed_sender_naming_this_instance_never_reaches_the_handler() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "looper");
+    let mut conn = raw(&server);
+    let id = target.get_instance_id().to_string();
+    let spoofed = json!({
+        "to": "looper:/", "frm": format!("{id}@looper:/"),
+        "mid": "11111111-2222-4333-8444-777777777777", "ts": "2026-11-27T00:00:00.000Z",
+        "ver": "UMF/1.4.6", "bdy": {"ping": true}
+    });
+    let _: i64 = conn
+        .publish(format!("hydra:service:mc:looper:{id}"), spoofed.to_string())
+        .unwrap();
+    let stats = handled_after_marker(&server, &target);
+    // Before the guard, the handler answered itself without end.
+    assert_eq!((stats.looped, stats.handled), (1, 1), "{stats:?}");
+}
+
+#[test]
+fn a_handler_answering_itself_stops_after_one_turn() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "looper");
+    let mut conn = raw(&server);
+    let id = target.get_instance_id().to_string();
+    // `from` names the service: the reply goes to the service (this instance),
+    // whose handler answers the reply, and so on.
+    let spoofed = json!({
+        "to": format!("{id}@looper:/"), "frm": "looper:/",
+        "mid": "11111111-2222-4333-8444-888888888888", "ts": "2026-11-27T00:00:00.000Z",
+        "ver": "UMF/1.4.6", "bdy": {"ping": true}
+    });
+    let _: i64 = conn
+        .publish(format!("hydra:service:mc:looper:{id}"), spoofed.to_string())
+        .unwrap();
+    let looped =
+        wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.looped >= 1)).expect("the guard stopped it");
+    assert_eq!(looped.looped, 1, "{looped:?}");
+    let stats = handled_after_marker(&server, &target);
+    // The message, our own reply to it (as Node delivers), then the marker.
+    assert_eq!((stats.looped, stats.handled), (1, 3), "{stats:?}");
+}
+
+#[test]
+fn requests_and_messages_to_this_very_instance_still_work() {
+    let server = RedisServer::start();
+    let target = constant_replier(&server, "self-talk");
+    let to = format!("{}@self-talk:/", target.get_instance_id());
+    let reply = target
+        .request(&target.create_umf_message(&to, json!({"q": 1})), WAIT)
+        .unwrap();
+    assert_eq!(reply.body, json!({"pong": true}));
+    let stats = handled_after_marker(&server, &target);
+    assert_eq!(
+        (stats.looped, stats.handled, stats.replies_matched),
+        (0, 2, 1),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_user_without_subscribe_permission_is_told_so_at_once() {
+    let server = RedisServer::start();
+    let mut admin = raw(&server);
+    for (user, rules) in [
+        ("nosub", vec!["~*", "&*", "+@all", "-subscribe"]),
+        ("nochannels", vec!["~*", "resetchannels", "+@all"]),
+    ] {
+        let mut acl = redis::cmd("ACL");
+        acl.arg("SETUSER").arg(user).arg("on").arg(">pw");
+        for rule in rules {
+            acl.arg(rule);
+        }
+        let _: () = acl.query(&mut admin).unwrap();
+        let url = format!("redis://{user}:pw@127.0.0.1:{}/15", server.port());
+        let hydra = Hydra::init(builder(&server, "guarded").redis_url(&url).build().unwrap()).unwrap();
+        // Before, this waited the whole deadline and said Timeout("could not subscribe … within 2s").
+        match hydra.register_service() {
+            Err(Error::PermissionDenied(why)) => {
+                assert!(why.contains("SUBSCRIBE"), "{user}: {why}");
+                assert!(why.contains("hydra:service:mc:guarded"), "{user}: {why}");
+                assert!(why.contains("no permissions"), "{user}: {why}");
+            }
+            other => panic!("{user}: expected PermissionDenied, got {other:?}"),
+        }
+    }
+}
+
+/// Reads `MONITOR` output (one command per line, in the order Redis ran
+/// them) until a line contains `until`, at most `WAIT`; returns the lines.
+fn monitor_until(monitor: &mut std::io::BufReader<std::net::TcpStream>, until: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let deadline = Instant::now() + WAIT;
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        match monitor.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let done = line.contains(until);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("MONITOR: {e}"),
+        }
+    }
+    panic!("no command with {until} within {WAIT:?}; saw {lines:#?}");
+}
+
+/// The README's guarantee: `register_service` subscribes before it writes
+/// presence, so a message sent the moment an instance appears is not lost.
+/// `MONITOR` lists commands in the order Redis ran them.
+#[test]
+fn register_service_subscribes_before_presence_appears() {
+    use std::io::Write;
+    let server = RedisServer::start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    (&stream).write_all(b"MONITOR\r\n").unwrap();
+    let mut monitor = std::io::BufReader::new(stream);
+    monitor_until(&mut monitor, "OK");
+
+    let hydra = init(&server, "early-bird");
+    let id = hydra.get_instance_id().to_string();
+    hydra.register_service().unwrap();
+    let presence = format!("hydra:service:early-bird:{id}:presence");
+    let lines = monitor_until(&mut monitor, &presence);
+    let subscribed = lines
+        .iter()
+        .position(|l| l.contains("\"SUBSCRIBE\"") && l.contains(&format!("hydra:service:mc:early-bird:{id}")));
+    assert!(
+        subscribed.is_some(),
+        "SUBSCRIBE to the instance channel came after the first presence write: {lines:#?}"
+    );
+}
+
+/// `INFO commandstats` as command → calls.
+fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// The README's "each request costs exactly two Redis commands": the two
+/// PUBLISHes (presence comes from the routing cache, kept for the whole test
+/// here so that its refreshes do not blur the count). Heartbeats may run
+/// meanwhile; nothing else may.
+#[test]
+fn a_request_costs_exactly_two_redis_commands() {
+    let server = RedisServer::start();
+    let cached = |name: &str| {
+        let hydra = Hydra::init(
+            builder(&server, name)
+                .presence_cache_ttl(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        hydra.register_service().unwrap();
+        hydra
+    };
+    let responder = cached("echo");
+    echo(&responder);
+    let caller = cached("caller");
+    let ask = |n: u64| {
+        let reply = caller
+            .request(&caller.create_umf_message("echo:/", json!({"n": n})), WAIT)
+            .unwrap();
+        assert_eq!(reply.body, json!({"echo": {"n": n}}));
+    };
+    ask(0); // fills the routing caches (caller → echo, echo → caller)
+    let mut conn = raw(&server);
+    let before = command_calls(&mut conn);
+    let requests = 200;
+    for n in 1..=requests {
+        ask(n);
+    }
+    let after = command_calls(&mut conn);
+    let heartbeat_or_probe = ["set", "hset", "expire", "info", "select"];
+    let mut others = Vec::new();
+    for (command, calls) in &after {
+        let delta = calls - before.get(command).copied().unwrap_or(0);
+        if command == "publish" {
+            assert_eq!(delta, 2 * requests, "PUBLISHes for {requests} requests");
+        } else if delta > 0 && !heartbeat_or_probe.contains(&command.as_str()) {
+            others.push(format!("{command} ×{delta}"));
+        }
+    }
+    assert!(others.is_empty(), "commands besides the PUBLISHes: {others:?}");
+}
+
+#[test]
+fn a_full_pull_receiver_stops_reading_and_loses_nothing() {
+    let server = RedisServer::start();
+    let puller = Hydra::init(builder(&server, "puller").message_queue_capacity(2).build().unwrap()).unwrap();
+    puller.register_service().unwrap();
+    let inbox = puller.messages();
+    let sender = init(&server, "sender");
+    for n in 0..10 {
+        sender
+            .send_message(&sender.create_umf_message("puller:/", json!({"n": n})))
+            .unwrap();
+    }
+    let paused = wait_for(WAIT, || Some(puller.message_stats()).filter(|s| s.read_pauses >= 1))
+        .unwrap_or_else(|| puller.message_stats());
+    assert!(
+        paused.read_pauses >= 1 && paused.received < 10,
+        "the reader stopped: {paused:?}"
+    );
+    let mut got: Vec<u64> = (0..10)
+        .map(|_| {
+            inbox.recv_timeout(WAIT).expect("every message arrives").body["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    assert_eq!(puller.message_stats().overflow, 0);
 }

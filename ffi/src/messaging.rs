@@ -27,9 +27,10 @@ use crate::status::{FfiError, FfiResult, HYDRA_NULL_ARGUMENT, HYDRA_TIMEOUT, cal
 /// replies itself (e.g. with Hydra's error envelope) before returning.
 /// The callback may call any function of the library, including
 /// `hydra_request`, `hydra_shutdown` and `hydra_free` on its own handle.
-/// While all workers are busy, new messages wait in a bounded queue
-/// (`messageQueueCapacity`); beyond it they are dropped and counted
-/// (`message_stats.overflow`).
+/// While all workers are busy, new messages wait in a queue bounded by
+/// memory (`maxQueuedMessageBytes`, 32 MiB, and `messageQueueCapacity`);
+/// when it is full the listener stops reading (Redis buffers) and only after
+/// 5 s without room drops and counts (`message_stats.overflow`).
 pub type hydra_message_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, hydra: *mut hydra, message_json: *const c_char) -> i32>;
 
@@ -219,8 +220,12 @@ pub unsafe extern "C" fn hydra_on_message(
 
 /// The pull alternative to `hydra_on_message`: waits up to `timeout_ms` for
 /// the next message (long form) while no handler is set. The first call
-/// switches incoming messages to a bounded queue (`messageQueueCapacity`;
-/// beyond it they are dropped and counted). `HYDRA_TIMEOUT` when none came.
+/// switches incoming messages to a bounded queue (`maxQueuedMessageBytes`,
+/// `messageQueueCapacity`; when it is full the listener stops reading for up
+/// to 5 s, then drops and counts). `HYDRA_TIMEOUT` when none came;
+/// `HYDRA_INVALID_STATE` ("shut down") once the handle is shut down, also
+/// for a thread already waiting here when `hydra_shutdown` runs: it wakes at
+/// once.
 ///
 /// # Safety
 /// `out_message_json` is NULL or writable.
@@ -250,9 +255,9 @@ pub unsafe extern "C" fn hydra_receive_message(
 }
 
 /// Message counters since `hydra_new`, a JSON object: `received`, `handled`,
-/// `failed`, `panicked`, `invalid`, `overflow`, `unhandled`,
-/// `replies_matched`, `replies_late`, `sent`, `subscriptions` (works after
-/// shutdown).
+/// `failed`, `panicked`, `invalid`, `overflow`, `read_pauses`, `unhandled`,
+/// `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions` (works
+/// after shutdown).
 ///
 /// # Safety
 /// `out_json` is NULL or writable.

@@ -104,6 +104,9 @@ fn apply_tuning(mut builder: ConfigBuilder, branch: &Map<String, Value>) -> FfiR
     if let Some(n) = number("messageQueueCapacity")? {
         builder = builder.message_queue_capacity(count(n));
     }
+    if let Some(n) = number("maxQueuedMessageBytes")? {
+        builder = builder.max_queued_message_bytes(count(n));
+    }
     if let Some(n) = number("maxMessageBytes")? {
         builder = builder.max_message_bytes(count(n));
     }
@@ -118,7 +121,7 @@ fn apply_tuning(mut builder: ConfigBuilder, branch: &Map<String, Value>) -> FfiR
 /// ...}}`. `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the environment override
 /// it, as in Node. hydra-rs settings may be added to the `hydra` branch:
 /// `connectTimeout`, `commandTimeout`, `presenceCacheTTL` (milliseconds),
-/// `messageWorkers`, `messageQueueCapacity`, `maxMessageBytes`.
+/// `messageWorkers`, `messageQueueCapacity`, `maxQueuedMessageBytes`, `maxMessageBytes`.
 ///
 /// On success `*out_hydra` is a new handle, to be released with `hydra_free`;
 /// on failure it is NULL. Fails with `HYDRA_INVALID_CONFIG` (naming the field)

@@ -745,8 +745,8 @@ class Hydra(_Owned):
 
     def message_stats(self) -> Dict[str, int]:
         """``received``, ``handled``, ``failed``, ``panicked``, ``invalid``,
-        ``overflow``, ``unhandled``, ``replies_matched``, ``replies_late``,
-        ``sent``, ``subscriptions``."""
+        ``overflow``, ``read_pauses``, ``unhandled``, ``looped``,
+        ``replies_matched``, ``replies_late``, ``sent``, ``subscriptions``."""
         return _json_out(lambda out: lib.hydra_message_stats(self._handle, out))
 
     # -- HTTP ----------------------------------------------------------------

@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -243,6 +244,43 @@ static void calls_node(void) {
     STEP("calls node");
 }
 
+static char blocked_tid[32];
+static atomic_int blocked_tid_ready;
+
+/* Blocks in hydra_receive_message for up to 30 s: shutdown must wake it at once. */
+static void *receive_until_shutdown(void *puller) {
+    char link[64] = {0};
+    CHECK(readlink("/proc/thread-self", link, sizeof link - 1) > 0); /* "<pid>/task/<tid>" */
+    const char *slash = strrchr(link, '/');
+    CHECK(slash != NULL);
+    snprintf(blocked_tid, sizeof blocked_tid, "%s", slash + 1);
+    atomic_store(&blocked_tid_ready, 1);
+    char *message = NULL;
+    /* Before the fix this slept its 30 s and returned HYDRA_TIMEOUT. */
+    EXPECT(hydra_receive_message((hydra *)puller, 30000, &message), HYDRA_INVALID_STATE, "shut down");
+    CHECK(message == NULL);
+    return NULL;
+}
+
+/* Waits until thread `tid` of this process sleeps in the kernel (it reached its blocking call). */
+static void wait_until_sleeping(const char *tid) {
+    char path[96];
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+    for (int tries = 0; tries < 1000; tries++) {
+        FILE *f = fopen(path, "r");
+        CHECK(f != NULL);
+        char stat[512] = {0};
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        const char *state = strrchr(stat, ')');
+        if (n > 0 && state != NULL && state[1] == ' ' && state[2] == 'S') {
+            return;
+        }
+        sleep_ms(10);
+    }
+    CHECK(!"the receiving thread never blocked");
+}
+
 static void nested_and_pull(void) {
     /* Our own handler, asked from here, makes a request from its callback. */
     char *reply = NULL;
@@ -262,6 +300,16 @@ static void nested_and_pull(void) {
     EXPECT_OK(hydra_receive_message(puller, 10000, &message));
     CHECK(strstr(message, "\"from\":\"c-svc:/\"") != NULL);
     CHECK_JSON(message, "\"body\":{\"pulled\":true}");
+
+    /* A thread blocked in hydra_receive_message wakes at shutdown with HYDRA_INVALID_STATE. */
+    pthread_t receiver;
+    CHECK(pthread_create(&receiver, NULL, receive_until_shutdown, puller) == 0);
+    while (!atomic_load(&blocked_tid_ready)) {
+        sleep_ms(1);
+    }
+    wait_until_sleeping(blocked_tid);
+    EXPECT_OK(hydra_shutdown(puller));
+    CHECK(pthread_join(receiver, NULL) == 0);
     hydra_free(puller);
     STEP("nested and pull");
 }
