@@ -96,8 +96,12 @@ fn http_serving_numbers_are_the_servers_defaults() {
             ("(body {} →", bytes(http.max_body_bytes)),
             ("URL {} →", bytes(http.max_url_bytes)),
             ("head {} →", bytes(http.max_head_bytes)),
+            ("the cap of open connections ({})", count(http.max_connections)),
             ("deadlines ({} per read", duration(http.read_timeout)),
             ("per read, {} per request", duration(http.request_timeout)),
+            ("per request, {} for the head", duration(http.head_timeout)),
+            ("for the head, {} for an idle keep-alive", duration(http.keep_alive)),
+            ("finish for up to {} (`drain_timeout`)", duration(http.drain_timeout)),
         ],
     );
 }
@@ -106,10 +110,17 @@ fn http_serving_numbers_are_the_servers_defaults() {
 fn message_delivery_numbers_are_the_config_defaults() {
     check(
         "**Message delivery.**",
-        &[(
-            "Up to `messageWorkers` handlers ({} by default)",
-            count(hydra::DEFAULT_MESSAGE_WORKERS),
-        )],
+        &[
+            (
+                "Up to `messageWorkers` handlers ({} by default)",
+                count(hydra::DEFAULT_MESSAGE_WORKERS),
+            ),
+            (
+                "(`maxQueuedMessageBytes`, {} by default",
+                bytes(hydra::DEFAULT_MAX_QUEUED_MESSAGE_BYTES),
+            ),
+            ("`maxMessageBytes` ({})", bytes(hydra::DEFAULT_MAX_MESSAGE_BYTES)),
+        ],
     );
 }
 
@@ -144,7 +155,7 @@ fn node_table_numbers_are_the_codes() {
     );
     check(
         "| `hydra.on('message', fn)`",
-        &[("oversized (> {})", bytes(hydra::DEFAULT_MAX_MESSAGE_BYTES))],
+        &[("oversized (> {}, skipped", bytes(hydra::DEFAULT_MAX_MESSAGE_BYTES))],
     );
 }
 
