@@ -421,18 +421,15 @@ fn shutdown_stops_workers_promptly_and_deregisters_them() {
     let handled = Arc::new(AtomicUsize::new(0));
     // The first three messages are held together, so by three different
     // threads: the worker's threads, whose thread IDs are noted.
-    let thread_ids = Arc::new(Mutex::new(Vec::new()));
-    let all_busy = Arc::new(Barrier::new(4));
+    let (busy_tx, busy) = unbounded();
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
     let worker = {
-        let (handled, thread_ids, all_busy) = (handled.clone(), thread_ids.clone(), all_busy.clone());
+        let handled = handled.clone();
         hydra
             .queue_worker("jobs", 3, move |_: &QueuedMessage| {
                 if handled.fetch_add(1, Ordering::SeqCst) < 3 {
-                    thread_ids
-                        .lock()
-                        .unwrap()
-                        .push(std::fs::read_link("/proc/thread-self").unwrap());
-                    all_busy.wait();
+                    busy_tx.send(std::fs::read_link("/proc/thread-self").unwrap()).unwrap();
+                    let _ = released.recv_timeout(WAIT);
                 }
                 Ok(())
             })
@@ -442,14 +439,14 @@ fn shutdown_stops_workers_promptly_and_deregisters_them() {
     for n in 0..3 {
         hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
     }
-    all_busy.wait();
     // "<pid>/task/<tid>", relative to /proc.
-    let threads: Vec<std::path::PathBuf> = thread_ids
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|t| Path::new("/proc").join(t))
+    let mut threads: Vec<std::path::PathBuf> = (0..3)
+        .map(|_| Path::new("/proc").join(busy.recv_timeout(WAIT).expect("three messages taken")))
         .collect();
+    drop(release);
+    threads.sort();
+    threads.dedup();
+    assert_eq!(threads.len(), 3, "{threads:?}");
     assert!(threads.iter().all(|t| t.exists()), "{threads:?}");
     wait_for(WAIT, || (worker.stats().completed == 3).then_some(())).expect("three completed");
     // Threads may or may not have started their blocking waits yet: either

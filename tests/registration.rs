@@ -238,7 +238,8 @@ fn heartbeat_child() {
         .unwrap();
     let hydra = Hydra::init(config).unwrap();
     hydra.register_service().unwrap();
-    let before = heartbeat_threads();
+    // A new thread names itself once it runs.
+    let before = wait_for(Duration::from_secs(5), || Some(heartbeat_threads()).filter(|n| *n > 0)).unwrap_or(0);
     hydra.shutdown().unwrap();
     let after = heartbeat_threads();
     println!("heartbeats {before} {after} {}", hydra.get_instance_id());
@@ -249,7 +250,7 @@ fn shutdown_ends_the_heartbeat_thread() {
     // Once shutdown returns, the thread is gone (not merely quiet for a
     // while): nothing is left that could write presence back.
     let server = RedisServer::start();
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "heartbeat_child",
@@ -260,10 +261,17 @@ fn shutdown_ends_the_heartbeat_thread() {
         ])
         .env("HYDRA_TEST_HEARTBEAT_CHILD_URL", server.url(15))
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "child failed: {stdout}");
+    let Some(status) = wait_for(Duration::from_secs(30), || child.try_wait().unwrap()) else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("child did not finish within 30 s");
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "child failed: {stdout}");
     // The harness prints "test heartbeat_child ... " before our line, unterminated.
     let report = stdout
         .split_once("heartbeats ")
