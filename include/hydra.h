@@ -949,7 +949,7 @@ int32_t hydra_queue_worker_stop(struct hydra_queue_worker *worker);
 /**
  * The worker's counters, a JSON object: `taken`, `completed`, `failed`,
  * `panicked`, `retried`, `dead_lettered`, `lost`, `requeued`,
- * `redis_errors`.
+ * `redis_errors`, `reaper_passes`.
  *
  * # Safety
  * `out_json` is NULL or writable.

@@ -247,10 +247,22 @@ fn a_node_consumer_keeps_its_message_past_the_visibility_timeout() {
             .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500)); // five visibility timeouts
-    assert!(rx.try_recv().is_err(), "our workers took the Node consumer's message");
-    assert_eq!(ours.queue_stats("jobs").unwrap().in_progress, 1);
+    // Five visibility timeouts' worth of real reaper passes (the workers take
+    // turns, one pass per eighth of the timeout at most): each one would
+    // have put the message back had it taken it for a dead consumer's.
+    let passes = || workers.iter().map(|w| w.stats().reaper_passes).sum::<u64>();
+    let target = passes() + 5 * 8 + 1;
+    wait_for(Duration::from_secs(60), || (passes() >= target).then_some(()))
+        .unwrap_or_else(|| panic!("{} of {target} reaper passes within 60 s", passes()));
     assert!(workers.iter().all(|w| w.stats().requeued == 0));
+    let in_progress: Vec<String> = raw(&server).lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(in_progress.len(), 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&in_progress[0]).unwrap()["bdy"],
+        json!({"slow": true})
+    );
+    assert!(workers.iter().all(|w| w.stats().taken == 0));
+    assert!(rx.try_recv().is_err(), "our workers took the Node consumer's message");
 
     // Meanwhile new messages flow to our workers as usual.
     ours.queue_message(&ours.create_umf_message("jobs:/", json!({"fast": true})))

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{init, raw, wait_for};
 use crossbeam_channel::unbounded;
 use hydra::umf::INVALID_UMF_REASON;
-use hydra::{Error, Hydra, QueueOptions, QueuedMessage, Umf};
+use hydra::{Error, Hydra, QueueOptions, QueueWorker, QueuedMessage, Umf};
 use hydra_testkit::RedisServer;
 use redis::Commands;
 use serde_json::{Value, json};
@@ -359,6 +360,56 @@ fn queue_stats_reports_lengths_and_the_oldest_waiting_age() {
     assert!(json["oldest_waiting_ms"].as_u64().unwrap() >= 29_000, "{json}");
 }
 
+/// Waits until `workers` together have run `passes` more reaper passes than
+/// now. The passes of one queue are at least a reap interval (an eighth of
+/// the visibility timeout) apart, as the reaper lock lasts that long, so they
+/// span at least `passes - 1` intervals: a check made afterwards cannot pass
+/// just because no reaper ran.
+fn wait_for_reaper_passes(workers: &[&QueueWorker], passes: u64) {
+    let total = || workers.iter().map(|w| w.stats().reaper_passes).sum::<u64>();
+    let target = total() + passes;
+    let deadline = Duration::from_secs(60);
+    wait_for(deadline, || (total() >= target).then_some(()))
+        .unwrap_or_else(|| panic!("{} of {target} reaper passes within {deadline:?}", total()));
+}
+
+/// Counts the reaper passes of every consumer of queue `svc`, in this process
+/// or not, as Redis announces them: each pass sets the queue's reaper lock
+/// (`SET NX PX`), a keyspace event.
+struct ReaperPassesSeenByRedis {
+    conn: redis::Connection,
+}
+
+impl ReaperPassesSeenByRedis {
+    fn subscribe(server: &RedisServer, svc: &str) -> ReaperPassesSeenByRedis {
+        let mut conn = raw(server);
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("K$")
+            .query(&mut conn)
+            .unwrap();
+        let channel = format!("__keyspace@15__:{}", q(svc, "mqreaper"));
+        let _: () = redis::cmd("SUBSCRIBE").arg(&channel).query(&mut conn).unwrap();
+        conn.set_read_timeout(Some(WAIT)).unwrap();
+        ReaperPassesSeenByRedis { conn }
+    }
+
+    /// Waits for `passes` more passes (each at most `WAIT` after the last).
+    fn wait(&mut self, passes: usize) {
+        let mut pubsub = self.conn.as_pubsub();
+        let mut seen = 0;
+        while seen < passes {
+            let event = pubsub
+                .get_message()
+                .unwrap_or_else(|e| panic!("{seen} of {passes} reaper passes: {e}"));
+            if event.get_payload::<String>().unwrap() == "set" {
+                seen += 1;
+            }
+        }
+    }
+}
+
 fn hydra_iso(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -368,16 +419,36 @@ fn shutdown_stops_workers_promptly_and_deregisters_them() {
     let server = RedisServer::start();
     let hydra = init(&server, "jobs");
     let handled = Arc::new(AtomicUsize::new(0));
+    // The first three messages are held together, so by three different
+    // threads: the worker's threads, whose thread IDs are noted.
+    let (busy_tx, busy) = unbounded();
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
     let worker = {
         let handled = handled.clone();
         hydra
             .queue_worker("jobs", 3, move |_: &QueuedMessage| {
-                handled.fetch_add(1, Ordering::SeqCst);
+                if handled.fetch_add(1, Ordering::SeqCst) < 3 {
+                    busy_tx.send(std::fs::read_link("/proc/thread-self").unwrap()).unwrap();
+                    let _ = released.recv_timeout(WAIT);
+                }
                 Ok(())
             })
             .unwrap()
     };
     assert_eq!(hydra.queue_stats("jobs").unwrap().consumers, 3);
+    for n in 0..3 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    // "<pid>/task/<tid>", relative to /proc.
+    let mut threads: Vec<std::path::PathBuf> = (0..3)
+        .map(|_| Path::new("/proc").join(busy.recv_timeout(WAIT).expect("three messages taken")))
+        .collect();
+    drop(release);
+    threads.sort();
+    threads.dedup();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    assert!(threads.iter().all(|t| t.exists()), "{threads:?}");
+    wait_for(WAIT, || (worker.stats().completed == 3).then_some(())).expect("three completed");
     // Threads may or may not have started their blocking waits yet: either
     // way, shutdown must not wait for a wait to time out (1 s).
     let started = Instant::now();
@@ -389,10 +460,12 @@ fn shutdown_stops_workers_promptly_and_deregisters_them() {
     );
     let mut conn = raw(&server);
     assert!(!conn.exists::<_, bool>(q("jobs", "mqconsumers")).unwrap());
+    // Every worker thread has ended, so none can take the next message.
+    let running: Vec<_> = threads.iter().filter(|t| t.exists()).collect();
+    assert!(running.is_empty(), "worker threads still running: {running:?}");
     let other = init(&server, "producer");
     other.queue_message(&message("jobs:/", json!({}))).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    assert_eq!(handled.load(Ordering::SeqCst), 3);
     assert_eq!(other.queue_stats("jobs").unwrap().waiting, 1);
     worker.stop(); // idempotent
     let err = hydra.queue_worker("jobs", 1, |_| Ok(())).unwrap_err();
@@ -435,16 +508,15 @@ fn messages_taken_without_a_lease_are_never_reaped() {
             Ok(())
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200)); // six visibility timeouts
-    hydra.queue_message(&message("jobs:/", json!({"fresh": true}))).unwrap();
-    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"fresh": true}));
-    assert!(
-        rx.recv_timeout(Duration::from_millis(300)).is_err(),
-        "held message was taken"
-    );
+    // Six visibility timeouts' worth of real reaper passes: each one would
+    // have put the held message back had it taken it for a dead consumer's.
+    wait_for_reaper_passes(&[&worker], 6 * 8 + 1);
+    assert_eq!(worker.stats().requeued, 0, "held message was put back");
     let in_progress: Vec<String> = raw(&server).lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
     assert_eq!(in_progress, vec![held.raw()]);
-    assert_eq!(worker.stats().requeued, 0);
+    hydra.queue_message(&message("jobs:/", json!({"fresh": true}))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), json!({"fresh": true}));
+    assert_eq!(worker.stats().taken, 1, "held message was taken");
     assert!(hydra.mark_queue_message(&held, true, None).unwrap());
 }
 
@@ -664,18 +736,29 @@ fn a_killed_consumers_message_is_redelivered_after_the_visibility_timeout() {
     let sent = message("jobs:/", json!({"job": 1}));
     hydra.queue_message(&sent).unwrap();
     assert_eq!(child.expect("took"), sent.mid);
+    let mut passes = ReaperPassesSeenByRedis::subscribe(&server, "jobs");
     let (tx, rx) = unbounded();
-    let _worker = hydra
+    let worker = hydra
         .queue_worker_with("jobs", 1, fast(1000, 5), move |m: &QueuedMessage| {
             tx.send((Instant::now(), m.message.mid.clone(), m.delivery_count()))
                 .unwrap();
             Ok(())
         })
         .unwrap();
-    assert!(
-        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
-        "taken from a live consumer"
-    );
+    // Reaper passes (ours or the child's) spanning 1.5 s (12 reap intervals)
+    // since the child took the message: the last ones ran after its lease
+    // would have run out, had the child not renewed it.
+    passes.wait(13);
+    let held: Vec<String> = raw(&server).keys(q("jobs", "mqclaimed:*")).unwrap();
+    let ours = format!("{}-", worker.consumer_id());
+    let held: Vec<Vec<String>> = held
+        .iter()
+        .filter(|key| !key.contains(&ours))
+        .map(|key| raw(&server).lrange(key, 0, -1).unwrap())
+        .collect();
+    let in_progress: Vec<String> = raw(&server).lrange(q("jobs", "mqinprogress"), 0, -1).unwrap();
+    assert_eq!(held, vec![in_progress], "the live child still holds the message");
+    assert!(rx.try_recv().is_err(), "taken from a live consumer");
     let killed = Instant::now();
     child.kill();
     let (at, mid, deliveries) = rx.recv_timeout(WAIT).expect("redelivered");

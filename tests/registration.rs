@@ -156,6 +156,10 @@ fn heartbeat_refreshes_presence_nodes_and_health() {
     assert!(moved.is_some(), "nodes entry was not refreshed within 1.5 s");
     // Presence outlives its 3 s TTL because it is refreshed every second.
     let presence_key = format!("hydra:service:beat:{id}:presence");
+    // With a TTL, surviving 4 s means refreshed (a key without one would
+    // pass the loop below without any heartbeat).
+    let ttl: i64 = conn.pttl(&presence_key).unwrap();
+    assert!((1..=3000).contains(&ttl), "presence pttl {ttl}");
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
         let exists: bool = conn.exists(&presence_key).unwrap();
@@ -201,14 +205,84 @@ fn shutdown_removes_the_instance_and_stops_the_heartbeat() {
     // The service record stays, as in Node.
     let service: bool = conn.exists("hydra:service:leaver:service").unwrap();
     assert!(service);
-    // The heartbeat is gone: presence does not come back.
-    std::thread::sleep(Duration::from_millis(1500));
-    let exists: bool = conn.exists(&presence_key).unwrap();
-    assert!(!exists, "heartbeat re-created presence after shutdown");
+    // That the heartbeat thread has ended (so nothing can write presence
+    // back) is checked in its own process: shutdown_ends_the_heartbeat_thread.
     assert!(!hydra.is_registered());
     // Idempotent, and re-registering a shut-down handle is refused.
     hydra.shutdown().unwrap();
     assert!(matches!(hydra.register_service(), Err(Error::InvalidState(_))));
+}
+
+/// The threads of this process named `hydra-heartbeat`.
+fn heartbeat_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "hydra-heartbeat")
+        .count()
+}
+
+/// Child process of `shutdown_ends_the_heartbeat_thread`: the only `Hydra`
+/// in its process, so its heartbeat thread is the only one of that name.
+/// Prints `heartbeats <before shutdown> <after shutdown> <instance id>`.
+#[test]
+#[ignore = "child process of shutdown_ends_the_heartbeat_thread"]
+fn heartbeat_child() {
+    let Ok(url) = std::env::var("HYDRA_TEST_HEARTBEAT_CHILD_URL") else {
+        return; // only meaningful as the child
+    };
+    let config = Config::builder()
+        .service_name("leaver")
+        .redis_url(&url)
+        .build()
+        .unwrap();
+    let hydra = Hydra::init(config).unwrap();
+    hydra.register_service().unwrap();
+    // A new thread names itself once it runs.
+    let before = wait_for(Duration::from_secs(5), || Some(heartbeat_threads()).filter(|n| *n > 0)).unwrap_or(0);
+    hydra.shutdown().unwrap();
+    let after = heartbeat_threads();
+    println!("heartbeats {before} {after} {}", hydra.get_instance_id());
+}
+
+#[test]
+fn shutdown_ends_the_heartbeat_thread() {
+    // Once shutdown returns, the thread is gone (not merely quiet for a
+    // while): nothing is left that could write presence back.
+    let server = RedisServer::start();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "heartbeat_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HYDRA_TEST_HEARTBEAT_CHILD_URL", server.url(15))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_for(Duration::from_secs(30), || child.try_wait().unwrap()) else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("child did not finish within 30 s");
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "child failed: {stdout}");
+    // The harness prints "test heartbeat_child ... " before our line, unterminated.
+    let report = stdout
+        .split_once("heartbeats ")
+        .unwrap_or_else(|| panic!("no report: {stdout}"))
+        .1;
+    let report: Vec<&str> = report.split_whitespace().take(3).collect();
+    assert_eq!(report[..2], ["1", "0"], "heartbeat threads before and after shutdown");
+    let exists: bool = raw(&server)
+        .exists(format!("hydra:service:leaver:{}:presence", report[2]))
+        .unwrap();
+    assert!(!exists, "presence after shutdown");
 }
 
 #[test]

@@ -314,7 +314,7 @@ pub extern "C" fn hydra_queue_worker_stop(worker: *mut hydra_queue_worker) -> i3
 
 /// The worker's counters, a JSON object: `taken`, `completed`, `failed`,
 /// `panicked`, `retried`, `dead_lettered`, `lost`, `requeued`,
-/// `redis_errors`.
+/// `redis_errors`, `reaper_passes`.
 ///
 /// # Safety
 /// `out_json` is NULL or writable.

@@ -80,6 +80,12 @@ pub struct QueueWorkerStats {
     pub requeued: u64,
     /// Redis errors met (each followed by a pause and a retry).
     pub redis_errors: u64,
+    /// Reaper passes this worker ran: keeper steps in which it held the
+    /// queue's reaper lock and looked for the messages of dead consumers
+    /// (whether or not it found any). The workers of one queue take turns,
+    /// at most one pass per eighth of the visibility timeout in all, so a
+    /// worker whose peers reap may count none for a while.
+    pub reaper_passes: u64,
 }
 
 #[derive(Default)]
@@ -93,6 +99,7 @@ struct Counters {
     lost: AtomicU64,
     requeued: AtomicU64,
     redis_errors: AtomicU64,
+    reaper_passes: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -219,6 +226,8 @@ impl QueueWorker {
     pub fn stats(&self) -> QueueWorkerStats {
         let c = &self.core.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Read first: the other counters are then at least as new as the passes.
+        let reaper_passes = c.reaper_passes.load(Ordering::Acquire);
         QueueWorkerStats {
             taken: get(&c.taken),
             completed: get(&c.completed),
@@ -229,6 +238,7 @@ impl QueueWorker {
             lost: get(&c.lost),
             requeued: get(&c.requeued),
             redis_errors: get(&c.redis_errors),
+            reaper_passes,
         }
     }
 
@@ -360,6 +370,10 @@ impl Core {
                 "queue {}: put back {n} message(s) held by consumers that stopped renewing their leases",
                 self.keys.service
             );
+        }
+        // Counted after `requeued`: whoever sees a pass also sees what it put back.
+        if kept.requeued.is_some() {
+            self.counters.reaper_passes.fetch_add(1, Ordering::Release);
         }
         if kept.pruned > 0 {
             log::debug!(

@@ -539,7 +539,7 @@ class QueueWorker(_Owned):
 
     def stats(self) -> Dict[str, int]:
         """``taken``, ``completed``, ``failed``, ``panicked``, ``retried``,
-        ``dead_lettered``, ``lost``, ``requeued``, ``redis_errors``."""
+        ``dead_lettered``, ``lost``, ``requeued``, ``redis_errors``, ``reaper_passes``."""
         return _json_out(lambda out: lib.hydra_queue_worker_stats(self._handle, out))
 
     def _free(self, handle: int) -> None:
