@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, init, raw, register};
+use common::{builder, command_calls, init, raw, register};
 use hydra::{ConfigBuilder, Error, Hydra};
 use hydra_testkit::RedisServer;
 use redis::Commands;
@@ -291,18 +291,6 @@ fn node_entry(service: &str, id: &str, updated_on: &str) -> String {
         "updatedOn": updated_on, "processID": 1, "ip": "10.0.0.1", "port": 80, "hostName": "h"
     })
     .to_string()
-}
-
-/// Calls of each command (Lua's `redis.call`s included) since `before`.
-fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-            Some((name.to_string(), calls))
-        })
-        .collect()
 }
 
 #[test]

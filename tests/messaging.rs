@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{builder, collect, echo, init, raw, received_numbers, register, wait_for};
+use common::{builder, collect, command_calls, echo, init, raw, received_numbers, register, wait_for};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use hydra::{Error, Hydra, Umf};
 use hydra_testkit::RedisServer;
@@ -847,18 +847,6 @@ fn register_service_subscribes_before_presence_appears() {
         subscribed.is_some(),
         "SUBSCRIBE to the instance channel came after the first presence write: {lines:#?}"
     );
-}
-
-/// `INFO commandstats` as command → calls.
-fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-            Some((name.to_string(), calls))
-        })
-        .collect()
 }
 
 /// The README's "each request costs exactly two Redis commands": the two

@@ -99,3 +99,16 @@ pub fn echo(hydra: &Hydra) {
         })
         .unwrap();
 }
+
+/// Calls of each command so far (`INFO commandstats`; commands run by Lua
+/// scripts count too), by lowercase command name.
+pub fn command_calls(conn: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
