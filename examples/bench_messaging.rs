@@ -75,6 +75,8 @@ const SEQ_ROUNDS: usize = 3;
 const SEQ_ROUND_BUDGET: Duration = Duration::from_millis(2500);
 const FLIGHT_ROUNDS: usize = 2;
 const FLIGHT_ROUND_BUDGET: Duration = Duration::from_secs(3);
+/// Each round's length in a smoke run.
+const SMOKE_ROUND_BUDGET: Duration = Duration::from_millis(300);
 /// Per-request deadline; a reply later than this counts as missing.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the floor responders look at their stop flag.
@@ -460,16 +462,24 @@ fn run() -> BoxResult<bool> {
     let mut flight = [Tally::default(), Tally::default()];
     for (k, (name, subject)) in subjects.iter().enumerate() {
         eprintln!("  warming up {name} ({WARMUP} requests)");
-        subject.with_caller(0, &mut |request| warm_up(request, 0, WARMUP, &mut seq[k]))?;
+        let warmup = bench::scaled(WARMUP, ROUND_WARMUP);
+        subject.with_caller(0, &mut |request| warm_up(request, 0, warmup, &mut seq[k]))?;
     }
     // Alternate which subject goes first, so drift falls on both.
     let in_flight_mode = format!("{IN_FLIGHT} in flight");
+    // A smoke run (HYDRA_BENCH_SMOKE) does one short round of each.
     let modes: [(&str, usize, Duration, RoundFn, &mut [Tally; 2]); 2] = [
-        ("sequential", SEQ_ROUNDS, SEQ_ROUND_BUDGET, sequential_round, &mut seq),
+        (
+            "sequential",
+            bench::scaled(SEQ_ROUNDS, 1),
+            bench::scaled(SEQ_ROUND_BUDGET, SMOKE_ROUND_BUDGET),
+            sequential_round,
+            &mut seq,
+        ),
         (
             &in_flight_mode,
-            FLIGHT_ROUNDS,
-            FLIGHT_ROUND_BUDGET,
+            bench::scaled(FLIGHT_ROUNDS, 1),
+            bench::scaled(FLIGHT_ROUND_BUDGET, SMOKE_ROUND_BUDGET),
             in_flight_round,
             &mut flight,
         ),
