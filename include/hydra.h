@@ -699,7 +699,9 @@ int32_t hydra_message_stats(struct hydra *hydra, char **out_json);
  * a UMF message whose `to` is `service:[method]/path?query` or
  * `instanceID@service:[method]/path`; its `body` is sent as JSON for POST,
  * PUT and PATCH, `headers` become HTTP headers. `options_json` may be NULL or
- * `{"timeoutMs": 5000, "balance": "roundRobin" | "random"}`.
+ * `{"timeoutMs": 5000, "balance": "roundRobin" | "random", "maxResponseBytes":
+ * 67108864}`; a response body over `maxResponseBytes` (default 64 MiB) fails
+ * the call with `HYDRA_MALFORMED` instead of being cut short.
  *
  * `*out_response_json` = `{"statusCode": 200, "instanceID": "...",
  * "headers": {...}, "body": <the JSON body, or the body as a string>}`. A

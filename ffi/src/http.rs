@@ -167,10 +167,13 @@ fn reject_unknown(options: &Map<String, Value>, known: &[&str], name: &str) -> F
 }
 
 fn request_options(options: &Map<String, Value>) -> FfiResult<RequestOptions> {
-    reject_unknown(options, &["timeoutMs", "balance"], "options_json")?;
+    reject_unknown(options, &["timeoutMs", "balance", "maxResponseBytes"], "options_json")?;
     let mut result = RequestOptions::default();
     if let Some(ms) = number(options, "timeoutMs", "options_json")? {
         result = RequestOptions::timeout(millis(ms));
+    }
+    if let Some(bytes) = number(options, "maxResponseBytes", "options_json")? {
+        result = result.with_max_response_bytes(bytes);
     }
     match options.get("balance") {
         None | Some(Value::Null) => {}
@@ -243,7 +246,9 @@ fn http_settings(options: &Map<String, Value>) -> FfiResult<HttpSettings> {
 /// a UMF message whose `to` is `service:[method]/path?query` or
 /// `instanceID@service:[method]/path`; its `body` is sent as JSON for POST,
 /// PUT and PATCH, `headers` become HTTP headers. `options_json` may be NULL or
-/// `{"timeoutMs": 5000, "balance": "roundRobin" | "random"}`.
+/// `{"timeoutMs": 5000, "balance": "roundRobin" | "random", "maxResponseBytes":
+/// 67108864}`; a response body over `maxResponseBytes` (default 64 MiB) fails
+/// the call with `HYDRA_MALFORMED` instead of being cut short.
 ///
 /// `*out_response_json` = `{"statusCode": 200, "instanceID": "...",
 /// "headers": {...}, "body": <the JSON body, or the body as a string>}`. A

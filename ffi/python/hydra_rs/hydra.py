@@ -759,11 +759,14 @@ class Hydra(_Owned):
         headers: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
         balance: Optional[str] = None,
+        max_response_bytes: Optional[int] = None,
     ) -> Dict[str, Any]:
         """Calls a service's HTTP route (Node's ``makeAPIRequest``): ``to`` is
         ``"service:[get]/v1/path?query"``. Returns ``{"statusCode",
         "instanceID", "headers", "body"}``; any HTTP status is a result,
-        :class:`ServiceUnavailableError` when no instance answered.
+        :class:`ServiceUnavailableError` when no instance answered, and
+        :class:`MalformedError` when the response body is larger than
+        ``max_response_bytes`` (default 64 MiB).
 
         ``body`` is the parsed JSON for a JSON response, else the body as
         text. A body that is neither JSON nor UTF-8 (an image, protobuf,
@@ -784,6 +787,8 @@ class Hydra(_Owned):
             options["timeoutMs"] = _millis(timeout)
         if balance is not None:
             options["balance"] = balance
+        if max_response_bytes is not None:
+            options["maxResponseBytes"] = max_response_bytes
         text = _message(message, body)
         return _json_out(
             lambda out: lib.hydra_make_api_request(self._handle, text, _dumps(options) if options else None, out)

@@ -235,3 +235,14 @@ def test_make_api_request_returns_binary_responses_exactly(binary_service, make_
     response = client.make_api_request("py-http-binary:[post]/v1/http/upload", {"n": 1})
     assert response["body"]["result"] == {"received": len('{"n":1}')}
     assert "bodyBase64" not in response
+
+
+def test_a_response_over_max_response_bytes_is_an_error_not_a_cut_body(served):
+    _, client, _ = served
+    # The raw route answers 8 bytes: with an 8-byte limit they arrive whole,
+    # over a 7-byte limit the call fails rather than returning 7 bytes.
+    assert client.make_api_request("py-http:[get]/v1/http/raw", max_response_bytes=8)["body"] == "\x00\x01binary"
+    with pytest.raises(hydra_rs.MalformedError, match="larger than 7 bytes"):
+        client.make_api_request("py-http:[get]/v1/http/raw", max_response_bytes=7)
+    with pytest.raises(hydra_rs.BadRequestError, match="maxResponseBytes"):
+        client.make_api_request("py-http:[get]/v1/http/raw", max_response_bytes=-1)
