@@ -154,6 +154,32 @@ fn run() -> BoxResult<bool> {
     Ok(dead_ok && unrelated_ok)
 }
 
+/// One real, registered instance of the measured service.
+fn register_measured(url: &str) -> BoxResult<Hydra> {
+    let real = Hydra::init(
+        Config::builder()
+            .service_name(MEASURED)
+            .service_ip("127.0.0.1")
+            .redis_url(url)
+            .build()?,
+    )?;
+    real.register_service()?;
+    Ok(real)
+}
+
+/// The measuring handle: not registered, presence cache off, so every lookup
+/// goes to Redis.
+fn uncached_client(url: &str) -> BoxResult<Hydra> {
+    Ok(Hydra::init(
+        Config::builder()
+            .service_name("bench-client")
+            .service_ip("127.0.0.1")
+            .redis_url(url)
+            .presence_cache_ttl(Duration::ZERO)
+            .build()?,
+    )?)
+}
+
 /// Table 2: unrelated keys. Returns `Ok(false)` when hydra-rs and SCAN+HGET disagree.
 fn run_unrelated_keys() -> BoxResult<bool> {
     let server = RedisServer::start();
@@ -163,28 +189,11 @@ fn run_unrelated_keys() -> BoxResult<bool> {
 
     let synthetic = seed_instances(&mut raw)?;
 
-    // One real instance of the measured service.
-    let real = Hydra::init(
-        Config::builder()
-            .service_name(MEASURED)
-            .service_ip("127.0.0.1")
-            .redis_url(&url)
-            .build()?,
-    )?;
-    real.register_service()?;
+    let real = register_measured(&url)?;
     let mut expected: BTreeSet<String> = synthetic;
     expected.insert(real.get_instance_id().to_string());
 
-    // The measuring handle: not registered, presence cache off, so every call
-    // goes to Redis.
-    let client = Hydra::init(
-        Config::builder()
-            .service_name("bench-client")
-            .service_ip("127.0.0.1")
-            .redis_url(&url)
-            .presence_cache_ttl(Duration::ZERO)
-            .build()?,
-    )?;
+    let client = uncached_client(&url)?;
 
     println!(
         "bench_discovery: redis-server {} on 127.0.0.1:{} db {DB}; {SERVICES} services × \
@@ -376,14 +385,7 @@ fn dead_scenario(scenario: &str, count: usize, updated_on: Option<String>) -> Bo
     let url = server.url(DB);
     let mut raw = redis::Client::open(url.as_str())?.get_connection()?;
     let mut expected = seed_instances(&mut raw)?;
-    let real = Hydra::init(
-        Config::builder()
-            .service_name(MEASURED)
-            .service_ip("127.0.0.1")
-            .redis_url(&url)
-            .build()?,
-    )?;
-    real.register_service()?;
+    let real = register_measured(&url)?;
     expected.insert(real.get_instance_id().to_string());
     // Keep the background pruner out of the measurement: the lookups alone
     // must cope with the dead entries.
@@ -401,14 +403,7 @@ fn dead_scenario(scenario: &str, count: usize, updated_on: Option<String>) -> Bo
         };
         fill_dead(&mut raw, count, &stamp)?;
     }
-    let client = Hydra::init(
-        Config::builder()
-            .service_name("bench-client")
-            .service_ip("127.0.0.1")
-            .redis_url(&url)
-            .presence_cache_ttl(Duration::ZERO)
-            .build()?,
-    )?;
+    let client = uncached_client(&url)?;
     let check = |found: BTreeSet<String>, who: &str| -> bool {
         if found != expected {
             eprintln!(
