@@ -989,8 +989,10 @@ impl ReplyDropper {
     }
 }
 
-#[test]
-fn a_take_whose_reply_was_lost_is_not_repeated_on_retry() {
+/// A `jobs` handle that reaches Redis through a [`ReplyDropper`], with
+/// messages `{"n": 0}` … `{"n": count - 1}` queued (which also leaves it a
+/// pooled connection, the one a retry follows); the proxy is armed.
+fn queued_behind_a_reply_dropper(count: u64) -> (RedisServer, ReplyDropper, Hydra) {
     let server = RedisServer::start();
     let proxy = ReplyDropper::start(server.port());
     let config = hydra::Config::builder()
@@ -1000,11 +1002,16 @@ fn a_take_whose_reply_was_lost_is_not_repeated_on_retry() {
         .build()
         .unwrap();
     let hydra = Hydra::init(config).unwrap();
-    // Also leaves a pooled connection, which is what a retry follows.
-    for n in 0..3 {
+    for n in 0..count {
         hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
     }
     proxy.arm();
+    (server, proxy, hydra)
+}
+
+#[test]
+fn a_take_whose_reply_was_lost_is_not_repeated_on_retry() {
+    let (server, proxy, hydra) = queued_behind_a_reply_dropper(3);
     let taken = hydra.get_queued_message("jobs").unwrap().expect("a message");
     proxy
         .dropped
@@ -1024,19 +1031,7 @@ fn a_take_whose_reply_was_lost_is_not_repeated_on_retry() {
 
 #[test]
 fn a_blocking_take_is_not_retried_after_a_dropped_connection() {
-    let server = RedisServer::start();
-    let proxy = ReplyDropper::start(server.port());
-    let config = hydra::Config::builder()
-        .service_name("jobs")
-        .service_ip("127.0.0.1")
-        .redis_url(&format!("redis://127.0.0.1:{}/15", proxy.port))
-        .build()
-        .unwrap();
-    let hydra = Hydra::init(config).unwrap();
-    for n in 0..2 {
-        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
-    }
-    proxy.arm();
+    let (server, _proxy, hydra) = queued_behind_a_reply_dropper(2);
     let err = hydra
         .get_queued_message_timeout("jobs", Duration::from_secs(2))
         .unwrap_err();
