@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::claims::{self, Failed, Keeping, QueueKeys, Slot, Taken};
 use super::{QueueOptions, QueuedMessage, decode, with_reason};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe_redis_error};
 use crate::hydra::{BackgroundTask, Hydra};
 use crate::messaging::HandlerError;
 use crate::store::Store;
@@ -435,7 +435,8 @@ impl Core {
                     bump(&self.counters.redis_errors);
                     rewriting = verdict.is_some();
                     conn = None;
-                    let pause = trouble.failed(&e);
+                    // Says what happened: out of memory, an ACL denial, a dead connection.
+                    let pause = trouble.failed(&describe_redis_error(&e));
                     if stopping || self.wait_stop(pause) {
                         // One more try for a pending verdict, then give up:
                         // the message is requeued once the lease runs out.
