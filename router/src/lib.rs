@@ -1,0 +1,9 @@
+//! hydra-router: the one public door in front of a set of Hydra services.
+//!
+//! A Hydra service named `hydra-router` (type `router`) that forwards HTTP
+//! calls to the services registered in Redis, balancing and failing over,
+//! answers the router API (`/v1/router/...`), keeps per-service stats and
+//! metrics, and serves a dashboard. It behaves like Node's hydra-router
+//! 1.9.15 where users rely on it and fixes its known faults (see README).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

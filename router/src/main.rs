@@ -1,0 +1,3 @@
+//! `hydra-router --config config.json`: see the crate docs.
+
+fn main() {}
