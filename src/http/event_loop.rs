@@ -124,6 +124,8 @@ struct Connection {
     /// will say so (edge-triggered): the last read filled the buffer, or an
     /// event came while a worker had the socket.
     unread: bool,
+    /// The client's address.
+    peer: std::net::SocketAddr,
 }
 
 /// What reading the buffer of a connection led to.
@@ -264,7 +266,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_retry = false;
                     return;
@@ -281,7 +283,7 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
+    fn admit(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr) {
         bump(&self.counters.connections);
         let over = self.open >= self.settings.max_connections;
         if over && self.refusing >= self.settings.max_connections {
@@ -315,6 +317,7 @@ impl EventLoop {
                 last_io: now,
                 counted: !over,
                 unread: false,
+                peer,
             },
         );
         if over {
@@ -431,6 +434,7 @@ impl EventLoop {
                 params: Default::default(),
                 headers: head.headers,
                 body,
+                remote_addr: Some(connection.peer),
             },
         };
         match self.jobs.try_send(item) {

@@ -289,6 +289,11 @@ fn dispatch(shared: &WorkerShared, mut request: HttpRequest) -> HttpResponse {
             }
         }
     }
+    let found = found.or_else(|| {
+        // A fallback takes what no route took, 405 cases included.
+        let fallback = shared.routes.fallback.clone()?;
+        Some((fallback, Default::default()))
+    });
     let Some((handler, params)) = found else {
         return if path_matched {
             HttpResponse::error(
