@@ -7,3 +7,13 @@
 //! 1.9.15 where users rely on it and fixes its known faults (see README).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod access;
+pub mod api;
+pub mod config;
+pub mod external;
+pub mod forward;
+pub mod gateway;
+pub mod log_ring;
+pub mod route_book;
+pub mod short_id;
