@@ -17,3 +17,4 @@ pub mod gateway;
 pub mod log_ring;
 pub mod route_book;
 pub mod short_id;
+pub mod route_table;
