@@ -7,3 +7,6 @@
 //! 1.9.15 where users rely on it and fixes its known faults (see README).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod dashboard;
+pub mod stats;
