@@ -48,6 +48,19 @@ ensure_redis_server() {
     command -v redis-server >/dev/null || die "redis-server still not found after installing"
 }
 
+# Headless Chromium for the router dashboard's browser test (Debian's
+# `chromium`): installed when missing and running as root, else the test
+# fails saying how to install it.
+ensure_chromium() {
+    if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt_install chromium
+    else
+        echo "error: chromium missing: the dashboard test (cargo test -p hydra-router --test dashboard) will fail;" \
+            "install it (e.g. 'sudo apt-get install chromium')" >&2
+    fi
+}
+
 # pytest for the Python tests: Debian's python3-pytest when running as root
 # (pip may not install system-wide there), else pip.
 ensure_pytest() {
