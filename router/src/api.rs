@@ -107,7 +107,7 @@ fn failed(error: &Error) -> HttpResponse {
 
 fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
     match thing {
-        "routes" => ok(shared.book.table().list()),
+        "routes" => ok(shared.book.table().list_routes()),
         "services" => match hydra.get_service_health_all() {
             Ok(all) => ok(Value::Array(all.iter().flat_map(services_entry).collect())),
             Err(e) => HttpResponse::error(500, &e.to_string()),
@@ -185,7 +185,8 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn metrics(shared: &Shared, hydra: &Hydra) -> HttpResponse {
-    let text = shared.stats.prometheus(&hydra.http_stats(), shared.started.elapsed());
+    let extra = crate::stats::server_metrics(&hydra.http_stats(), shared.started.elapsed());
+    let text = shared.stats.prometheus(&extra);
     HttpResponse::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }
 
@@ -216,9 +217,16 @@ fn message(hydra: &Hydra, shared: &Shared, request: &HttpRequest) -> HttpRespons
         Err(response) => return response,
     };
     let Some(forward) = umf.forward.clone().filter(|f| f.contains('[')) else {
-        return HttpResponse::error(400, "the message needs `forward` naming an HTTP route such as svc:[post]/v1/x");
+        return HttpResponse::error(
+            400,
+            "the message needs `forward` naming an HTTP route such as svc:[post]/v1/x",
+        );
     };
-    let mut call = Umf::new(forward, format!("{}@{}:/", hydra.get_instance_id(), hydra.get_service_name()), umf.body);
+    let mut call = Umf::new(
+        forward,
+        format!("{}@{}:/", hydra.get_instance_id(), hydra.get_service_name()),
+        umf.body,
+    );
     call.headers = umf.headers;
     call.authorization = umf.authorization;
     match hydra.make_api_request(&call, RequestOptions::timeout(shared.config.request_timeout)) {

@@ -242,11 +242,7 @@ const CORS_ENV: &[(&str, &str)] = &[
 ];
 
 fn apply_env_overrides(document: &mut Map<String, Value>, env: &[(String, String)]) -> Result<(), ConfigError> {
-    let lookup = |name: &str| {
-        env.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-    };
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     for (suffix, field, kind) in TOP_LEVEL_ENV {
         let name = format!("HYDRA_ROUTER_{suffix}");
         if let Some(text) = lookup(&name) {
@@ -312,7 +308,9 @@ fn bool_field(value: Option<&Value>, field: &str, default: bool) -> Result<bool,
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
         // Node's env values reach the config as strings; read them for what they say.
-        Some(Value::String(s)) => parse_bool(s.trim()).ok_or_else(|| invalid(field, format!("must be true or false, got {s:?}"))),
+        Some(Value::String(s)) => {
+            parse_bool(s.trim()).ok_or_else(|| invalid(field, format!("must be true or false, got {s:?}")))
+        }
         Some(other) => Err(invalid(field, format!("must be true or false, got {other}"))),
     }
 }
@@ -332,7 +330,12 @@ fn seconds_field(value: Option<&Value>, field: &str, default: Duration) -> Resul
     number_of(value)
         .filter(|s| *s > 0.0 && *s <= 86_400.0)
         .map(Duration::from_secs_f64)
-        .ok_or_else(|| invalid(field, format!("must be a number of seconds above 0 (at most a day), got {value}")))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("must be a number of seconds above 0 (at most a day), got {value}"),
+            )
+        })
 }
 
 fn count_field(value: Option<&Value>, field: &str, default: usize, min: usize) -> Result<usize, ConfigError> {
@@ -382,7 +385,10 @@ fn external_routes_field(value: Option<&Value>) -> Result<Vec<(String, Vec<Strin
         return Ok(Vec::new());
     };
     let Value::Object(map) = value else {
-        return Err(invalid("externalRoutes", "must be an object of URL to a list of routes"));
+        return Err(invalid(
+            "externalRoutes",
+            "must be an object of URL to a list of routes",
+        ));
     };
     map.iter()
         .map(|(url, routes)| {
@@ -479,7 +485,10 @@ mod tests {
         assert_eq!(
             config.cors,
             vec![
-                ("access-control-allow-origin".to_string(), "https://app.example".to_string()),
+                (
+                    "access-control-allow-origin".to_string(),
+                    "https://app.example".to_string()
+                ),
                 ("access-control-max-age".to_string(), "10".to_string())
             ]
         );
@@ -500,26 +509,45 @@ mod tests {
         .unwrap();
         assert!(!config.force_message_signature);
         assert!(config.disable_router_endpoint);
-        assert_eq!(config.router_token.as_deref(), Some("3b9f0e8e-5ab8-4b7a-a1a5-f2b8c0d1e2f3"));
+        assert_eq!(
+            config.router_token.as_deref(),
+            Some("3b9f0e8e-5ab8-4b7a-a1a5-f2b8c0d1e2f3")
+        );
         assert_eq!(config.request_timeout, Duration::from_millis(2500));
     }
 
     #[test]
     fn bad_values_name_their_field() {
-        let field_of = |doc: Value, vars: &[(&str, &str)]| RouterConfig::from_document(doc, &env(vars)).unwrap_err().field;
+        let field_of =
+            |doc: Value, vars: &[(&str, &str)]| RouterConfig::from_document(doc, &env(vars)).unwrap_err().field;
         assert_eq!(field_of(json!({"requestTimeout": "soon"}), &[]), "requestTimeout");
         assert_eq!(field_of(json!({"requestTimeout": -1}), &[]), "requestTimeout");
-        assert_eq!(field_of(json!({"disableRouterEndpoint": "maybe"}), &[]), "disableRouterEndpoint");
+        assert_eq!(
+            field_of(json!({"disableRouterEndpoint": "maybe"}), &[]),
+            "disableRouterEndpoint"
+        );
         assert_eq!(field_of(json!({"cors": ["*"]}), &[]), "cors");
         assert_eq!(field_of(json!({"cors": {"x-a": "1\r\nx-b: 2"}}), &[]), "cors.x-a");
-        assert_eq!(field_of(json!({"externalRoutes": {"ftp://x": ["[get]/a"]}}), &[]), "externalRoutes.ftp://x");
-        assert_eq!(field_of(json!({"hydra": {"servicePort": "http"}}), &[]), "hydra.servicePort");
-        assert_eq!(field_of(json!({"forceMessageSignature": true}), &[]), "signatureSharedSecret");
+        assert_eq!(
+            field_of(json!({"externalRoutes": {"ftp://x": ["[get]/a"]}}), &[]),
+            "externalRoutes.ftp://x"
+        );
+        assert_eq!(
+            field_of(json!({"hydra": {"servicePort": "http"}}), &[]),
+            "hydra.servicePort"
+        );
+        assert_eq!(
+            field_of(json!({"forceMessageSignature": true}), &[]),
+            "signatureSharedSecret"
+        );
         assert_eq!(
             field_of(json!({}), &[("HYDRA_ROUTER_DEBUGLOGGING", "verbose")]),
             "HYDRA_ROUTER_DEBUGLOGGING"
         );
-        assert_eq!(field_of(json!({}), &[("HYDRA_ROUTER_WORKERS", "many")]), "HYDRA_ROUTER_WORKERS");
+        assert_eq!(
+            field_of(json!({}), &[("HYDRA_ROUTER_WORKERS", "many")]),
+            "HYDRA_ROUTER_WORKERS"
+        );
         assert_eq!(field_of(json!([1]), &[]), "config");
     }
 
@@ -536,7 +564,11 @@ mod tests {
         .unwrap();
         assert_eq!(config.hydra.redis().db(), 4);
         assert!(format!("{:?}", config.hydra.service_port()).contains("7070"));
-        assert!(config.cors.contains(&("access-control-allow-origin".into(), "https://a.example".into())));
+        assert!(
+            config
+                .cors
+                .contains(&("access-control-allow-origin".into(), "https://a.example".into()))
+        );
         // HYDRA_REDIS_URL, the library's variable, wins over the file.
         let config = RouterConfig::from_document(
             json!({"hydra": {"redis": {"url": "redis://127.0.0.1:6390/4"}}}),

@@ -106,7 +106,12 @@ impl ExternalClient {
         let headers = response
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut bytes = Vec::new();
         response
@@ -116,7 +121,10 @@ impl ExternalClient {
             .read_to_end(&mut bytes)
             .map_err(|e| format!("{uri}: reading the response failed: {e}"))?;
         if bytes.len() as u64 > self.max_response_bytes {
-            return Err(format!("{uri}: the response is larger than {} bytes", self.max_response_bytes));
+            return Err(format!(
+                "{uri}: the response is larger than {} bytes",
+                self.max_response_bytes
+            ));
         }
         Ok(ApiResponse {
             status,
@@ -137,7 +145,16 @@ mod tests {
         assert_eq!(t.authority, "legacy:8080");
         assert_eq!(t.base_path, "/api");
         assert_eq!(parse_base_url("http://10.0.0.2").unwrap().authority, "10.0.0.2:80");
-        for bad in ["https://x", "ftp://x", "x:80", "http://", "http://u@h", "http://h:0", "http://h:99999", "http://h/a?b"] {
+        for bad in [
+            "https://x",
+            "ftp://x",
+            "x:80",
+            "http://",
+            "http://u@h",
+            "http://h:0",
+            "http://h:99999",
+            "http://h/a?b",
+        ] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
         }
     }

@@ -43,7 +43,8 @@ const HOP_BY_HOP: &[&str] = &[
 /// True for a header that must not cross the router: a hop-by-hop one, or
 /// one the `connection` header names.
 fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
 }
 
 fn connection_tokens(headers: &[(String, String)]) -> Vec<String> {
@@ -63,7 +64,10 @@ pub fn request_headers(request: &HttpRequest, tracer: &str) -> Vec<(String, Stri
     let mut forwarded_for: Option<String> = None;
     let mut headers: Vec<(String, String)> = Vec::with_capacity(request.headers.len() + 2);
     for (name, value) in &request.headers {
-        if is_hop_by_hop(name, &tokens) || name.eq_ignore_ascii_case("accept-encoding") || name.eq_ignore_ascii_case("x-hydra-tracer") {
+        if is_hop_by_hop(name, &tokens)
+            || name.eq_ignore_ascii_case("accept-encoding")
+            || name.eq_ignore_ascii_case("x-hydra-tracer")
+        {
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -141,7 +145,8 @@ pub fn shape_answer(answer: ApiResponse, extra: &AnswerHeaders) -> HttpResponse 
     let headers: Vec<(String, String)> = answer
         .headers
         .iter()
-        .filter(|(n, _)| !is_hop_by_hop(n, &tokens))
+        // The router's server adds its own `x-process-id`.
+        .filter(|(n, _)| !is_hop_by_hop(n, &tokens) && !n.eq_ignore_ascii_case("x-process-id"))
         .cloned()
         .collect();
     let already_encoded = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-encoding"));
@@ -164,12 +169,13 @@ pub fn shape_answer(answer: ApiResponse, extra: &AnswerHeaders) -> HttpResponse 
     };
     if let Some(envelope) = merged {
         response.body = envelope.to_string().into_bytes();
-        if extra.accepts_gzip && response.body.len() >= GZIP_MIN_BYTES {
-            if let Some(compressed) = gzip(&response.body) {
-                response.body = compressed;
-                response.headers.push(("content-encoding".into(), "gzip".into()));
-                response.headers.push(("vary".into(), "accept-encoding".into()));
-            }
+        let compressed = (extra.accepts_gzip && response.body.len() >= GZIP_MIN_BYTES)
+            .then(|| gzip(&response.body))
+            .flatten();
+        if let Some(compressed) = compressed {
+            response.body = compressed;
+            response.headers.push(("content-encoding".into(), "gzip".into()));
+            response.headers.push(("vary".into(), "accept-encoding".into()));
         }
     }
     extra.apply(response)
@@ -241,7 +247,10 @@ mod tests {
 
     #[test]
     fn json_objects_are_merged_into_the_envelope() {
-        let out = shape_answer(answer("application/json; charset=utf-8", br#"{"a":1,"headers":{"x":1}}"#), &extra(false));
+        let out = shape_answer(
+            answer("application/json; charset=utf-8", br#"{"a":1,"headers":{"x":1}}"#),
+            &extra(false),
+        );
         assert_eq!(out.status, 201);
         let body: Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(body["statusMessage"], "Created");
@@ -250,7 +259,10 @@ mod tests {
         assert!(body.get("headers").is_none());
         assert!(out.headers.contains(&("cache-control".into(), "no-store".into())));
         assert!(out.headers.contains(&("x-hydra-tracer".into(), "t1".into())));
-        assert!(out.headers.contains(&("access-control-allow-origin".into(), "*".into())));
+        assert!(
+            out.headers
+                .contains(&("access-control-allow-origin".into(), "*".into()))
+        );
         assert!(!out.headers.iter().any(|(n, _)| n == "content-length"));
     }
 
@@ -272,8 +284,16 @@ mod tests {
         let out = shape_answer(answer("application/json", big.as_bytes()), &extra(true));
         assert!(out.headers.contains(&("content-encoding".into(), "gzip".into())));
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&out.body[..]).read_to_string(&mut text).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["result"]["text"].as_str().unwrap().len(), 4000);
+        flate2::read::GzDecoder::new(&out.body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["result"]["text"]
+                .as_str()
+                .unwrap()
+                .len(),
+            4000
+        );
         let out = shape_answer(answer("application/json", big.as_bytes()), &extra(false));
         assert!(!out.headers.iter().any(|(n, _)| n == "content-encoding"));
     }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use hydra::{Error, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, Hydra, RequestOptions, ServiceRequest};
@@ -76,7 +76,10 @@ impl Router {
                 config,
             });
             if let Err(e) = shared.book.rebuild(&hydra) {
-                log::warn!("cannot read the routes yet ({e}); retrying every {:?}", shared.config.route_refresh_interval);
+                log::warn!(
+                    "cannot read the routes yet ({e}); retrying every {:?}",
+                    shared.config.route_refresh_interval
+                );
             }
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
@@ -96,6 +99,8 @@ impl Router {
             settings.workers = shared.config.workers;
             settings.max_body_bytes = shared.config.max_body_bytes;
             let port = hydra.serve_http_with(routes, settings)?;
+            // The table read above predates the router's own routes.
+            let _ = refresh_tx.try_send(());
             let stop = Arc::new(AtomicBool::new(false));
             let refresher = {
                 let (hydra, shared, stop) = (hydra.clone(), shared.clone(), stop.clone());
@@ -203,27 +208,28 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
             // Redis trouble is answered by the call itself (503 with the reason).
             || hydra.get_service_presence_cached(service).map_or(true, |found| !found.is_empty())
     };
-    let Some(resolved) = table.resolve(&request.path, referer, is_live) else {
+    let request_target = if request.query.is_empty() {
+        request.path.clone()
+    } else {
+        format!("{}?{}", request.path, request.query)
+    };
+    let Some(resolved) = table.resolve(&request_target, referer, is_live) else {
         return extra.apply(HttpResponse::send_response(404, json!({})));
     };
     if resolved.service == hydra.get_service_name() {
         // The router's own automatic routes (`/hydra-router/...`).
         return extra.apply(HttpResponse::send_response(404, json!({})));
     }
-    let target = if request.query.is_empty() {
-        resolved.path.clone()
-    } else {
-        format!("{}?{}", resolved.path, request.query)
-    };
+    let target = resolved.path_to_forward.clone();
     let headers = forward::request_headers(request, &tracer);
-    let outcome = match shared.external_targets.iter().find(|(url, _)| *url == resolved.service) {
+    let outcome = match shared.external_targets.iter().find(|(url, _)| url == resolved.service) {
         Some((_, external)) => shared
             .external
             .call(external, &request.method, &target, &headers, &request.body)
             .map_err(|reason| (502, reason)),
         None => {
             let call = ServiceRequest {
-                service: resolved.service.clone(),
+                service: resolved.service.to_string(),
                 instance: None,
                 method: request.method.clone(),
                 path: target.clone(),
@@ -247,7 +253,7 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
         }
     };
     let latency = started.elapsed();
-    shared.stats.record_http(&resolved.service, response.status, latency);
+    shared.stats.record_http(resolved.service, response.status, latency);
     let line = || {
         format!(
             "HR: [{tracer}] {} {target} -> {} {} in {:.1} ms",
@@ -290,7 +296,14 @@ fn own(shared: &Shared, hydra: &Hydra, request: &HttpRequest, kind: OwnPath, ext
     }
     let response = match kind {
         OwnPath::Dashboard => match dashboard::asset(&request.path) {
-            Some(asset) => asset.response(),
+            Some(asset) if asset.not_modified(request.header("if-none-match")) => with_headers(
+                HttpResponse::bytes(304, asset.content_type, Vec::new()),
+                asset.headers(),
+            ),
+            Some(asset) => with_headers(
+                HttpResponse::bytes(200, asset.content_type, asset.body.to_vec()),
+                asset.headers(),
+            ),
             None => HttpResponse::send_response(404, json!({})),
         },
         _ => api::answer(shared, hydra, request),
@@ -298,5 +311,10 @@ fn own(shared: &Shared, hydra: &Hydra, request: &HttpRequest, kind: OwnPath, ext
     extra.apply(response)
 }
 
-/// How long [`Router::shutdown`] may take at most, roughly: the library's drain.
-pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(12);
+fn with_headers(mut response: HttpResponse, headers: Vec<(&'static str, String)>) -> HttpResponse {
+    response.headers.clear();
+    for (name, value) in headers {
+        response.headers.push((name.to_ascii_lowercase(), value));
+    }
+    response
+}

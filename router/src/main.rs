@@ -45,7 +45,8 @@ fn main() -> ExitCode {
     if let Err(e) = RingLogger::install(log.clone(), level) {
         eprintln!("hydra-router: cannot install the logger: {e}");
     }
-    let signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+    let signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("hydra-router: cannot watch for SIGTERM/SIGINT: {e}");

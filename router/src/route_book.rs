@@ -85,7 +85,9 @@ impl RouteBook {
     ) -> Vec<(String, Vec<String>)> {
         let mut last_alive = self.last_alive.lock().unwrap_or_else(|p| p.into_inner());
         for node in nodes {
-            let seen = last_alive.entry(node.service_name.clone()).or_insert(node.updated_on_ts);
+            let seen = last_alive
+                .entry(node.service_name.clone())
+                .or_insert(node.updated_on_ts);
             *seen = (*seen).max(node.updated_on_ts);
         }
         // Services with no heartbeat on record count from now: their absence
