@@ -235,9 +235,10 @@ impl RouteTable {
     /// Where Node's routing rules (with the #86 fix, see the module docs)
     /// send a request for `target` (origin form, `/path?query`) with this
     /// `referer`, or `None` for a 404. `is_live(service)` says whether a
-    /// service has a live instance; it is asked only to choose between
-    /// matching services, at most once per service, the first match's first
-    /// (so usually once).
+    /// service has a live instance. It is asked about candidates only (the
+    /// services of matching routes, or those the Referer names), in order and
+    /// at most once each, so a live first match costs one call; the
+    /// service-prefix fallback, which has one candidate, does not ask.
     pub fn resolve<'t>(
         &'t self,
         target: &str,
