@@ -193,3 +193,96 @@ fn cached_presence_finds_live_instances_and_streams_take_umf_messages() {
         );
     }
 }
+
+/// Sends a raw request head on a new connection and returns the socket.
+fn raw_request(port: u16, head: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket.write_all(head.as_bytes()).unwrap();
+    socket
+}
+
+/// Reads until `needle` has arrived (or the read times out).
+fn read_until(socket: &mut std::net::TcpStream, needle: &str) -> String {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn upgrade_requests_hand_the_connection_over_and_others_are_served_as_usual() {
+    use std::io::{Read, Write};
+    let server = RedisServer::start();
+    let service = register(&server, "upgrading");
+    let routes = HttpRoutes::new()
+        .get("/plain", |_, _| HttpResponse::json(200, &json!({"plain": true})))
+        .on_upgrade(|_, upgraded| {
+            // What a WebSocket gateway does: answer the handshake, then own
+            // the socket on a thread of its own.
+            std::thread::spawn(move || {
+                let hydra::http::Upgraded {
+                    request,
+                    mut stream,
+                    leftover,
+                } = upgraded;
+                let protocol = request.header("upgrade").unwrap_or("").to_string();
+                let head = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nupgrade: {protocol}\r\nconnection: upgrade\r\nx-path: {}\r\nx-leftover: {}\r\n\r\n",
+                    request.path,
+                    String::from_utf8_lossy(&leftover)
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                let mut byte = [0u8; 1];
+                while let Ok(1) = stream.read(&mut byte) {
+                    stream.write_all(&[byte[0].to_ascii_uppercase()]).unwrap();
+                }
+            });
+        });
+    let port = service.serve_http(routes).expect("serve");
+    let upgrade =
+        "GET /chat?room=1 HTTP/1.1\r\nhost: x\r\nconnection: keep-alive, Upgrade\r\nupgrade: echo-caps\r\n\r\n";
+    let mut socket = raw_request(port, upgrade);
+    let answer = read_until(&mut socket, "\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    assert!(answer.contains("x-path: /chat"), "{answer}");
+    // The socket is the handler's now: the server's idle and request
+    // timeouts no longer apply, bytes go to the handler.
+    socket.write_all(b"hello").unwrap();
+    assert_eq!(read_until(&mut socket, "HELLO"), "HELLO");
+    // Bytes sent right behind the request are handed over too.
+    let mut early = raw_request(port, &format!("{upgrade}early"));
+    assert!(read_until(&mut early, "\r\n\r\n").contains("x-leftover: early"));
+    // Ordinary requests, and an upgrade header on a POST with a body, are
+    // served by the routes as before.
+    let mut plain = raw_request(port, "GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert!(read_until(&mut plain, "}").contains("\"plain\":true"));
+    let mut post = raw_request(
+        port,
+        "POST /plain HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo-caps\r\ncontent-length: 2\r\n\r\nhi",
+    );
+    assert!(read_until(&mut post, "\r\n\r\n").starts_with("HTTP/1.1 405"));
+}
+
+#[test]
+fn without_an_upgrade_handler_upgrade_requests_are_ordinary_requests() {
+    let server = RedisServer::start();
+    let service = register(&server, "plain-only");
+    let port = service
+        .serve_http(HttpRoutes::new().get("/chat", |_, _| HttpResponse::json(200, &json!({"routes": true}))))
+        .expect("serve");
+    let mut socket = raw_request(
+        port,
+        "GET /chat HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    );
+    let answer = read_until(&mut socket, "}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"routes\":true"), "{answer}");
+}
