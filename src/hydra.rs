@@ -489,6 +489,35 @@ impl Hydra {
         self.inner.registry.get_service_presence(name)
     }
 
+    /// Present instances of `name` from the short cache that message and
+    /// request routing use (see
+    /// [`ConfigBuilder::presence_cache_ttl`](crate::ConfigBuilder::presence_cache_ttl)),
+    /// read from Redis when the cache is stale; random order. What a gateway
+    /// asks on every request without a round trip each time.
+    pub fn get_service_presence_cached(&self, name: &str) -> Result<Vec<Instance>> {
+        self.inner.registry.cached_presence(name)
+    }
+
+    /// Appends `message` (short form) to the Redis stream `hydra:stream:<stream>`
+    /// as the field `message`, and returns the entry ID Redis gave it
+    /// (hydra-router's `POST /v1/router/stream/:name`).
+    pub fn stream_message(&self, stream: &str, message: &Umf) -> Result<String> {
+        if stream.is_empty() || stream.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(Error::BadRequest(format!("{stream:?} is not a stream name")));
+        }
+        message.validate()?;
+        let key = crate::keys::stream(stream);
+        let body = message.to_short_json();
+        self.inner.store.run(|c| {
+            redis::cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("message")
+                .arg(&body)
+                .query::<String>(c)
+        })
+    }
+
     /// True iff an instance of `name` is present, read from Redis now
     /// (`hasServicePresence`).
     pub fn has_service_presence(&self, name: &str) -> Result<bool> {

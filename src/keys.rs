@@ -52,6 +52,12 @@ pub fn routes(svc: &str) -> String {
     format!("{PREFIX}:{svc}:service:routes")
 }
 
+/// `hydra:stream:<name>` — a Redis stream hydra-router's
+/// `/v1/router/stream/:name` appends messages to.
+pub fn stream(name: &str) -> String {
+    format!("hydra:stream:{name}")
+}
+
 /// `hydra:service:<svc>:configs` — stored configs, field = version.
 pub fn configs(svc: &str) -> String {
     format!("{PREFIX}:{svc}:configs")

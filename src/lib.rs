@@ -65,7 +65,9 @@ pub use config::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
-pub use http::{ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, RequestOptions};
+pub use http::{
+    ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, RequestOptions, ServiceRequest,
+};
 pub use hydra::{Hydra, ServiceInfo};
 pub use messaging::{HandlerError, MessageStats};
 pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};

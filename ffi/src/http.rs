@@ -612,6 +612,7 @@ mod tests {
             params: Default::default(),
             headers: vec![("Content-Type".into(), "application/octet-stream".into())],
             body: body.to_vec(),
+            remote_addr: None,
         };
         serde_json::from_str(&request_json("[post]/v1/up", &request)).unwrap()
     }

@@ -8,5 +8,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
+pub mod api;
+pub mod config;
 pub mod dashboard;
+pub mod external;
+pub mod forward;
+pub mod gateway;
+pub mod log_ring;
+pub mod route_book;
+pub mod route_table;
+pub mod short_id;
 pub mod stats;

@@ -85,6 +85,26 @@ impl RequestOptions {
     }
 }
 
+/// An HTTP request to one of a service's instances, sent as it is: method,
+/// origin-form path (with its query), headers and body bytes. What a gateway
+/// forwards; see [`Hydra::call_service`](crate::Hydra::call_service).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRequest {
+    /// The service to call.
+    pub service: String,
+    /// An instance to try first (then the others, as for `make_api_request`).
+    pub instance: Option<String>,
+    /// The HTTP method (`GET`, `PATCH`, …).
+    pub method: String,
+    /// Origin-form request target: `/path?query`.
+    pub path: String,
+    /// Headers, sent in this order. `content-length` is the client's own; hop-by-hop
+    /// headers (`connection`, `transfer-encoding`, …) are the caller's to remove.
+    pub headers: Vec<(String, String)>,
+    /// The body, sent byte for byte (with POST, PUT and PATCH also when empty).
+    pub body: Vec<u8>,
+}
+
 /// A service's HTTP answer (any status: HTTP errors are results, not `Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiResponse {
@@ -179,22 +199,6 @@ impl HttpClient {
                 "message `to` field does not specify a valid route".into(),
             ));
         }
-        check_origin_form(&route.api_route)?;
-        let service = route.service_name.to_lowercase();
-        let mut instances = registry.cached_presence(&service)?;
-        if instances.is_empty() {
-            registry.forget_presence(&service);
-            instances = registry.cached_presence(&service)?;
-        }
-        if instances.is_empty() {
-            return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
-        }
-        let order = self.order(
-            &service,
-            instances,
-            &route.instance,
-            options.balance.unwrap_or_default(),
-        );
         let timeout = message
             .timeout
             .as_ref()
@@ -205,14 +209,57 @@ impl HttpClient {
             .map(|d| d.min(MAX_REQUEST_TIMEOUT))
             .or(options.timeout)
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let request = PreparedRequest::new(&method, &route.api_route, message);
+        let request = PreparedRequest::from_message(&method, &route.api_route, message);
+        let service = route.service_name.to_lowercase();
+        self.call(registry, &service, &route.instance, &request, timeout, options)
+    }
+
+    pub(crate) fn call_service(
+        &self,
+        registry: &Registry,
+        request: &ServiceRequest,
+        options: RequestOptions,
+    ) -> Result<ApiResponse> {
+        if request.service.is_empty() {
+            return Err(Error::BadRequest("the request names no service".into()));
+        }
+        if request.method.is_empty() || !request.method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(Error::BadRequest(format!("{:?} is not an HTTP method", request.method)));
+        }
+        let prepared = PreparedRequest::from_service_request(request);
+        let timeout = options.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let pinned = request.instance.as_deref().unwrap_or("");
+        self.call(registry, &request.service, pinned, &prepared, timeout, options)
+    }
+
+    /// Tries the service's present instances in balance order until one
+    /// answers.
+    fn call(
+        &self,
+        registry: &Registry,
+        service: &str,
+        pinned: &str,
+        request: &PreparedRequest,
+        timeout: Duration,
+        options: RequestOptions,
+    ) -> Result<ApiResponse> {
+        check_origin_form(&request.path)?;
+        let mut instances = registry.cached_presence(service)?;
+        if instances.is_empty() {
+            registry.forget_presence(service);
+            instances = registry.cached_presence(service)?;
+        }
+        if instances.is_empty() {
+            return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
+        }
+        let order = self.order(service, instances, pinned, options.balance.unwrap_or_default());
         let limit = options.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
         let mut failed = false;
         for instance in &order {
-            match self.attempt(instance, &request, timeout, limit) {
+            match self.attempt(instance, request, timeout, limit) {
                 Ok(response) => {
                     if failed {
-                        registry.forget_presence(&service);
+                        registry.forget_presence(service);
                     }
                     return Ok(response);
                 }
@@ -222,8 +269,9 @@ impl HttpClient {
                 Err(Attempt::Failed(e)) => {
                     failed = true;
                     log::warn!(
-                        "{method} {} to {service} instance {} at {}:{} failed: {e}; trying the next instance",
-                        route.api_route,
+                        "{} {} to {service} instance {} at {}:{} failed: {e}; trying the next instance",
+                        request.method,
+                        request.path,
                         instance.instance_id,
                         instance.ip,
                         instance.port
@@ -231,7 +279,7 @@ impl HttpClient {
                 }
             }
         }
-        registry.forget_presence(&service);
+        registry.forget_presence(service);
         Err(Error::ServiceUnavailable(format!(
             "An instance of {service} is unavailable"
         )))
@@ -463,7 +511,19 @@ struct PreparedRequest {
 }
 
 impl PreparedRequest {
-    fn new(method: &str, path: &str, message: &Umf) -> PreparedRequest {
+    /// The request exactly as given: headers in order, the body's bytes.
+    fn from_service_request(request: &ServiceRequest) -> PreparedRequest {
+        let method = request.method.to_ascii_uppercase();
+        let with_body = !request.body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        PreparedRequest {
+            method,
+            path: request.path.clone(),
+            headers: request.headers.clone(),
+            body: with_body.then(|| request.body.clone()),
+        }
+    }
+
+    fn from_message(method: &str, path: &str, message: &Umf) -> PreparedRequest {
         let empty_object = message.body.as_object().is_some_and(|o| o.is_empty());
         let with_body = matches!(method, "POST" | "PUT" | "PATCH") || (method == "DELETE" && !empty_object);
         let mut headers = Vec::new();

@@ -29,6 +29,8 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The body bytes.
     pub body: Vec<u8>,
+    /// The client's address (the TCP peer: a proxy's, behind one).
+    pub remote_addr: Option<std::net::SocketAddr>,
 }
 
 impl HttpRequest {
@@ -137,6 +139,33 @@ impl HttpResponse {
 #[derive(Clone, Default)]
 pub struct HttpRoutes {
     pub(crate) entries: Vec<RouteEntry>,
+    /// Route strings registered in Redis without a handler of their own
+    /// (served by the fallback).
+    pub(crate) advertised: Vec<String>,
+    /// Runs for requests no route matches (any method).
+    pub(crate) fallback: Option<Arc<HttpHandler>>,
+    /// Takes upgrade requests (WebSocket) over.
+    pub(crate) upgrade: Option<Arc<UpgradeHandler>>,
+}
+
+/// An upgrade handler: gets the connection of an HTTP/1.1 upgrade request.
+pub type UpgradeHandler = dyn Fn(&Hydra, Upgraded) + Send + Sync;
+
+/// A connection handed over after an HTTP/1.1 upgrade request (a GET with
+/// `Connection: upgrade` and an `Upgrade` header, e.g. a WebSocket
+/// handshake): the request, the socket (blocking, out of the server's hands:
+/// no timeouts, limits or counts apply any more), and any bytes the client
+/// sent after the request. The handler answers it itself (`101 Switching
+/// Protocols`, or an error status) and owns the socket from then on.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The upgrade request (its body is empty).
+    pub request: HttpRequest,
+    /// The client's socket.
+    pub stream: std::net::TcpStream,
+    /// Bytes that arrived after the request's head (a client that did not
+    /// wait for the 101); usually empty.
+    pub leftover: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -206,11 +235,45 @@ impl HttpRoutes {
         self.route("DELETE", path, handler)
     }
 
-    /// The routes as hydra-express registers them: `[get]/v1/hello/:name`.
+    /// Registers `route` (hydra-express's form, `[get]/v1/x/:id`) in Redis
+    /// with the others, without a handler of its own: requests for it reach
+    /// the [`fallback`](HttpRoutes::fallback). For a server that routes by
+    /// itself, such as a gateway that must still be seen with its routes.
+    pub fn advertise(mut self, route: &str) -> HttpRoutes {
+        self.advertised.push(route.to_string());
+        self
+    }
+
+    /// Handles every request that no route matches, whatever its method,
+    /// instead of the 404 / 405 envelopes. Not registered in Redis.
+    pub fn fallback<F>(mut self, handler: F) -> HttpRoutes
+    where
+        F: Fn(&Hydra, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    {
+        self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes over the connections of upgrade requests (any path): the
+    /// handler gets the socket as an [`Upgraded`] and answers the handshake
+    /// itself. It runs on an HTTP worker: hand the socket to a thread of
+    /// your own (or a readiness loop) and return. Without one, upgrade
+    /// requests are ordinary requests for the routes.
+    pub fn on_upgrade<F>(mut self, handler: F) -> HttpRoutes
+    where
+        F: Fn(&Hydra, Upgraded) + Send + Sync + 'static,
+    {
+        self.upgrade = Some(Arc::new(handler));
+        self
+    }
+
+    /// The routes as hydra-express registers them: `[get]/v1/hello/:name`
+    /// (advertised ones included).
     pub fn route_strings(&self) -> Vec<String> {
         self.entries
             .iter()
             .map(|e| format!("[{}]{}", e.method.to_ascii_lowercase(), e.pattern.as_str()))
+            .chain(self.advertised.iter().cloned())
             .collect()
     }
 }
@@ -251,6 +314,7 @@ mod tests {
             params: HashMap::new(),
             headers: vec![("x-a".into(), "1".into())],
             body: vec![],
+            remote_addr: None,
         };
         let pairs = req.query_pairs();
         assert_eq!(pairs[0], ("a".into(), "1".into()));

@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-pub use client::{ApiResponse, Balance, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RequestOptions};
+pub use client::{
+    ApiResponse, Balance, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RequestOptions, ServiceRequest,
+};
 pub use envelope::{envelope, error_envelope, status_text};
-pub use handler::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
+pub use handler::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes, UpgradeHandler, Upgraded};
 pub use pattern::RoutePattern;
 pub use server::{HttpSettings, HttpStats};
 
@@ -64,6 +66,15 @@ impl Hydra {
     /// present and `An instance of <svc> is unavailable` when all failed.
     pub fn make_api_request(&self, message: &Umf, options: RequestOptions) -> Result<ApiResponse> {
         self.http().client.make_api_request(self.registry(), message, options)
+    }
+
+    /// Sends `request` to one of its service's instances, byte for byte (no
+    /// UMF, no JSON re-encoding): what a gateway such as hydra-router forwards.
+    /// Balance, failover, the per-attempt timeout ([`RequestOptions::timeout`],
+    /// default 30 s), the response limit and the errors are those of
+    /// [`make_api_request`](Hydra::make_api_request).
+    pub fn call_service(&self, request: &ServiceRequest, options: RequestOptions) -> Result<ApiResponse> {
+        self.http().client.call_service(self.registry(), request, options)
     }
 
     /// Stores this service's HTTP routes (`registerRoutes`): replaces the set
