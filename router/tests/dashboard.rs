@@ -444,6 +444,27 @@ fn the_page_shows_every_service_and_marks_the_late_instance() {
             .and_then(|count| count.parse::<u64>().ok());
         assert!(hour.is_some_and(|n| n >= 1), "no traffic counted for {service}:\n{dom}");
     }
+
+    // "Clear dead nodes": the browser follows the router's 302 back to the
+    // page, which no longer lists the crashed instance (nor its service).
+    let dom = rendered(&router.url("/v1/router/clear"), |dom| {
+        dom.contains("data-nodes=\"loaded\"") && dom.contains("data-service=\"rust-svc\"")
+    });
+    assert!(
+        !dom.contains(&crashed_id),
+        "the crashed instance is still shown after clearing:\n{dom}"
+    );
+    assert!(
+        !dom.contains("class=\"service\" data-service=\"crashed-svc\""),
+        "crashed-svc still shown:\n{dom}"
+    );
+    for (service, instance_id) in &live {
+        assert_eq!(
+            instance_states(&dom, instance_id),
+            ["live"],
+            "{service} after clearing:\n{dom}"
+        );
+    }
 }
 
 #[test]
@@ -483,7 +504,12 @@ fn with_a_router_token_the_page_needs_it_in_its_address() {
         ["live"],
         "the router's own service in:\n{dom}"
     );
-    // The page carries the token over to the links it offers.
+    // The page carries the token over to the links it offers, and clearing
+    // comes back to the page with the token.
+    let dom = rendered(&router.url(&format!("/v1/router/clear?token={token}")), |dom| {
+        dom.contains("data-nodes=\"loaded\"") && dom.contains("data-api=\"ok\"")
+    });
+    assert_eq!(service_states(&dom, "hydra-router"), ["live"], "after clearing:\n{dom}");
     assert!(
         dom.contains(&format!("href=\"/v1/router/clear?token={token}\"")),
         "clear link without the token:\n{dom}"
