@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,10 +232,11 @@ fn a_thousand_idle_connections_do_not_keep_a_client_waiting() {
     drop(idle);
 }
 
-/// True when the router has answered or closed `stream` (non-blocking peek).
-fn closed_by_router(stream: &mut TcpStream) -> bool {
+/// True when the router has answered or closed `stream` (a non-blocking
+/// peek: an answer or the end of the stream).
+fn closed_by_router(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
+    match stream.peek(&mut byte) {
         Ok(_) => true,
         Err(e) => e.kind() != ErrorKind::WouldBlock,
     }
