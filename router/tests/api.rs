@@ -134,6 +134,18 @@ fn read_endpoints_answer_as_nodes_router_does() {
         .arg(ghost_entry.to_string())
         .query(&mut redis_connection)
         .expect("HSET");
+    // Gone two seconds ago: listed, and kept by clear (Node's limit is 5 s).
+    let just_gone = "fedcba9876543210fedcba9876543210";
+    let two_seconds_ago = std::time::SystemTime::now() - Duration::from_secs(2);
+    let just_gone_entry = json!({"serviceName": "ghost-svc", "serviceDescription": "", "version": "1.0.0",
+        "instanceID": just_gone, "updatedOn": humantime::format_rfc3339_millis(two_seconds_ago).to_string(),
+        "processID": 4243, "ip": "127.0.0.1", "port": 2, "hostName": "gone"});
+    let _: () = redis::cmd("HSET")
+        .arg("hydra:service:nodes")
+        .arg(just_gone)
+        .arg(just_gone_entry.to_string())
+        .query(&mut redis_connection)
+        .expect("HSET");
     let nodes = get(&api(&router, "list/nodes"));
     assert_eq!(nodes.status, 200);
     let nodes = nodes.json();
@@ -152,6 +164,7 @@ fn read_endpoints_answer_as_nodes_router_does() {
     assert_eq!(cleared.header("location"), Some("/"));
     let nodes = get(&api(&router, "list/nodes")).json();
     assert!(find(&nodes["result"], "instanceID", ghost).is_none(), "{nodes}");
+    assert!(find(&nodes["result"], "instanceID", just_gone).is_some(), "{nodes}");
     assert!(find(&nodes["result"], "instanceID", &service.instance_id()).is_some());
     assert!(find(&nodes["result"], "instanceID", &router_instance).is_some());
 
@@ -368,6 +381,13 @@ fn message_send_queue_and_stream_reach_services() {
     let answer = post_json(&api(&router, "message"), &message);
     assert_eq!(answer.status, 418, "the service's status comes back");
     assert_eq!(answer.json()["result"]["code"], 418);
+
+    // No instance of the forward's service: Node's 503, with a reason.
+    let message = json!({"to": "hydra-router:/", "from": "web:/",
+        "forward": "nobody-home:[get]/v1/nobody-home/x", "body": {}});
+    let answer = post_json(&api(&router, "message"), &message);
+    assert_eq!(answer.status, 503);
+    assert!(answer.json()["result"]["reason"].is_string());
 
     // send: over pub/sub to the service.
     let mid = "4d3c2b1a-0000-4000-8000-000000000001";
