@@ -510,6 +510,10 @@ fn the_token_guards_the_api_and_host_localhost_opens_nothing() {
     // Writes are guarded too.
     let message = json!({"to": "nobody:/", "from": "web:/", "body": {}});
     assert_eq!(post_json(&api(&router, "send"), &message).status, 404);
+    let with_token = post_json(&format!("{}?token={TOKEN}", api(&router, "send")), &message);
+    // Past the guard: refused only because no instance of `nobody` runs.
+    assert_eq!(with_token.status, 503);
+    assert!(with_token.json()["result"]["reason"].is_string());
     // clear keeps the token on its way back to the dashboard.
     let cleared = get(&format!("{}?token={TOKEN}", api(&router, "clear")));
     assert_eq!(cleared.status, 302);
