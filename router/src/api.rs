@@ -2,9 +2,9 @@
 //! Hydra's envelope as Node's router answers them, plus `metrics` (ours).
 //! Access rules are in [`access`](crate::access).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hydra::{Error, HttpRequest, HttpResponse, Hydra, RequestOptions, Umf};
+use hydra::{Error, HttpRequest, HttpResponse, Hydra, RequestOptions, Route, Umf};
 use serde_json::{Map, Value, json};
 
 use crate::access::OwnPath;
@@ -64,11 +64,11 @@ pub fn answer(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
         ("stats", None) => HttpResponse::bytes(200, "application/json", shared.stats.node_envelope_text().into_bytes()),
         ("metrics", None) => metrics(shared, hydra),
         ("message", None) => message(hydra, shared, request),
-        ("send", None) => with_message(request, |umf| {
+        ("send", None) => counted_message(shared, request, |umf| {
             hydra.send_message(&umf)?;
             Ok(json!({ "mid": umf.mid }))
         }),
-        ("queue", None) => with_message(request, |umf| {
+        ("queue", None) => counted_message(shared, request, |umf| {
             hydra.queue_message(&umf)?;
             Ok(json!({ "mid": umf.mid }))
         }),
@@ -201,6 +201,29 @@ fn with_message(request: &HttpRequest, act: impl FnOnce(Umf) -> hydra::Result<Va
         Ok(result) => ok(result),
         Err(e) => failed(&e),
     }
+}
+
+/// `/send` and `/queue`: as [`with_message`], and counted in the stats
+/// under the message's target service, as Node's router counts them.
+fn counted_message(
+    shared: &Shared,
+    request: &HttpRequest,
+    act: impl FnOnce(Umf) -> hydra::Result<Value>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let umf = match parse_message(request) {
+        Ok(umf) => umf,
+        Err(response) => return response,
+    };
+    let target = Route::parse(&umf.to).ok().map(|route| route.service_name);
+    let response = match act(umf) {
+        Ok(result) => ok(result),
+        Err(e) => failed(&e),
+    };
+    if let Some(service) = target.filter(|service| !service.is_empty()) {
+        shared.stats.record_http(&service, response.status, started.elapsed());
+    }
+    response
 }
 
 fn parse_message(request: &HttpRequest) -> Result<Umf, HttpResponse> {
