@@ -339,7 +339,7 @@ impl Stats {
         let counters: [CounterFamily; 4] = [
             (
                 "hydra_router_http_requests_total",
-                "HTTP requests forwarded to a service, by target service.",
+                "HTTP requests forwarded to a service, and messages sent or queued for it through /v1/router/send and /queue, by target service.",
                 |t| t.http,
             ),
             (
