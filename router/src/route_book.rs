@@ -10,8 +10,9 @@
 //! gone from Redis leaves the table, and so does one with no live instance
 //! for `routePruneAfter` (its routes stay in Redis, where a restart of the
 //! service replaces them; only this router's table forgets them). The
-//! absence is counted from the newest heartbeat in `hydra:service:nodes`, or,
-//! once that entry is gone too, from when this router first saw the service
+//! absence is counted from when the presence of the newest heartbeat in
+//! `hydra:service:nodes` expires (`PRESENCE_TTL_SECS` after it), or, once
+//! that entry is gone too, from when this router first saw the service
 //! without one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -96,7 +97,14 @@ impl RouteBook {
             last_alive.entry(service.clone()).or_insert(now);
         }
         last_alive.retain(|service, _| routes.contains_key(service));
-        let window = i64::try_from(self.prune_after.as_millis()).unwrap_or(i64::MAX);
+        // An instance is live until its presence key expires, a TTL after its
+        // last heartbeat: absence starts then (counting from the heartbeat
+        // itself would prune a live service whenever `routePruneAfter` is
+        // shorter than the heartbeat period).
+        let presence_ttl = i64::try_from(hydra::PRESENCE_TTL_SECS.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let window = i64::try_from(self.prune_after.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_add(presence_ttl);
         let mut pruned = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
         let mut now_pruned = HashSet::new();
         let kept = routes
