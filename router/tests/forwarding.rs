@@ -859,33 +859,47 @@ fn refresh_broadcasts_the_refresh_endpoint_and_pruning() {
     let url = format!("{}/v1/fwd-late/echo", router.base_url());
     wait_routable(&url);
 
-    // `/v1/router/refresh` re-reads Redis: routes gone there leave the table,
-    // routes added without a broadcast enter it.
+    // `/v1/router/refresh` re-reads Redis: a route set that changed there
+    // replaces the service's routes.
     let mut conn = redis_connection(&redis);
-    let routes: Vec<String> = redis::cmd("SMEMBERS")
+    let echo_id: Vec<String> = redis::cmd("SMEMBERS")
         .arg(routes_key("fwd-late"))
-        .query(&mut conn)
-        .expect("SMEMBERS");
-    assert!(!routes.is_empty());
-    redis::cmd("DEL")
+        .query::<Vec<String>>(&mut conn)
+        .expect("SMEMBERS")
+        .into_iter()
+        .filter(|r| r.ends_with("/v1/fwd-late/echo/:id"))
+        .collect();
+    assert!(!echo_id.is_empty());
+    let url_id = format!("{}/v1/fwd-late/echo/5", router.base_url());
+    assert_eq!(get(&url_id).status, 200);
+    redis::cmd("SREM")
         .arg(routes_key("fwd-late"))
+        .arg(&echo_id)
         .query::<()>(&mut conn)
-        .expect("DEL");
-    assert_eq!(get(&url).status, 200, "the table changed without a refresh");
+        .expect("SREM");
+    assert_eq!(get(&url_id).status, 200, "the table changed without a refresh");
     refresh(&router);
-    let answer = get(&url);
+    let answer = get(&url_id);
     assert_eq!(answer.status, 404);
     assert_eq!(String::from_utf8_lossy(&answer.body), NODE_404);
     redis::cmd("SADD")
         .arg(routes_key("fwd-late"))
-        .arg(&routes)
+        .arg(&echo_id)
         .query::<()>(&mut conn)
         .expect("SADD");
-    assert_eq!(get(&url).status, 404, "the table changed without a refresh");
-    refresh(&router);
-    assert_eq!(get(&url).status, 200);
+    assert_eq!(get(&url_id).status, 404, "the table changed without a refresh");
     let answer = get(&format!("{}/v1/router/refresh/fwd-late", router.base_url()));
     assert_eq!(answer.status, 200);
+    assert_eq!(get(&url_id).status, 200);
+    // A route set gone from Redis (a Redis that lost its data) leaves a live
+    // service its routes, as in Node's table.
+    redis::cmd("DEL")
+        .arg(routes_key("fwd-late"))
+        .query::<()>(&mut conn)
+        .expect("DEL");
+    refresh(&router);
+    assert_eq!(get(&url_id).status, 200);
+    assert_eq!(get(&url).status, 200);
 
     // A live service stays, however short `routePruneAfter` is next to its
     // heartbeat period.
@@ -899,7 +913,8 @@ fn refresh_broadcasts_the_refresh_endpoint_and_pruning() {
     }
 
     // A service gone for good leaves the table after `routePruneAfter` (its
-    // routes stay in Redis).
+    // routes stay in Redis), and so does a live service's route set the
+    // table kept once the service is gone.
     let gone = TestService::start(&redis, "fwd-prune");
     wait_routable(&format!("{}/v1/fwd-prune/echo", router.base_url()));
     assert!(listed_services(&router).contains(&"fwd-prune".to_string()));
@@ -922,6 +937,11 @@ fn refresh_broadcasts_the_refresh_endpoint_and_pruning() {
     assert_eq!(answer.status, 404);
     assert_eq!(get(&url).status, 200);
     drop(late);
+    wait_until("fwd-late to leave the table", EVENT_DEADLINE, || {
+        refresh(&router);
+        !listed_services(&router).contains(&"fwd-late".to_string())
+    });
+    assert_eq!(get(&url).status, 404);
 }
 
 // ---------------------------------------------------------------------------
@@ -970,6 +990,37 @@ fn redis_down_gives_a_503_and_the_router_recovers_by_itself() {
     let _later = TestService::start(&redis, "fwd-after");
     wait_routable(&format!("{base}/v1/fwd-after/echo"));
     assert!(router.is_running());
+}
+
+#[test]
+fn a_node_service_keeps_its_routes_when_redis_restarts_without_them() {
+    let mut redis = RedisServer::start();
+    let router = RouterProcess::start(&redis, json!({ "routeRefreshInterval": 3600 }));
+    // Node services give up after a long Redis outage; a quick restart they
+    // survive.
+    let _express = ExpressPeer::spawn(&redis.url(0), "fwd-node-redis").expect("express peer");
+    let url = format!("{}/v1/express/hello", router.base_url());
+    wait_routable(&url);
+    redis.restart();
+    // Node's heartbeat brings back its presence, not its routes (it
+    // registers them once, at start).
+    wait_until("the Node service's presence to come back", EVENT_DEADLINE, || {
+        let answer = get(&url);
+        answer.status == 200
+    });
+    let mut conn = redis_connection(&redis);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(routes_key("fwd-node-redis"))
+            .query::<u32>(&mut conn)
+            .expect("EXISTS"),
+        0
+    );
+    // A rebuild from that Redis keeps the routes the table had.
+    refresh(&router);
+    let answer = get(&url);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["result"]["hello"], "from express");
 }
 
 // ---------------------------------------------------------------------------
