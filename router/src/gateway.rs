@@ -238,7 +238,7 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
             };
             hydra
                 .call_service(&call, RequestOptions::timeout(shared.config.request_timeout))
-                .map_err(|e| (forward_error_status(&e), e.to_string()))
+                .map_err(|e| (forward_error_status(&e), public_reason(&tracer, &e)))
         }
     };
     let response = match outcome {
@@ -279,6 +279,19 @@ fn forward_error_status(error: &Error) -> u16 {
         Error::BadRequest(_) => 400,
         Error::Malformed(_) => 502,
         _ => 503,
+    }
+}
+
+/// The reason a client is told. Redis errors name the Redis server (its
+/// address), which is nobody's business outside: they are logged, and the
+/// client gets a reason that only says Redis is unavailable.
+fn public_reason(tracer: &str, error: &Error) -> String {
+    match error {
+        Error::Redis(_) => {
+            log::warn!("HR: [{tracer}] {error}");
+            "Redis is unavailable".to_string()
+        }
+        _ => error.to_string(),
     }
 }
 
