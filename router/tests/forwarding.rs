@@ -997,6 +997,35 @@ fn redis_down_gives_a_503_and_the_router_recovers_by_itself() {
 }
 
 #[test]
+fn a_frozen_redis_gives_a_503_in_bounded_time() {
+    let redis = RedisServer::start();
+    // A frozen Redis accepts connections and never answers: every lookup
+    // waits for these timeouts (milliseconds).
+    let router = RouterProcess::start(
+        &redis,
+        json!({ "hydra": { "redis": { "url": redis.url(0), "connectTimeout": 500, "commandTimeout": 500 } } }),
+    );
+    let _service = TestService::start(&redis, "fwd-frozen");
+    let url = format!("{}/v1/fwd-frozen/echo", router.base_url());
+    wait_routable(&url);
+    redis.freeze();
+    wait_until("a 503 while Redis is frozen", EVENT_DEADLINE, || {
+        let started = Instant::now();
+        let answer = get(&url);
+        // Bounded by the Redis timeouts, not a hang: generous for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a call took {:?}",
+            started.elapsed()
+        );
+        answer.status == 503 && answer.json()["result"]["reason"] == "Redis is unavailable"
+    });
+    assert_eq!(get(&format!("{}/v1/router/health", router.base_url())).status, 200);
+    redis.resume();
+    wait_routable(&url);
+}
+
+#[test]
 fn a_node_service_keeps_its_routes_when_redis_restarts_without_them() {
     let mut redis = RedisServer::start();
     let router = RouterProcess::start(&redis, json!({ "routeRefreshInterval": 3600 }));
