@@ -123,6 +123,11 @@ impl RouterProcess {
         self.child.id()
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM and waits for the exit status (at most 20 s).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
@@ -219,10 +224,16 @@ pub struct TestService {
 impl TestService {
     /// Registers service `name` on db 0 of `redis` and serves its routes.
     pub fn start(redis: &RedisServer, name: &str) -> TestService {
+        TestService::start_on(&redis.url(0), name)
+    }
+
+    /// As [`start`](TestService::start), on the Redis at `redis_url` (for a
+    /// service run in a child process).
+    pub fn start_on(redis_url: &str, name: &str) -> TestService {
         let config = Config::builder()
             .service_name(name)
             .service_ip("127.0.0.1")
-            .redis_url(&redis.url(0))
+            .redis_url(redis_url)
             .connect_timeout(Duration::from_secs(2))
             .command_timeout(Duration::from_secs(2))
             .build()
