@@ -57,7 +57,7 @@ pub fn answer(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
         ("clear", None) => clear(hydra, request),
         ("refresh", _) => match shared.book.rebuild(hydra) {
             Ok(()) => ok(json!({})),
-            Err(e) => unavailable(&format!("cannot read the routes from Redis: {e}")),
+            Err(e) => failed(&e),
         },
         ("log", None) => ok(json!({ "logs": shared.log.entries() })),
         // Written as text: a `Value` of 3600 numbers per service is slow to build.
@@ -102,8 +102,17 @@ pub fn error_status(error: &Error) -> u16 {
     }
 }
 
+/// The answer for a failed call. A Redis error names the Redis server,
+/// which is nobody's business outside: it is logged, the client is told
+/// that Redis is unavailable.
 fn failed(error: &Error) -> HttpResponse {
-    HttpResponse::error(error_status(error), &error.to_string())
+    match error {
+        Error::Redis(_) => {
+            log::warn!("router API: {error}");
+            unavailable("Redis is unavailable")
+        }
+        _ => HttpResponse::error(error_status(error), &error.to_string()),
+    }
 }
 
 fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
@@ -111,6 +120,7 @@ fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
         "routes" => ok(shared.book.table().list_routes()),
         "services" => match hydra.get_service_health_all() {
             Ok(all) => ok(Value::Array(all.iter().flat_map(services_entry).collect())),
+            Err(e @ Error::Redis(_)) => failed(&e),
             Err(e) => HttpResponse::error(500, &e.to_string()),
         },
         "nodes" => match hydra.get_service_nodes() {
