@@ -20,3 +20,4 @@ pub mod route_book;
 pub mod route_table;
 pub mod short_id;
 pub mod stats;
+pub mod ws;
