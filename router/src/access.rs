@@ -48,7 +48,10 @@ pub fn check(config: &RouterConfig, kind: OwnPath, query: &str) -> Access {
     if allowed { Access::Allowed } else { Access::Refused }
 }
 
-/// True when no token is configured, or the query carries it.
+/// True when no token is configured, or the query carries it. The value is
+/// compared decoded (`%XX` escapes, `+` for a space), as Node's query parser
+/// reads it: a token that is not a UUID may hold characters a client must
+/// escape.
 fn token_ok(config: &RouterConfig, query: &str) -> bool {
     let Some(expected) = &config.router_token else {
         return true;
@@ -56,7 +59,11 @@ fn token_ok(config: &RouterConfig, query: &str) -> bool {
     query
         .split('&')
         .filter_map(|pair| pair.strip_prefix("token="))
-        .any(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+        .map(|given| {
+            let spaced = given.replace('+', " ");
+            percent_encoding::percent_decode_str(&spaced).collect::<Vec<u8>>()
+        })
+        .any(|given| constant_time_eq(&given, expected.as_bytes()))
 }
 
 /// Compares without stopping at the first difference, so the time taken
@@ -84,6 +91,10 @@ mod tests {
         assert_eq!(check(&c, OwnPath::Api, "token=wrong"), Access::Refused);
         assert_eq!(check(&c, OwnPath::Api, "a=1&token=6a5c-tok"), Access::Allowed);
         assert_eq!(check(&c, OwnPath::Api, "token=6a5c-to"), Access::Refused);
+        assert_eq!(check(&c, OwnPath::Api, "token=%36a5c%2Dtok"), Access::Allowed);
+        let c = config(json!({"routerToken": "a b+c&d"}));
+        assert_eq!(check(&c, OwnPath::Api, "token=a+b%2Bc%26d"), Access::Allowed);
+        assert_eq!(check(&c, OwnPath::Api, "token=a b+c&d"), Access::Refused);
         assert_eq!(check(&c, OwnPath::Health, ""), Access::Allowed);
         assert_eq!(check(&c, OwnPath::Dashboard, ""), Access::Allowed);
         assert_eq!(check(&c, OwnPath::Metrics, ""), Access::Refused);

@@ -2,9 +2,9 @@
 //! Hydra's envelope as Node's router answers them, plus `metrics` (ours).
 //! Access rules are in [`access`](crate::access).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hydra::{Error, HttpRequest, HttpResponse, Hydra, RequestOptions, Umf};
+use hydra::{Error, HttpRequest, HttpResponse, Hydra, RequestOptions, Route, Umf};
 use serde_json::{Map, Value, json};
 
 use crate::access::OwnPath;
@@ -57,17 +57,18 @@ pub fn answer(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
         ("clear", None) => clear(hydra, request),
         ("refresh", _) => match shared.book.rebuild(hydra) {
             Ok(()) => ok(json!({})),
-            Err(e) => unavailable(&format!("cannot read the routes from Redis: {e}")),
+            Err(e) => failed(&e),
         },
         ("log", None) => ok(json!({ "logs": shared.log.entries() })),
-        ("stats", None) => ok(shared.stats.node_json()),
+        // Written as text: a `Value` of 3600 numbers per service is slow to build.
+        ("stats", None) => HttpResponse::bytes(200, "application/json", shared.stats.node_envelope_text().into_bytes()),
         ("metrics", None) => metrics(shared, hydra),
         ("message", None) => message(hydra, shared, request),
-        ("send", None) => with_message(request, |umf| {
+        ("send", None) => counted_message(shared, request, |umf| {
             hydra.send_message(&umf)?;
             Ok(json!({ "mid": umf.mid }))
         }),
-        ("queue", None) => with_message(request, |umf| {
+        ("queue", None) => counted_message(shared, request, |umf| {
             hydra.queue_message(&umf)?;
             Ok(json!({ "mid": umf.mid }))
         }),
@@ -101,8 +102,17 @@ pub fn error_status(error: &Error) -> u16 {
     }
 }
 
+/// The answer for a failed call. A Redis error names the Redis server,
+/// which is nobody's business outside: it is logged, the client is told
+/// that Redis is unavailable.
 fn failed(error: &Error) -> HttpResponse {
-    HttpResponse::error(error_status(error), &error.to_string())
+    match error {
+        Error::Redis(_) => {
+            log::warn!("router API: {error}");
+            unavailable("Redis is unavailable")
+        }
+        _ => HttpResponse::error(error_status(error), &error.to_string()),
+    }
 }
 
 fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
@@ -110,6 +120,7 @@ fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
         "routes" => ok(shared.book.table().list_routes()),
         "services" => match hydra.get_service_health_all() {
             Ok(all) => ok(Value::Array(all.iter().flat_map(services_entry).collect())),
+            Err(e @ Error::Redis(_)) => failed(&e),
             Err(e) => HttpResponse::error(500, &e.to_string()),
         },
         "nodes" => match hydra.get_service_nodes() {
@@ -200,6 +211,29 @@ fn with_message(request: &HttpRequest, act: impl FnOnce(Umf) -> hydra::Result<Va
         Ok(result) => ok(result),
         Err(e) => failed(&e),
     }
+}
+
+/// `/send` and `/queue`: as [`with_message`], and counted in the stats
+/// under the message's target service, as Node's router counts them.
+fn counted_message(
+    shared: &Shared,
+    request: &HttpRequest,
+    act: impl FnOnce(Umf) -> hydra::Result<Value>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let umf = match parse_message(request) {
+        Ok(umf) => umf,
+        Err(response) => return response,
+    };
+    let target = Route::parse(&umf.to).ok().map(|route| route.service_name);
+    let response = match act(umf) {
+        Ok(result) => ok(result),
+        Err(e) => failed(&e),
+    };
+    if let Some(service) = target.filter(|service| !service.is_empty()) {
+        shared.stats.record_http(&service, response.status, started.elapsed());
+    }
+    response
 }
 
 fn parse_message(request: &HttpRequest) -> Result<Umf, HttpResponse> {

@@ -9,6 +9,7 @@
 //! Redis. A forward holds its worker until the service answers or the
 //! per-attempt timeout fires, so the pool is sized for that (`workers`).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -203,10 +204,19 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
     }
     let table = shared.book.table();
     let referer = request.header("referer");
+    // A service whose presence cannot be read counts as live, so it is the
+    // one resolved; the 503 is answered at once (the call would read
+    // presence again and wait as long again, e.g. for a frozen Redis).
+    let presence_error: Cell<Option<Error>> = Cell::new(None);
     let is_live = |service: &str| {
         shared.external_targets.iter().any(|(url, _)| url == service)
-            // Redis trouble is answered by the call itself (503 with the reason).
-            || hydra.get_service_presence_cached(service).map_or(true, |found| !found.is_empty())
+            || match hydra.get_service_presence_cached(service) {
+                Ok(found) => !found.is_empty(),
+                Err(e) => {
+                    presence_error.set(Some(e));
+                    true
+                }
+            }
     };
     let request_target = if request.query.is_empty() {
         request.path.clone()
@@ -222,12 +232,14 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
     }
     let target = resolved.path_to_forward.clone();
     let headers = forward::request_headers(request, &tracer);
-    let outcome = match shared.external_targets.iter().find(|(url, _)| url == resolved.service) {
-        Some((_, external)) => shared
+    let external = shared.external_targets.iter().find(|(url, _)| url == resolved.service);
+    let outcome = match (presence_error.take(), external) {
+        (Some(e), _) => Err((forward_error_status(&e), public_reason(&tracer, &e))),
+        (None, Some((_, external))) => shared
             .external
             .call(external, &request.method, &target, &headers, &request.body)
             .map_err(|reason| (502, reason)),
-        None => {
+        (None, None) => {
             let call = ServiceRequest {
                 service: resolved.service.to_string(),
                 instance: None,
@@ -238,7 +250,7 @@ pub fn handle(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
             };
             hydra
                 .call_service(&call, RequestOptions::timeout(shared.config.request_timeout))
-                .map_err(|e| (forward_error_status(&e), e.to_string()))
+                .map_err(|e| (forward_error_status(&e), public_reason(&tracer, &e)))
         }
     };
     let response = match outcome {
@@ -279,6 +291,19 @@ fn forward_error_status(error: &Error) -> u16 {
         Error::BadRequest(_) => 400,
         Error::Malformed(_) => 502,
         _ => 503,
+    }
+}
+
+/// The reason a client is told. Redis errors name the Redis server (its
+/// address), which is nobody's business outside: they are logged, and the
+/// client gets a reason that only says Redis is unavailable.
+fn public_reason(tracer: &str, error: &Error) -> String {
+    match error {
+        Error::Redis(_) => {
+            log::warn!("HR: [{tracer}] {error}");
+            "Redis is unavailable".to_string()
+        }
+        _ => error.to_string(),
     }
 }
 

@@ -6,12 +6,18 @@
 //! `/v1/router/refresh[/:service]`, and every `routeRefreshInterval`.
 //! Rebuilds asked for while one runs are folded into one.
 //!
-//! Unlike Node's table, which only ever grows: a service whose route set is
-//! gone from Redis leaves the table, and so does one with no live instance
-//! for `routePruneAfter` (its routes stay in Redis, where a restart of the
-//! service replaces them; only this router's table forgets them). The
-//! absence is counted from the newest heartbeat in `hydra:service:nodes`, or,
-//! once that entry is gone too, from when this router first saw the service
+//! Unlike Node's table, which only ever grows: a service with no live
+//! instance for `routePruneAfter` leaves the table (its routes stay in Redis,
+//! where a restart of the service replaces them; only this router's table
+//! forgets them). A route set that changed in Redis replaces the service's
+//! routes; one that is gone from Redis does not: the service keeps the routes
+//! it had until it is pruned, as in Node's table. A Redis that restarted
+//! without its data comes back without route sets, and Node services do not
+//! register theirs again (their heartbeat brings back only presence and the
+//! `nodes` entry), so dropping them would leave live services unreachable. The
+//! absence is counted from when the presence of the newest heartbeat in
+//! `hydra:service:nodes` expires (`PRESENCE_TTL_SECS` after it), or, once
+//! that entry is gone too, from when this router first saw the service
 //! without one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +35,9 @@ pub struct RouteBook {
     prune_after: Duration,
     /// Service → when it was last known alive (milliseconds since the epoch).
     last_alive: Mutex<HashMap<String, i64>>,
+    /// The routes of every service in the table: kept for a service whose
+    /// route set is gone from Redis.
+    known_routes: Mutex<BTreeMap<String, Vec<String>>>,
     /// Services left out of the table by the last rebuild (logged once).
     pruned: Mutex<HashSet<String>>,
     /// Serialises rebuilds.
@@ -45,6 +54,7 @@ impl RouteBook {
             external,
             prune_after,
             last_alive: Mutex::new(HashMap::new()),
+            known_routes: Mutex::new(BTreeMap::new()),
             pruned: Mutex::new(HashSet::new()),
             rebuilding: Mutex::new(()),
             last_rebuild: Mutex::new(None),
@@ -66,9 +76,15 @@ impl RouteBook {
     }
 
     fn read_and_swap(&self, hydra: &Hydra) -> hydra::Result<()> {
-        let routes = hydra.get_all_service_routes()?;
+        let mut routes = hydra.get_all_service_routes()?;
         let nodes = hydra.get_service_nodes()?;
+        let mut known = self.known_routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (service, patterns) in known.iter() {
+            routes.entry(service.clone()).or_insert_with(|| patterns.clone());
+        }
         let kept = self.prune(routes, &nodes, hydra.get_service_name(), now_millis());
+        *known = kept.iter().cloned().collect();
+        drop(known);
         let services = kept.into_iter().chain(self.external.iter().cloned());
         let table = Arc::new(RouteTable::new(services));
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
@@ -96,7 +112,14 @@ impl RouteBook {
             last_alive.entry(service.clone()).or_insert(now);
         }
         last_alive.retain(|service, _| routes.contains_key(service));
-        let window = i64::try_from(self.prune_after.as_millis()).unwrap_or(i64::MAX);
+        // An instance is live until its presence key expires, a TTL after its
+        // last heartbeat: absence starts then (counting from the heartbeat
+        // itself would prune a live service whenever `routePruneAfter` is
+        // shorter than the heartbeat period).
+        let presence_ttl = i64::try_from(hydra::PRESENCE_TTL_SECS.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let window = i64::try_from(self.prune_after.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_add(presence_ttl);
         let mut pruned = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
         let mut now_pruned = HashSet::new();
         let kept = routes

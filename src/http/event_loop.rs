@@ -49,16 +49,35 @@ pub(crate) struct WorkItem {
     pub stream: TcpStream,
     pub request: HttpRequest,
     pub keep_alive: bool,
+    /// An upgrade request the routes take over (`HttpRoutes::on_upgrade`),
+    /// with the bytes that came after it: the connection leaves the loop.
+    pub upgrade: Option<Vec<u8>>,
 }
 
 /// A socket given back by a worker: the encoded response and how much of it
-/// was written (`None`: the write failed, close).
+/// was written (`None`: the write failed, close). No socket: the worker
+/// handed the connection over (an upgrade), the loop forgets it.
 pub(crate) struct Returned {
     pub id: usize,
-    pub stream: TcpStream,
+    pub stream: Option<TcpStream>,
     pub output: Vec<u8>,
     pub written: Option<usize>,
     pub close: bool,
+}
+
+/// True for an HTTP/1.1 upgrade request (RFC 9110 §7.8): `Upgrade` named in
+/// `Connection`, an `Upgrade` header, a GET with no body.
+fn is_upgrade(head: &RequestHead) -> bool {
+    let has = |name: &str| head.headers.iter().any(|(n, _)| n == name);
+    let connection_names_upgrade = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "connection")
+        .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    head.method == "GET"
+        && has("upgrade")
+        && connection_names_upgrade
+        && matches!(head.body, BodyFraming::None | BodyFraming::Length(0))
 }
 
 /// Writes as much of `bytes` as the socket takes without blocking: the count,
@@ -161,6 +180,8 @@ pub(crate) struct EventLoop {
     /// sweep, as no new readiness event may come.
     accept_retry: bool,
     scratch: Vec<u8>,
+    /// The routes take upgrade requests over (`HttpRoutes::on_upgrade`).
+    upgrades: bool,
 }
 
 impl EventLoop {
@@ -201,7 +222,20 @@ impl EventLoop {
             accept_errors: AcceptErrors::default(),
             accept_retry: false,
             scratch: vec![0; READ_CHUNK],
+            upgrades: false,
         })
+    }
+
+    /// Upgrade requests go to the workers with their connection's remaining
+    /// bytes, to be handed over (`HttpRoutes::on_upgrade`).
+    pub(crate) fn hand_over_upgrades(&mut self) {
+        self.upgrades = true;
+    }
+
+    /// A handle on the poll's registry, for workers that take a socket out
+    /// of the loop (an upgrade) and must deregister it first.
+    pub(crate) fn registry(&self) -> io::Result<mio::Registry> {
+        self.poll.registry().try_clone()
     }
 
     /// Wakes the loop (workers giving sockets back, `stop`).
@@ -423,9 +457,11 @@ impl EventLoop {
             return;
         };
         connection.phase = Phase::Busy;
+        let upgrade = (self.upgrades && is_upgrade(&head)).then(|| std::mem::take(&mut connection.buffer));
         let item = WorkItem {
             id,
             stream,
+            upgrade,
             keep_alive: head.keep_alive,
             request: HttpRequest {
                 method: head.method,
@@ -562,10 +598,15 @@ impl EventLoop {
     /// Sockets that workers give back after writing (part of) a response.
     fn take_returns(&mut self) {
         while let Ok(returned) = self.returns.try_recv() {
+            let Some(stream) = returned.stream else {
+                // Handed over (an upgrade): no longer the loop's, nor counted.
+                self.close(returned.id);
+                continue;
+            };
             let Some(connection) = self.connections.get_mut(&returned.id) else {
                 continue;
             };
-            connection.stream = Some(returned.stream);
+            connection.stream = Some(stream);
             connection.last_io = Instant::now();
             match returned.written {
                 None => self.close(returned.id),

@@ -144,6 +144,28 @@ pub struct HttpRoutes {
     pub(crate) advertised: Vec<String>,
     /// Runs for requests no route matches (any method).
     pub(crate) fallback: Option<Arc<HttpHandler>>,
+    /// Takes upgrade requests (WebSocket) over.
+    pub(crate) upgrade: Option<Arc<UpgradeHandler>>,
+}
+
+/// An upgrade handler: gets the connection of an HTTP/1.1 upgrade request.
+pub type UpgradeHandler = dyn Fn(&Hydra, Upgraded) + Send + Sync;
+
+/// A connection handed over after an HTTP/1.1 upgrade request (a GET with
+/// `Connection: upgrade` and an `Upgrade` header, e.g. a WebSocket
+/// handshake): the request, the socket (blocking, out of the server's hands:
+/// no timeouts, limits or counts apply any more), and any bytes the client
+/// sent after the request. The handler answers it itself (`101 Switching
+/// Protocols`, or an error status) and owns the socket from then on.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The upgrade request (its body is empty).
+    pub request: HttpRequest,
+    /// The client's socket.
+    pub stream: std::net::TcpStream,
+    /// Bytes that arrived after the request's head (a client that did not
+    /// wait for the 101); usually empty.
+    pub leftover: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -229,6 +251,19 @@ impl HttpRoutes {
         F: Fn(&Hydra, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
     {
         self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes over the connections of upgrade requests (any path): the
+    /// handler gets the socket as an [`Upgraded`] and answers the handshake
+    /// itself. It runs on an HTTP worker: hand the socket to a thread of
+    /// your own (or a readiness loop) and return. Without one, upgrade
+    /// requests are ordinary requests for the routes.
+    pub fn on_upgrade<F>(mut self, handler: F) -> HttpRoutes
+    where
+        F: Fn(&Hydra, Upgraded) + Send + Sync + 'static,
+    {
+        self.upgrade = Some(Arc::new(handler));
         self
     }
 

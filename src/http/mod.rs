@@ -20,7 +20,7 @@ pub use client::{
     ApiResponse, Balance, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RequestOptions, ServiceRequest,
 };
 pub use envelope::{envelope, error_envelope, status_text};
-pub use handler::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes};
+pub use handler::{HttpHandler, HttpRequest, HttpResponse, HttpRoutes, UpgradeHandler, Upgraded};
 pub use pattern::RoutePattern;
 pub use server::{HttpSettings, HttpStats};
 

@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::http::event_loop::{EventLoop, Returned, WorkItem};
 use crate::http::framing::encode_response;
-use crate::http::handler::{HttpRequest, HttpResponse, HttpRoutes};
+use crate::http::handler::{HttpRequest, HttpResponse, HttpRoutes, Upgraded};
 use crate::hydra::{BackgroundTask, Hydra};
 use crate::threads::OwnedThread;
 
@@ -136,6 +136,8 @@ pub(crate) fn bump(counter: &AtomicU64) {
 /// What the workers share.
 struct WorkerShared {
     routes: HttpRoutes,
+    /// Takes upgraded sockets out of the loop's poll.
+    registry: mio::Registry,
     counters: Arc<Counters>,
     make_handle: Box<dyn Fn() -> Option<Hydra> + Send + Sync>,
     draining: Arc<AtomicBool>,
@@ -164,7 +166,7 @@ impl HttpServer {
         let draining = Arc::new(AtomicBool::new(false));
         let (jobs_tx, jobs_rx): (Sender<WorkItem>, Receiver<WorkItem>) = bounded(settings.queue_capacity.max(1));
         let (returns_tx, returns_rx) = unbounded::<Returned>();
-        let event_loop = EventLoop::new(
+        let mut event_loop = EventLoop::new(
             listener,
             settings,
             counters.clone(),
@@ -173,8 +175,12 @@ impl HttpServer {
             stop.clone(),
             draining.clone(),
         )?;
+        if routes.upgrade.is_some() {
+            event_loop.hand_over_upgrades();
+        }
         let waker = event_loop.waker();
         let shared = Arc::new(WorkerShared {
+            registry: event_loop.registry()?,
             routes,
             counters,
             make_handle,
@@ -249,7 +255,24 @@ fn work(jobs: &Receiver<WorkItem>, returns: &Sender<Returned>, shared: &WorkerSh
             mut stream,
             request,
             keep_alive,
+            upgrade,
         } = item;
+        if let Some(leftover) = upgrade {
+            hand_over(shared, stream, request, leftover);
+            bump(&shared.counters.requests);
+            // The loop forgets the connection.
+            let gone = Returned {
+                id,
+                stream: None,
+                output: Vec::new(),
+                written: None,
+                close: true,
+            };
+            if returns.send(gone).is_ok() {
+                let _ = waker.wake();
+            }
+            continue;
+        }
         // HEAD is GET without the body (content-length is that of the body).
         let head_only = request.method == "HEAD";
         let response = dispatch(shared, request);
@@ -259,7 +282,7 @@ fn work(jobs: &Receiver<WorkItem>, returns: &Sender<Returned>, shared: &WorkerSh
         let written = crate::http::event_loop::write_some(&mut stream, &bytes);
         let returned = Returned {
             id,
-            stream,
+            stream: Some(stream),
             output: bytes,
             written,
             close,
@@ -268,6 +291,36 @@ fn work(jobs: &Receiver<WorkItem>, returns: &Sender<Returned>, shared: &WorkerSh
         if returns.send(returned).is_ok() {
             let _ = waker.wake();
         }
+    }
+}
+
+/// Gives an upgrade request's connection to the routes' upgrade handler, as
+/// a blocking `std` socket out of the loop's poll.
+fn hand_over(shared: &WorkerShared, mut stream: mio::net::TcpStream, request: HttpRequest, leftover: Vec<u8>) {
+    let Some(handler) = shared.routes.upgrade.clone() else {
+        return;
+    };
+    if let Err(e) = shared.registry.deregister(&mut stream) {
+        log::warn!("cannot take an upgraded connection out of the HTTP loop ({e}); closing it");
+        return;
+    }
+    let stream = std::net::TcpStream::from(stream);
+    if let Err(e) = stream.set_nonblocking(false) {
+        log::warn!("cannot make an upgraded connection blocking ({e}); closing it");
+        return;
+    }
+    let Some(hydra) = (shared.make_handle)() else {
+        return;
+    };
+    let path = request.path.clone();
+    let upgraded = Upgraded {
+        request,
+        stream,
+        leftover,
+    };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&hydra, upgraded))).is_err() {
+        bump(&shared.counters.panicked);
+        log::error!("HTTP upgrade handler for {path} panicked; the connection is closed");
     }
 }
 

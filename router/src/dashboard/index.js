@@ -77,7 +77,7 @@
       const hint = token
         ? 'the token in this page\'s address (?token=…) was not accepted'
         : 'this router needs its routerToken: open the dashboard as /?token=<routerToken>';
-      throw problem('token', `Router API refused: check ?token= — ${hint}. (GET ${path} answered ${response.status}; a router started with disableRouterEndpoint answers the same.)`);
+      throw problem('token', `Router API refused: check ?token= — ${hint}. (GET ${path} answered ${response.status}.)`);
     }
     if (!response.ok || body === null || typeof body !== 'object') {
       const reason = body && body.result && body.result.reason ? `: ${body.result.reason}` : '';

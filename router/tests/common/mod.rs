@@ -42,14 +42,25 @@ impl RouterProcess {
         let dir = TempDir::new();
         let path = dir.path.join("config.json");
         std::fs::write(&path, config.to_string()).expect("write config");
+        let path = path.to_string_lossy().into_owned();
+        RouterProcess::spawn(&["--config", &path], env, dir)
+    }
+
+    /// Starts the router binary with `args` and `env` as given (no config
+    /// file is written; `HYDRA_REDIS_URL` and `HYDRA_ROUTER_*` variables of
+    /// the test's own environment are removed first). Waits until it listens.
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> RouterProcess {
+        RouterProcess::spawn(args, env, TempDir::new())
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], dir: TempDir) -> RouterProcess {
         let mut command = Command::new(router_binary());
         command
-            .arg("--config")
-            .arg(&path)
-            .env_remove("HYDRA_REDIS_URL")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        remove_router_env(&mut command);
         for (name, value) in env {
             command.env(name, value);
         }
@@ -112,6 +123,11 @@ impl RouterProcess {
         self.child.id()
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM and waits for the exit status (at most 20 s).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
@@ -144,6 +160,17 @@ pub fn router_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hydra-router"))
 }
 
+/// Keeps the test's own `HYDRA_REDIS_URL` and `HYDRA_ROUTER_*` variables
+/// from reaching a router (each test says what it runs with).
+fn remove_router_env(command: &mut Command) {
+    command.env_remove("HYDRA_REDIS_URL");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HYDRA_ROUTER_") {
+            command.env_remove(name);
+        }
+    }
+}
+
 /// Runs the router binary to its end (for configurations it must refuse):
 /// exit code and stderr. Killed after 20 s.
 pub fn run_router(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -153,6 +180,7 @@ pub fn run_router(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    remove_router_env(&mut command);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -196,10 +224,16 @@ pub struct TestService {
 impl TestService {
     /// Registers service `name` on db 0 of `redis` and serves its routes.
     pub fn start(redis: &RedisServer, name: &str) -> TestService {
+        TestService::start_on(&redis.url(0), name)
+    }
+
+    /// As [`start`](TestService::start), on the Redis at `redis_url` (for a
+    /// service run in a child process).
+    pub fn start_on(redis_url: &str, name: &str) -> TestService {
         let config = Config::builder()
             .service_name(name)
             .service_ip("127.0.0.1")
-            .redis_url(&redis.url(0))
+            .redis_url(redis_url)
             .connect_timeout(Duration::from_secs(2))
             .command_timeout(Duration::from_secs(2))
             .build()
@@ -373,4 +407,79 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
 /// `GET url`.
 pub fn get(url: &str) -> Answer {
     send("GET", url, &[], None)
+}
+
+/// A plain Redis connection to db 0 of `redis` (where the tests' services
+/// and routers live), for looking at keys directly.
+pub fn raw_redis(redis: &RedisServer) -> redis::Connection {
+    let client = redis::Client::open(redis.url(0)).expect("redis client");
+    let connection = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("connect to redis");
+    connection
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    connection
+}
+
+/// Writes `request` (raw bytes) on a new connection to `port`, then reads
+/// until the server closes it (or 10 s pass) and splits what came into
+/// responses framed by their `content-length` (no length: no body). Bytes
+/// that do not start a response are returned apart, so a test sees
+/// everything the server sent.
+pub fn raw_exchange(port: u16, request: &[u8]) -> (Vec<Answer>, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    // The server may close before reading everything (e.g. after a 413).
+    let _ = std::io::Write::write_all(&mut stream, request);
+    read_raw_answers(&mut stream)
+}
+
+/// Reads until the peer closes (or the stream's read timeout), then splits
+/// the bytes into responses as [`raw_exchange`] does.
+pub fn read_raw_answers(stream: &mut std::net::TcpStream) -> (Vec<Answer>, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+        }
+    }
+    split_answers(&bytes)
+}
+
+/// Splits raw response bytes into answers (see [`raw_exchange`]).
+pub fn split_answers(bytes: &[u8]) -> (Vec<Answer>, Vec<u8>) {
+    let mut answers = Vec::new();
+    let mut rest = bytes;
+    while rest.starts_with(b"HTTP/1.1 ") && rest.len() >= 12 {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&rest[..end]).to_string();
+        let mut lines = head.split("\r\n");
+        let Some(status) = lines.next().and_then(|l| l.get(9..12)).and_then(|s| s.parse().ok()) else {
+            break;
+        };
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let body_end = (end + 4 + length).min(rest.len());
+        answers.push(Answer {
+            status,
+            headers,
+            body: rest[end + 4..body_end].to_vec(),
+        });
+        rest = &rest[body_end..];
+    }
+    (answers, rest.to_vec())
 }
