@@ -769,6 +769,7 @@ struct Measured {
 }
 
 /// Throughput and latency of a [`Measured`], µs.
+#[derive(Clone, Copy)]
 struct Figures {
     requests: u64,
     per_sec: f64,
@@ -1041,6 +1042,8 @@ fn report(generator: Generator, measured: &mut AllMeasured, memory: &MemoryRepor
         "router/direct p99",
         "target",
         "router − direct p50",
+        "CPU/req, all 3 processes",
+        "direct/router CPU",
     ]);
     for (connections, per_target) in CONNECTIONS.iter().zip(measured.iter_mut()) {
         let mut figures = Vec::new();
@@ -1063,9 +1066,12 @@ fn report(generator: Generator, measured: &mut AllMeasured, memory: &MemoryRepor
                 per_request(m.cpu.echo, f.requests),
                 per_request(m.cpu.generator, f.requests),
             ]);
-            figures.push(f);
+            let all = m.cpu.router + m.cpu.echo + m.cpu.generator;
+            figures.push((f, all as f64 / ticks_per_sec * 1e6 / f.requests.max(1) as f64));
         }
-        let [direct, routed] = &figures[..] else { continue };
+        let [(direct, direct_cpu), (routed, routed_cpu)] = &figures[..] else {
+            continue;
+        };
         let throughput = routed.per_sec / direct.per_sec;
         let p99 = routed.p99 / direct.p99;
         let targeted = *connections == *CONNECTIONS.last().unwrap_or(&0);
@@ -1084,6 +1090,8 @@ fn report(generator: Generator, measured: &mut AllMeasured, memory: &MemoryRepor
                 "—".to_string()
             },
             format_micros(routed.p50 - direct.p50),
+            format!("{} → {}", format_micros(*direct_cpu), format_micros(*routed_cpu)),
+            format!("{:.2}×", direct_cpu / routed_cpu),
         ]);
     }
     println!();
@@ -1132,7 +1140,9 @@ fn report(generator: Generator, measured: &mut AllMeasured, memory: &MemoryRepor
     println!(
         "The load generator, the router and the echo are separate processes sharing this machine's {} CPUs \
          (as a router in front of a service on one host does); CPU/req is each process's user + system time \
-         during the rounds per request.",
+         during the rounds per request. When the load saturates the CPUs, throughput is set by the CPU all three \
+         spend per request, so `direct/router CPU` is the throughput ratio this machine allows: the router path \
+         adds a whole HTTP server and client hop (two more sockets) to the echo's work.",
         thread::available_parallelism().map_or(0, |n| n.get())
     );
 }
