@@ -1,0 +1,228 @@
+//! 10,000 concurrent WebSocket clients on one router process: the router's
+//! RSS and threads with every client connected, and how long connecting
+//! them all took.
+//!
+//! The router runs in a child process (this program re-run with `--serve`):
+//! the in-process `Router` with the WebSocket gateway and a minimal frame
+//! handler standing in for the routing layer (a welcome frame on `connected`,
+//! `echo:` frames answered), so its RSS is the connection layer's alone. The
+//! clients are blocking tungstenite clients with small buffers, connected by
+//! a few threads; each counts as connected once its welcome frame arrived.
+//!
+//! `cargo run --release -p hydra-router --example bench_ws_clients`
+//! (`HYDRA_BENCH_SMOKE=1`: 200 clients).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hydra_router::config::RouterConfig;
+use hydra_router::gateway::Router;
+use hydra_router::log_ring::LogRing;
+use hydra_router::ws::connections::WsSettings;
+use hydra_router::ws::{ClientInfo, ClientSockets, FrameHandler};
+use hydra_testkit::RedisServer;
+use hydra_testkit::bench::{self, Table};
+use serde_json::json;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+const CONNECTING_THREADS: usize = 8;
+const TARGET_RSS_MIB: f64 = 200.0;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve") {
+        return serve(args.get(2).cloned().unwrap_or_default());
+    }
+    bench::exit_code("bench_ws_clients", run())
+}
+
+/// The welcome and echo a routing layer would give, nothing more.
+struct WelcomeHandler {
+    sockets: Arc<dyn ClientSockets>,
+}
+
+impl FrameHandler for WelcomeHandler {
+    fn connected(&self, client: &ClientInfo) {
+        self.sockets
+            .send(&client.id, format!("{{\"welcome\":\"{}\"}}", client.id));
+    }
+    fn frame(&self, client_id: &str, text: String) {
+        if let Some(echo) = text.strip_prefix("echo:") {
+            self.sockets.send(client_id, echo.to_string());
+        }
+    }
+    fn disconnected(&self, _: &str) {}
+}
+
+/// The child: a router with the WebSocket gateway; prints its port, runs
+/// until stdin closes.
+fn serve(redis_url: String) -> ExitCode {
+    let _ = rlimit::increase_nofile_limit(65_536);
+    let config = match RouterConfig::from_document(
+        json!({"hydra": {"serviceName": "hydra-router", "servicePort": 0, "serviceIP": "127.0.0.1",
+                         "redis": {"url": redis_url}}}),
+        &[],
+    ) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let make = Box::new(|_: &hydra::Hydra, sockets: Arc<dyn ClientSockets>| {
+        Arc::new(WelcomeHandler { sockets }) as Arc<dyn FrameHandler>
+    });
+    let router = match Router::start_with_ws(config, LogRing::new(), Some((WsSettings::default(), make))) {
+        Ok(router) => router,
+        Err(e) => {
+            eprintln!("router: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("port {}", router.port());
+    let mut sink = String::new();
+    while matches!(std::io::stdin().read_line(&mut sink), Ok(n) if n > 0) {}
+    router.shutdown();
+    ExitCode::SUCCESS
+}
+
+/// `VmRSS` (KiB) and `Threads` of a process.
+fn rss_and_threads(pid: u32) -> Result<(u64, u64), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or(format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("Threads:")?))
+}
+
+type Client = WebSocket<TcpStream>;
+
+fn connect(port: u16) -> Result<(Client, String), String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
+        .map_err(|e| format!("handshake: {e}"))?;
+    loop {
+        match ws.read().map_err(|e| format!("welcome: {e}"))? {
+            Message::Text(text) => return Ok((ws, text.as_str().to_owned())),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => return Err(format!("expected the welcome, got {other:?}")),
+        }
+    }
+}
+
+fn run() -> Result<bool, String> {
+    let clients: usize = bench::scaled(10_000, 200);
+    let wanted = clients as u64 + 1_000;
+    let limit = rlimit::increase_nofile_limit(wanted).map_err(|e| e.to_string())?;
+    if limit < wanted {
+        return Err(format!(
+            "{clients} clients need {wanted} open files; the limit is {limit}"
+        ));
+    }
+    let redis = RedisServer::start();
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["--serve", &redis.url(0)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the router: {e}"))?;
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    let port: u16 = line
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .ok_or(format!("the router did not say its port: {line:?}"))?;
+    let (idle_rss, idle_threads) = rss_and_threads(pid)?;
+
+    let started = Instant::now();
+    let per_thread = clients / CONNECTING_THREADS;
+    let workers: Vec<_> = (0..CONNECTING_THREADS)
+        .map(|t| {
+            let count = if t == 0 {
+                clients - per_thread * (CONNECTING_THREADS - 1)
+            } else {
+                per_thread
+            };
+            std::thread::spawn(move || (0..count).map(|_| connect(port)).collect::<Result<Vec<_>, String>>())
+        })
+        .collect();
+    let mut connected: Vec<(Client, String)> = Vec::with_capacity(clients);
+    for worker in workers {
+        connected.extend(worker.join().map_err(|_| "a connecting thread panicked")??);
+    }
+    let connect_time = started.elapsed();
+    let welcomed = connected
+        .iter()
+        .filter(|(_, welcome)| welcome.starts_with("{\"welcome\":"))
+        .count();
+    let (full_rss, full_threads) = rss_and_threads(pid)?;
+
+    // One round trip per client, all connected.
+    let started = Instant::now();
+    let mut echoed = 0;
+    for (n, (ws, _)) in connected.iter_mut().enumerate() {
+        ws.send(Message::text(format!("echo:{n}"))).map_err(|e| e.to_string())?;
+        loop {
+            match ws.read().map_err(|e| e.to_string())? {
+                Message::Text(text) if text.as_str() == n.to_string() => {
+                    echoed += 1;
+                    break;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => return Err(format!("unexpected answer {other:?}")),
+            }
+        }
+    }
+    let echo_time = started.elapsed();
+
+    drop(connected);
+    drop(child.stdin.take());
+    let _ = child.wait();
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let rss_met = mib(full_rss) <= TARGET_RSS_MIB;
+    let mut table = Table::new(&[
+        "clients",
+        "welcomed",
+        "time to connect all",
+        "router RSS idle",
+        "router RSS all connected",
+        "per client",
+        "target ≤ 200 MB",
+        "router threads idle / connected",
+        "one echo each, sequential",
+    ]);
+    table.row([
+        clients.to_string(),
+        welcomed.to_string(),
+        format!("{:.2} s", connect_time.as_secs_f64()),
+        format!("{:.1} MiB", mib(idle_rss)),
+        format!("{:.1} MiB", mib(full_rss)),
+        format!("{:.1} KiB", (full_rss.saturating_sub(idle_rss)) as f64 / clients as f64),
+        bench::verdict(rss_met).to_string(),
+        format!("{idle_threads} / {full_threads}"),
+        format!(
+            "{:.2} s ({:.0} µs each)",
+            echo_time.as_secs_f64(),
+            echo_time.as_micros() as f64 / clients as f64
+        ),
+    ]);
+    table.print();
+    Ok(welcomed == clients && echoed == clients)
+}
