@@ -32,6 +32,8 @@ enum Seen {
 struct TestHandler {
     sockets: Arc<dyn ClientSockets>,
     seen: Sender<Seen>,
+    /// `block` frames wait for the test to release them.
+    gate: Receiver<()>,
 }
 
 impl FrameHandler for TestHandler {
@@ -42,6 +44,10 @@ impl FrameHandler for TestHandler {
     fn frame(&self, client_id: &str, text: String) {
         if let Some(echo) = text.strip_prefix("echo:") {
             self.sockets.send(client_id, echo.to_string());
+        }
+        if text == "block" {
+            let _ = self.seen.send(Seen::Frame(client_id.to_string(), "blocked".into()));
+            self.gate.recv_timeout(PATIENCE).expect("released by the test");
         }
         let _ = self.seen.send(Seen::Frame(client_id.to_string(), text));
     }
@@ -54,6 +60,7 @@ struct Harness {
     router: Option<Router>,
     sockets: Arc<dyn ClientSockets>,
     seen: Receiver<Seen>,
+    release: Sender<()>,
     port: u16,
     _redis: RedisServer,
 }
@@ -68,11 +75,16 @@ impl Harness {
         )
         .expect("config");
         let (seen_tx, seen) = unbounded();
+        let (release, gate) = unbounded();
         let slot = Arc::new(OnceLock::new());
         let handed = slot.clone();
         let make = Box::new(move |_: &hydra::Hydra, sockets: Arc<dyn ClientSockets>| {
             let _ = handed.set(sockets.clone());
-            Arc::new(TestHandler { sockets, seen: seen_tx }) as Arc<dyn FrameHandler>
+            Arc::new(TestHandler {
+                sockets,
+                seen: seen_tx,
+                gate,
+            }) as Arc<dyn FrameHandler>
         });
         let router = Router::start_with_ws(config, LogRing::new(), Some((settings, make))).expect("router starts");
         Harness {
@@ -80,6 +92,7 @@ impl Harness {
             router: Some(router),
             sockets: slot.get().expect("the factory ran").clone(),
             seen,
+            release,
             _redis: redis,
         }
     }
@@ -516,4 +529,47 @@ fn shutdown_closes_every_client_with_a_close_frame() {
         .filter(|seen| matches!(seen, Seen::Disconnected(_)))
         .count();
     assert_eq!(disconnected, 5);
+}
+
+#[test]
+fn a_client_whose_frames_block_holds_one_dispatcher_only() {
+    let harness = Harness::start(WsSettings {
+        dispatchers: 2,
+        ..quick_settings()
+    });
+    let (mut blocking, blocking_id) = harness.connect("/");
+    let (mut other, _) = harness.connect("/");
+    // Three frames whose handling blocks until released: handled one at a
+    // time, so they hold one dispatcher, and the other client is served by
+    // the second one meanwhile.
+    for _ in 0..3 {
+        blocking.send(Message::text("block")).unwrap();
+    }
+    loop {
+        if harness.next_seen() == Seen::Frame(blocking_id.clone(), "blocked".into()) {
+            break;
+        }
+    }
+    for n in 0..20 {
+        other.send(Message::text(format!("echo:{n}"))).unwrap();
+        assert_eq!(read_text(&mut other), n.to_string());
+    }
+    // Only the first of the three has started.
+    let started = harness
+        .seen
+        .try_iter()
+        .filter(|seen| *seen == Seen::Frame(blocking_id.clone(), "blocked".into()))
+        .count();
+    assert_eq!(started, 0, "the blocked client's frames ran in parallel");
+    for _ in 0..3 {
+        harness.release.send(()).unwrap();
+    }
+    let mut handled = 0;
+    while handled < 3 {
+        if harness.next_seen() == Seen::Frame(blocking_id.clone(), "block".into()) {
+            handled += 1;
+        }
+    }
+    blocking.send(Message::text("echo:free")).unwrap();
+    assert_eq!(read_text(&mut blocking), "free");
 }
