@@ -436,7 +436,7 @@ fn take_over(shared: &Shared, upgraded: Upgraded) {
 /// A dispatcher: serves scheduled clients one event at a time.
 fn dispatch_loop(shared: &Shared, handler: &dyn FrameHandler, ready: &Receiver<Arc<Client>>) {
     loop {
-        let client = match ready.recv_timeout(Duration::from_millis(50)) {
+        let client = match ready.recv_timeout(Duration::from_millis(100)) {
             Ok(client) => client,
             Err(RecvTimeoutError::Timeout) => {
                 if shared.loop_done.load(Ordering::SeqCst) && shared.scheduled.load(Ordering::SeqCst) == 0 {
