@@ -303,6 +303,14 @@ fn frames_reach_the_handler_in_order_and_sends_reach_the_client() {
         assert_eq!(read_text(&mut ws), format!("down {n}"));
     }
     assert_eq!(harness.sockets.send("nobody", "x".into()), Delivery::NotConnected);
+    // A large message (sent in fragments) arrives whole, in its place.
+    let large: String = (0..40_000).map(|n| format!("{n:>6}é")).collect();
+    harness.sockets.send(&id, "before".into());
+    harness.sockets.send(&id, large.clone());
+    harness.sockets.send(&id, "after".into());
+    assert_eq!(read_text(&mut ws), "before");
+    assert!(read_text(&mut ws) == large, "the large message arrived changed");
+    assert_eq!(read_text(&mut ws), "after");
 
     // A reconnect takes over an old id.
     assert!(harness.sockets.rename(&id, "old-id"));

@@ -33,8 +33,9 @@ use hydra::Hydra;
 use hydra::http::Upgraded;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Bytes;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -43,6 +44,11 @@ use super::{ClientInfo, ClientSockets, Delivery, FrameHandler};
 use crate::short_id::short_id;
 
 const WAKER: Token = Token(0);
+
+/// Larger outgoing messages go out in fragments of this size: tungstenite's
+/// write buffer keeps the capacity of the largest frame it held for the life
+/// of the socket, so whole 1 MiB frames would leave 1 MiB behind per client.
+const FRAGMENT_BYTES: usize = 16 << 10;
 
 /// The connection layer's limits and timers.
 #[derive(Debug, Clone)]
@@ -488,6 +494,9 @@ struct Connection {
     ws: WebSocket<TcpStream>,
     last_heard: Instant,
     last_ping: Instant,
+    /// A message larger than [`FRAGMENT_BYTES`] being sent: its bytes and
+    /// how far it went.
+    sending: Option<(Bytes, usize)>,
     /// Set once the close began: the client is out of the directory and
     /// `disconnected` is queued.
     closing: Option<Closing>,
@@ -678,6 +687,7 @@ impl ReadinessLoop {
                 ws,
                 last_heard: now,
                 last_ping: now,
+                sending: None,
                 closing: None,
             },
         );
@@ -746,20 +756,36 @@ impl ReadinessLoop {
             return self.finish_close(connection);
         }
         loop {
-            let frame = {
-                let mut outbox = lock(&connection.client.outbox);
-                match outbox.frames.pop_front() {
-                    Some(frame) => {
-                        outbox.bytes -= frame.len();
-                        frame
+            let message = match connection.sending.take() {
+                Some((message, offset)) => {
+                    let end = (offset + FRAGMENT_BYTES).min(message.len());
+                    let opcode = if offset == 0 { Data::Text } else { Data::Continue };
+                    let fragment =
+                        Frame::message(message.slice(offset..end), OpCode::Data(opcode), end == message.len());
+                    if end < message.len() {
+                        connection.sending = Some((message, end));
                     }
-                    None => {
-                        outbox.flagged = false;
-                        break;
+                    Message::Frame(fragment)
+                }
+                None => {
+                    let mut outbox = lock(&connection.client.outbox);
+                    match outbox.frames.pop_front() {
+                        Some(frame) => {
+                            outbox.bytes -= frame.len();
+                            if frame.len() > FRAGMENT_BYTES {
+                                connection.sending = Some((Bytes::from(frame.into_bytes()), 0));
+                                continue;
+                            }
+                            Message::text(frame)
+                        }
+                        None => {
+                            outbox.flagged = false;
+                            break;
+                        }
                     }
                 }
             };
-            match connection.ws.write(Message::text(frame)) {
+            match connection.ws.write(message) {
                 Ok(()) => {}
                 // The frame is in tungstenite's buffer: the rest waits for
                 // the next writable event.
