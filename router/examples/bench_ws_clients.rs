@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hydra_router::config::RouterConfig;
-use hydra_router::gateway::Router;
+use hydra_router::gateway::{Router, Shared};
 use hydra_router::log_ring::LogRing;
 use hydra_router::ws::connections::WsSettings;
 use hydra_router::ws::{ClientInfo, ClientSockets, FrameHandler};
@@ -73,7 +73,7 @@ fn serve(redis_url: String) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let make = Box::new(|_: &hydra::Hydra, sockets: Arc<dyn ClientSockets>| {
+    let make = Box::new(|_: &hydra::Hydra, _: &Arc<Shared>, sockets: Arc<dyn ClientSockets>| {
         Arc::new(WelcomeHandler { sockets }) as Arc<dyn FrameHandler>
     });
     let router = match Router::start_with_ws(config, LogRing::new(), Some((WsSettings::default(), make))) {

@@ -59,8 +59,10 @@ pub struct Router {
 }
 
 /// Builds the WebSocket gateway's routing layer from the router's Hydra
-/// handle and the connection layer's sockets.
-pub type FrameHandlerFactory = Box<dyn FnOnce(&Hydra, Arc<dyn ClientSockets>) -> Arc<dyn FrameHandler> + Send>;
+/// handle, what the HTTP handlers share (routes, stats), and the connection
+/// layer's sockets.
+pub type FrameHandlerFactory =
+    Box<dyn FnOnce(&Hydra, &Arc<Shared>, Arc<dyn ClientSockets>) -> Arc<dyn FrameHandler> + Send>;
 
 impl Router {
     /// Connects to Redis, registers `hydra-router`, reads the routes, and
@@ -116,7 +118,7 @@ impl Router {
             let routes = routes.fallback(move |hydra, request| handle(&handler_shared, hydra, request));
             let ws = match ws {
                 Some((settings, make_handler)) => Some(
-                    WsGateway::start_with(settings, |sockets| make_handler(&hydra, sockets))
+                    WsGateway::start_with(settings, |sockets| make_handler(&hydra, &shared, sockets))
                         .map(|(gateway, _)| gateway)
                         .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?,
                 ),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use hydra_router::config::RouterConfig;
-use hydra_router::gateway::Router;
+use hydra_router::gateway::{Router, Shared};
 use hydra_router::log_ring::LogRing;
 use hydra_router::ws::connections::WsSettings;
 use hydra_router::ws::{ClientInfo, ClientSockets, Delivery, FrameHandler};
@@ -78,14 +78,16 @@ impl Harness {
         let (release, gate) = unbounded();
         let slot = Arc::new(OnceLock::new());
         let handed = slot.clone();
-        let make = Box::new(move |_: &hydra::Hydra, sockets: Arc<dyn ClientSockets>| {
-            let _ = handed.set(sockets.clone());
-            Arc::new(TestHandler {
-                sockets,
-                seen: seen_tx,
-                gate,
-            }) as Arc<dyn FrameHandler>
-        });
+        let make = Box::new(
+            move |_: &hydra::Hydra, _: &Arc<Shared>, sockets: Arc<dyn ClientSockets>| {
+                let _ = handed.set(sockets.clone());
+                Arc::new(TestHandler {
+                    sockets,
+                    seen: seen_tx,
+                    gate,
+                }) as Arc<dyn FrameHandler>
+            },
+        );
         let router = Router::start_with_ws(config, LogRing::new(), Some((settings, make))).expect("router starts");
         Harness {
             port: router.port(),
