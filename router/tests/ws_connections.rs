@@ -330,6 +330,18 @@ fn frames_reach_the_handler_in_order_and_sends_reach_the_client() {
     assert_eq!(harness.next_seen(), Seen::Frame("old-id".into(), "last".into()));
     assert_eq!(harness.next_seen(), Seen::Disconnected("old-id".into()));
     assert!(harness.sockets.client_ids().is_empty());
+
+    // The routing layer closes a client: a close frame with its reason.
+    let (mut closed, closed_id) = harness.connect("/");
+    harness.sockets.close(&closed_id, "bye now");
+    match closed.read() {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!((frame.code, frame.reason.as_str()), (CloseCode::Normal, "bye now"));
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    harness.wait_disconnected(&closed_id);
+    assert_eq!(harness.sockets.send(&closed_id, "x".into()), Delivery::NotConnected);
 }
 
 #[test]
@@ -532,9 +544,10 @@ fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     println!("RSS of the test process: {before} KiB after 200 warm-up cycles, {after} KiB after 1,000 more");
     assert!(after < before + 16 * 1024, "RSS grew from {before} KiB to {after} KiB");
     // Every client got connected and disconnected once.
+    // (`disconnected` is called on a dispatcher, after the count dropped.)
     let (mut connected, mut disconnected) = (0, 0);
-    while let Ok(seen) = harness.seen.try_recv() {
-        match seen {
+    while disconnected < 1200 {
+        match harness.next_seen() {
             Seen::Connected(_) => connected += 1,
             Seen::Disconnected(_) => disconnected += 1,
             Seen::Frame(..) => {}
