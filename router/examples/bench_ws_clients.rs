@@ -54,6 +54,11 @@ impl FrameHandler for WelcomeHandler {
         if let Some(echo) = text.strip_prefix("echo:") {
             self.sockets.send(client_id, echo.to_string());
         }
+        if text == "broadcast" {
+            for id in self.sockets.client_ids() {
+                self.sockets.send(&id, "news".to_string());
+            }
+        }
     }
     fn disconnected(&self, _: &str) {}
 }
@@ -84,8 +89,13 @@ fn serve(redis_url: String) -> ExitCode {
         }
     };
     println!("port {}", router.port());
-    let mut sink = String::new();
-    while matches!(std::io::stdin().read_line(&mut sink), Ok(n) if n > 0) {}
+    // Each line on stdin asks for the connected count; end of file stops.
+    let mut line = String::new();
+    while matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
+        let connected = router.ws_counts().map_or(0, |counts| counts.connected);
+        println!("connected {connected}");
+        line.clear();
+    }
     router.shutdown();
     ExitCode::SUCCESS
 }
@@ -191,8 +201,56 @@ fn run() -> Result<bool, String> {
     }
     let echo_time = started.elapsed();
 
-    drop(connected);
-    drop(child.stdin.take());
+    // One frame pushed to every client (the loop writes 10,000 sockets).
+    let started = Instant::now();
+    connected[0]
+        .0
+        .send(Message::text("broadcast"))
+        .map_err(|e| e.to_string())?;
+    let mut reached = 0;
+    for (ws, _) in &mut connected {
+        loop {
+            match ws.read().map_err(|e| e.to_string())? {
+                Message::Text(text) if text.as_str() == "news" => {
+                    reached += 1;
+                    break;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => return Err(format!("unexpected frame {other:?}")),
+            }
+        }
+    }
+    let broadcast_time = started.elapsed();
+
+    // Every client leaves (half with a close handshake, half dropping the
+    // socket); the router's count returns to 0.
+    let started = Instant::now();
+    for (n, (mut ws, _)) in connected.into_iter().enumerate() {
+        if n % 2 == 0 {
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+    }
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let left = loop {
+        use std::io::Write;
+        writeln!(stdin, "count").map_err(|e| e.to_string())?;
+        line.clear();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let left: u64 = line
+            .trim()
+            .strip_prefix("connected ")
+            .and_then(|n| n.parse().ok())
+            .ok_or(format!("unexpected answer {line:?}"))?;
+        if left == 0 || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let leave_time = started.elapsed();
+    let (after_rss, after_threads) = rss_and_threads(pid)?;
+    drop(stdin);
     let _ = child.wait();
 
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -224,5 +282,20 @@ fn run() -> Result<bool, String> {
         ),
     ]);
     table.print();
-    Ok(welcomed == clients && echoed == clients)
+    let mut after = Table::new(&[
+        "clients",
+        "one frame to every client",
+        "all gone (router count 0)",
+        "router RSS after",
+        "router threads after",
+    ]);
+    after.row([
+        clients.to_string(),
+        format!("{:.0} ms ({reached} reached)", broadcast_time.as_secs_f64() * 1e3),
+        format!("{:.2} s ({left} left)", leave_time.as_secs_f64()),
+        format!("{:.1} MiB", mib(after_rss)),
+        after_threads.to_string(),
+    ]);
+    after.print();
+    Ok(welcomed == clients && echoed == clients && reached == clients && left == 0)
 }
