@@ -133,6 +133,47 @@ fn connect(port: u16) -> Result<(Client, String), String> {
     }
 }
 
+/// Connects `clients` clients from a few threads; each with its welcome.
+fn connect_all(port: u16, clients: usize) -> Result<Vec<(Client, String)>, String> {
+    let per_thread = clients / CONNECTING_THREADS;
+    let workers: Vec<_> = (0..CONNECTING_THREADS)
+        .map(|t| {
+            let count = if t == 0 {
+                clients - per_thread * (CONNECTING_THREADS - 1)
+            } else {
+                per_thread
+            };
+            std::thread::spawn(move || (0..count).map(|_| connect(port)).collect::<Result<Vec<_>, String>>())
+        })
+        .collect();
+    let mut connected: Vec<(Client, String)> = Vec::with_capacity(clients);
+    for worker in workers {
+        connected.extend(worker.join().map_err(|_| "a connecting thread panicked")??);
+    }
+    Ok(connected)
+}
+
+/// Asks the router (the child) for its connected count until it is 0 (or a
+/// minute passed); what is left.
+fn wait_all_gone(stdin: &mut impl std::io::Write, stdout: &mut impl BufRead) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    loop {
+        writeln!(stdin, "count").map_err(|e| e.to_string())?;
+        line.clear();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let left: u64 = line
+            .trim()
+            .strip_prefix("connected ")
+            .and_then(|n| n.parse().ok())
+            .ok_or(format!("unexpected answer {line:?}"))?;
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn run() -> Result<bool, String> {
     let clients: usize = bench::scaled(10_000, 200);
     let wanted = clients as u64 + 1_000;
@@ -161,21 +202,7 @@ fn run() -> Result<bool, String> {
     let (idle_rss, idle_threads) = rss_and_threads(pid)?;
 
     let started = Instant::now();
-    let per_thread = clients / CONNECTING_THREADS;
-    let workers: Vec<_> = (0..CONNECTING_THREADS)
-        .map(|t| {
-            let count = if t == 0 {
-                clients - per_thread * (CONNECTING_THREADS - 1)
-            } else {
-                per_thread
-            };
-            std::thread::spawn(move || (0..count).map(|_| connect(port)).collect::<Result<Vec<_>, String>>())
-        })
-        .collect();
-    let mut connected: Vec<(Client, String)> = Vec::with_capacity(clients);
-    for worker in workers {
-        connected.extend(worker.join().map_err(|_| "a connecting thread panicked")??);
-    }
+    let mut connected = connect_all(port, clients)?;
     let connect_time = started.elapsed();
     let welcomed = connected
         .iter()
@@ -232,24 +259,13 @@ fn run() -> Result<bool, String> {
         }
     }
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let left = loop {
-        use std::io::Write;
-        writeln!(stdin, "count").map_err(|e| e.to_string())?;
-        line.clear();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        let left: u64 = line
-            .trim()
-            .strip_prefix("connected ")
-            .and_then(|n| n.parse().ok())
-            .ok_or(format!("unexpected answer {line:?}"))?;
-        if left == 0 || Instant::now() >= deadline {
-            break left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let left = wait_all_gone(&mut stdin, &mut stdout)?;
     let leave_time = started.elapsed();
     let (after_rss, after_threads) = rss_and_threads(pid)?;
+    // A second round: memory freed by the first is reused, not added to.
+    drop(connect_all(port, clients)?);
+    let left_again = wait_all_gone(&mut stdin, &mut stdout)?;
+    let (again_rss, _) = rss_and_threads(pid)?;
     drop(stdin);
     let _ = child.wait();
 
@@ -288,6 +304,7 @@ fn run() -> Result<bool, String> {
         "all gone (router count 0)",
         "router RSS after",
         "router threads after",
+        "router RSS after a 2nd round",
     ]);
     after.row([
         clients.to_string(),
@@ -295,7 +312,8 @@ fn run() -> Result<bool, String> {
         format!("{:.2} s ({left} left)", leave_time.as_secs_f64()),
         format!("{:.1} MiB", mib(after_rss)),
         after_threads.to_string(),
+        format!("{:.1} MiB ({left_again} left)", mib(again_rss)),
     ]);
     after.print();
-    Ok(welcomed == clients && echoed == clients && reached == clients && left == 0)
+    Ok(welcomed == clients && echoed == clients && reached == clients && left == 0 && left_again == 0)
 }
