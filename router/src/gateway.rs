@@ -28,6 +28,8 @@ use crate::log_ring::LogRing;
 use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
+use crate::ws::directory::Directory;
+use crate::ws::routing::Routing;
 
 /// What every request handler shares.
 pub struct Shared {
@@ -41,6 +43,8 @@ pub struct Shared {
     pub log: LogRing,
     /// When the router started.
     pub started: Instant,
+    /// Where WebSocket clients are connected, across routers.
+    pub ws_directory: Directory,
     external: ExternalClient,
     external_targets: Vec<(String, ExternalTarget)>,
 }
@@ -53,6 +57,7 @@ pub struct Router {
     stop: Arc<AtomicBool>,
     refresh_tx: Sender<()>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    ws: Arc<Routing>,
 }
 
 impl Router {
@@ -72,6 +77,7 @@ impl Router {
                 stats: Stats::new(),
                 log,
                 started: Instant::now(),
+                ws_directory: Directory::new(hydra.get_instance_id()),
                 external: ExternalClient::new(config.request_timeout, hydra::http::DEFAULT_MAX_RESPONSE_BYTES),
                 external_targets,
                 config,
@@ -84,10 +90,15 @@ impl Router {
             }
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
+            let ws = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
+            // Weak: the handler lives inside the Hydra handle the routing layer holds.
+            let ws_messages = Arc::downgrade(&ws);
             hydra.on_message(move |_, message| {
                 if message.body.get("action").and_then(Value::as_str) == Some("refresh") {
                     // A full queue means a rebuild is already due.
                     let _ = on_refresh.try_send(());
+                } else if let Some(ws) = ws_messages.upgrade() {
+                    ws.on_service_message(message);
                 }
                 Ok(())
             })?;
@@ -102,6 +113,7 @@ impl Router {
             let port = hydra.serve_http_with(routes, settings)?;
             // The table read above predates the router's own routes.
             let _ = refresh_tx.try_send(());
+            ws.announce_start();
             let stop = Arc::new(AtomicBool::new(false));
             let refresher = {
                 let (hydra, shared, stop) = (hydra.clone(), shared.clone(), stop.clone());
@@ -122,6 +134,7 @@ impl Router {
                 stop,
                 refresh_tx,
                 refresher: Some(refresher),
+                ws,
             })
         })();
         if started.is_err() {
@@ -145,11 +158,19 @@ impl Router {
         &self.shared
     }
 
+    /// The WebSocket gateway's routing layer (the connection layer's
+    /// [`FrameHandler`](crate::ws::FrameHandler); give it the sockets with
+    /// [`Routing::attach`]).
+    pub fn ws_routing(&self) -> &Arc<Routing> {
+        &self.ws
+    }
+
     /// Stops serving (requests in flight are answered, see the library's
     /// drain), deregisters, and joins the refresher.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.refresh_tx.try_send(());
+        self.ws.announce_stop();
         if let Err(e) = self.hydra.shutdown() {
             log::warn!("hydra-router shutdown: {e}");
         }
