@@ -935,4 +935,86 @@ mod tests {
         assert_eq!(second_sockets.pending("late"), 0);
         second.shutdown();
     }
+
+    #[test]
+    fn websocket_auth_accepts_refuses_and_passes_the_auth_response_on() {
+        use base64::Engine;
+        let server = RedisServer::start();
+        let auth = service(&server, "auth-svc");
+        let routes = HttpRoutes::new().post("/v1/auth/ws", |_, request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            match body["key"].as_str() {
+                Some("ann:pw") => HttpResponse::send_response(200, json!({"user": "ann"})),
+                Some("/?token=t1") => HttpResponse::send_response(200, json!({"user": "url"})),
+                _ => HttpResponse::send_response(401, json!({})),
+            }
+        });
+        auth.serve_http(routes).unwrap();
+        auth.on_message(|hydra, message| {
+            hydra.reply(&message, json!({ "seen": message.body }))?;
+            Ok(())
+        })
+        .unwrap();
+        let (router, recorder) = start_router(
+            &server,
+            json!({"requireWebsocketAuth": true, "websocketAuthService": "auth-svc", "websocketAuthServiceAPI": "v1/auth/ws"}),
+        );
+        let client = |id: &str, url: &str, authorization: Option<&str>| {
+            recorder.connect(id);
+            let headers = authorization
+                .map(|a| vec![("authorization".to_string(), a.to_string())])
+                .unwrap_or_default();
+            router.ws_routing().connected(&ClientInfo {
+                id: id.into(),
+                ip: "10.0.0.9".into(),
+                url: url.into(),
+                headers,
+            });
+        };
+        let basic = |text: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(text));
+        client("ok", "/", Some(&basic("ann:pw")));
+        let welcome = recorder.next("ok");
+        assert_eq!(welcome["bdy"]["authResponse"], json!({"user": "ann"}));
+        frame(
+            &router,
+            "ok",
+            json!({"to": "auth-svc:/", "frm": "ok@client:/", "bdy": {"q": 1}}),
+        );
+        assert_eq!(
+            recorder.next("ok")["bdy"]["seen"],
+            json!({"q": 1, "authResponse": {"user": "ann"}})
+        );
+
+        client("byurl", "/?token=t1", None);
+        assert_eq!(recorder.next("byurl")["bdy"]["authResponse"], json!({"user": "url"}));
+
+        client("bad", "/", Some(&basic("ann:nope")));
+        assert!(wait_for(|| recorder.closed("bad").is_some()));
+        assert_eq!(recorder.pending("bad"), 0, "no welcome for a refused client");
+        assert!(router.shared().ws_directory.locate("bad").is_none());
+        auth.shutdown().unwrap();
+        router.shutdown();
+    }
+
+    #[test]
+    fn a_queue_request_with_fwd_queues_for_that_service() {
+        let server = RedisServer::start();
+        let (router, recorder) = start_router(&server, json!({}));
+        let worker = service(&server, "worker");
+        connect(&router, &recorder, "c1");
+        frame(
+            &router,
+            "c1",
+            json!({"to": "hydra-router:/queue", "frm": "c1@client:/", "fwd": "worker:/jobs", "bdy": {"job": 7}}),
+        );
+        let mut taken = None;
+        assert!(wait_for(|| {
+            taken = worker.get_queued_message("worker").ok().flatten();
+            taken.is_some()
+        }));
+        let taken = taken.unwrap().message;
+        assert_eq!((taken.to.as_str(), &taken.body), ("worker:/jobs", &json!({"job": 7})));
+        worker.shutdown().unwrap();
+        router.shutdown();
+    }
 }
