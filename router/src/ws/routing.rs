@@ -103,11 +103,15 @@ impl Routing {
     /// here gets it in its offline queue (as in Node: the directory is not
     /// consulted, a service addresses the router that holds the client).
     pub fn on_service_message(&self, message: Umf) {
-        let from_other_router = message
-            .body
-            .get("routerID")
-            .and_then(Value::as_str)
-            .is_some_and(|id| !id.is_empty() && id != self.router_id);
+        // Node takes any message whose body has another router's `routerID`
+        // for a directory message; a client's own body may hold that key too,
+        // so the type must say `wsdir.` as well.
+        let from_other_router = message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir."))
+            && message
+                .body
+                .get("routerID")
+                .and_then(Value::as_str)
+                .is_some_and(|id| !id.is_empty() && id != self.router_id);
         if from_other_router {
             if let Some(answer) = self.directory().apply(&message) {
                 self.broadcast(&answer);
@@ -922,6 +926,14 @@ mod tests {
             json!({"to": "hydra-router:/", "frm": "late@client:/", "fwd": "early@client:/", "bdy": {"across": true}}),
         );
         assert_eq!(first_sockets.next("early")["bdy"], json!({"across": true}));
+        // A body that happens to hold `routerID` is still a message, not a directory update.
+        let body = json!({"routerID": second_id, "clientID": "x"});
+        frame(
+            &second,
+            "late",
+            json!({"to": "hydra-router:/", "frm": "late@client:/", "fwd": "early@client:/", "bdy": body}),
+        );
+        assert_eq!(first_sockets.next("early")["bdy"], body);
 
         first.ws_routing().disconnected("early");
         assert!(wait_for(|| second.shared().ws_directory.locate("early").is_none()));
