@@ -1029,4 +1029,44 @@ mod tests {
         worker.shutdown().unwrap();
         router.shutdown();
     }
+
+    #[test]
+    fn node_hydra_services_answer_and_push_to_clients_and_nodes_wsdir_shapes_are_read() {
+        let server = RedisServer::start();
+        let (router, recorder) = start_router(&server, json!({}));
+        let iid = router.hydra().get_instance_id().to_string();
+        let node = hydra_testkit::NodePeer::spawn().expect("start the Node hydra peer");
+        let config = json!({"hydra": {"serviceName": "node-svc", "serviceIP": "127.0.0.1", "servicePort": 0,
+            "redis": {"url": server.url(0)}}});
+        node.call("init", json!([config])).expect("Node hydra init");
+        node.call("registerService", json!([])).expect("Node registerService");
+        node.call("echo", json!([])).expect("Node echoes messages");
+        connect(&router, &recorder, "c1");
+
+        // Node's sendReplyMessage addresses the reply to `via`.
+        frame(
+            &router,
+            "c1",
+            json!({"to": "node-svc:/", "frm": "c1@client:/", "mid": "n1", "bdy": {"x": 1}}),
+        );
+        let answer = recorder.next("c1");
+        assert_eq!(answer["rmid"], "n1");
+        assert_eq!(answer["bdy"]["echo"], json!({"x": 1}));
+        assert!(answer.get("via").is_none(), "{answer}");
+
+        // A Node service pushes with `forward`.
+        let push = json!({"to": format!("{iid}@hydra-router:/"), "from": "node-svc:/", "forward": "c1@client:/", "body": {"news": 2}});
+        node.call("sendMessage", json!([push])).expect("Node sendMessage");
+        assert_eq!(recorder.next("c1")["bdy"], json!({"news": 2}));
+
+        // A Node router's wsdir.add, as Node's hydra serializes it.
+        let add = json!({"to": "hydra-router:/", "from": "noderouter@hydra-router:/", "type": "wsdir.add",
+            "body": {"routerID": "noderouter", "clientID": "nc1"}});
+        node.call("sendBroadcastMessage", json!([add]))
+            .expect("Node sendBroadcastMessage");
+        assert!(wait_for(
+            || router.shared().ws_directory.locate("nc1").as_deref() == Some("noderouter")
+        ));
+        router.shutdown();
+    }
 }
