@@ -1069,4 +1069,39 @@ mod tests {
         ));
         router.shutdown();
     }
+
+    #[test]
+    fn reconnect_needs_an_id_and_cannot_take_a_connected_clients_id() {
+        let server = RedisServer::start();
+        let (router, recorder) = start_router(&server, json!({}));
+        connect(&router, &recorder, "live");
+        connect(&router, &recorder, "tmp");
+        frame(
+            &router,
+            "tmp",
+            json!({"to": "hydra-router:/", "frm": "client:/", "typ": "reconnect", "bdy": {"id": "live"}}),
+        );
+        let refused = recorder.next("tmp");
+        assert!(refused["bdy"]["error"].as_str().unwrap().contains("live"), "{refused}");
+        assert!(
+            recorder.closed("tmp").is_none(),
+            "the socket stays open with its own id"
+        );
+        assert_eq!(recorder.pending("live"), 0, "the connected client is left alone");
+
+        frame(
+            &router,
+            "tmp",
+            json!({"to": "hydra-router:/", "frm": "client:/", "typ": "reconnect", "bdy": {"x": 1}}),
+        );
+        assert_eq!(
+            recorder.next("tmp")["bdy"]["error"],
+            "reconnect message missing reconnect id"
+        );
+        assert!(recorder.closed("tmp").is_some());
+        router.ws_routing().disconnected("tmp");
+        let iid = router.hydra().get_instance_id().to_string();
+        assert_eq!(router.shared().ws_directory.to_json()[&iid], json!({"live": 1}));
+        router.shutdown();
+    }
 }
