@@ -74,3 +74,6 @@ pub trait FrameHandler: Send + Sync {
     /// overflowed).
     fn disconnected(&self, client_id: &str);
 }
+
+pub mod connections;
+pub mod handshake;
