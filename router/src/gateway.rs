@@ -59,33 +59,33 @@ pub struct Router {
     stop: Arc<AtomicBool>,
     refresh_tx: Sender<()>,
     refresher: Option<std::thread::JoinHandle<()>>,
-    ws: Arc<Routing>,
-    ws_gateway: Option<WsGateway>,
+    ws_routing: Arc<Routing>,
+    ws: Option<WsGateway>,
 }
 
-/// Builds a frame handler other than the routing layer (tests of the
-/// connection layer) from the router's Hydra handle, what the HTTP handlers
-/// share, and the connection layer's sockets.
+/// Builds the WebSocket gateway's routing layer from the router's Hydra
+/// handle, what the HTTP handlers share (routes, stats), and the connection
+/// layer's sockets.
 pub type FrameHandlerFactory =
     Box<dyn FnOnce(&Hydra, &Arc<Shared>, Arc<dyn ClientSockets>) -> Arc<dyn FrameHandler> + Send>;
 
 impl Router {
     /// Connects to Redis, registers `hydra-router`, reads the routes, and
-    /// serves on the configured port.
+    /// serves on the configured port, WebSocket clients included (the
+    /// routing layer, [`Routing`], with the default [`WsSettings`]).
     pub fn start(config: RouterConfig, log: LogRing) -> hydra::Result<Router> {
-        Router::start_with_ws(config, log, WsSettings::default(), None)
+        Router::start_with_ws(config, log, None)
     }
 
-    /// As [`start`](Router::start), with the WebSocket connection layer's
-    /// `settings`, and (for tests of that layer) a frame handler of the
-    /// caller's instead of the routing layer.
+    /// As [`start`](Router::start); with `Some`, upgrade requests are served
+    /// by the connection layer with those settings, calling the frame
+    /// handler the factory builds instead of the routing layer (which then
+    /// has no sockets until [`Routing::attach`]: for tests of either layer).
     pub fn start_with_ws(
         config: RouterConfig,
         log: LogRing,
-        settings: WsSettings,
-        handler: Option<FrameHandlerFactory>,
+        ws: Option<(WsSettings, FrameHandlerFactory)>,
     ) -> hydra::Result<Router> {
-        let ws_settings = settings;
         let hydra = Hydra::init(config.hydra.clone())?;
         let started = (|| -> hydra::Result<Router> {
             hydra.register_service()?;
@@ -112,9 +112,9 @@ impl Router {
             }
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
-            let ws = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
+            let ws_routing = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
             // Weak: the handler lives inside the Hydra handle the routing layer holds.
-            let ws_messages = Arc::downgrade(&ws);
+            let ws_messages = Arc::downgrade(&ws_routing);
             hydra.on_message(move |_, message| {
                 if message.body.get("action").and_then(Value::as_str) == Some("refresh") {
                     // A full queue means a rebuild is already due.
@@ -129,24 +129,26 @@ impl Router {
                 .fold(HttpRoutes::new(), |routes, route| routes.advertise(route));
             let handler_shared = shared.clone();
             let routes = routes.fallback(move |hydra, request| handle(&handler_shared, hydra, request));
-            let routing = ws.clone();
-            let ws_gateway = WsGateway::start_with(ws_settings, |sockets| {
-                routing.attach(sockets.clone());
-                match handler {
-                    Some(make_handler) => make_handler(&hydra, &shared, sockets),
-                    None => routing as Arc<dyn FrameHandler>,
+            let gateway = match ws {
+                Some((settings, make_handler)) => {
+                    WsGateway::start_with(settings, |sockets| make_handler(&hydra, &shared, sockets))
                 }
-            })
-            .map(|(gateway, _)| gateway)
-            .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?;
-            let routes = routes.on_upgrade(ws_gateway.upgrade_handler());
+                None => WsGateway::start_with(WsSettings::default(), |sockets| {
+                    ws_routing.attach(sockets);
+                    ws_routing.clone()
+                }),
+            };
+            let ws = gateway
+                .map(|(gateway, _)| gateway)
+                .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?;
+            let routes = routes.on_upgrade(ws.upgrade_handler());
             let mut settings = HttpSettings::default();
             settings.workers = shared.config.workers;
             settings.max_body_bytes = shared.config.max_body_bytes;
             let port = hydra.serve_http_with(routes, settings)?;
             // The table read above predates the router's own routes.
             let _ = refresh_tx.try_send(());
-            ws.announce_start();
+            ws_routing.announce_start();
             let stop = Arc::new(AtomicBool::new(false));
             let refresher = {
                 let (hydra, shared, stop) = (hydra.clone(), shared.clone(), stop.clone());
@@ -167,8 +169,8 @@ impl Router {
                 stop,
                 refresh_tx,
                 refresher: Some(refresher),
-                ws,
-                ws_gateway: Some(ws_gateway),
+                ws_routing,
+                ws: Some(ws),
             })
         })();
         if started.is_err() {
@@ -193,27 +195,27 @@ impl Router {
     }
 
     /// The WebSocket gateway's routing layer (the connection layer's
-    /// [`FrameHandler`](crate::ws::FrameHandler); give it the sockets with
-    /// [`Routing::attach`]).
+    /// [`FrameHandler`] unless [`start_with_ws`](Router::start_with_ws) was
+    /// given another).
     pub fn ws_routing(&self) -> &Arc<Routing> {
-        &self.ws
+        &self.ws_routing
     }
 
-    /// The WebSocket connection layer's counters.
+    /// The WebSocket connection layer's counters (when it runs).
     pub fn ws_counts(&self) -> Option<WsCounts> {
-        self.ws_gateway.as_ref().map(WsGateway::counts)
+        self.ws.as_ref().map(WsGateway::counts)
     }
 
-    /// Closes every WebSocket client (the directory is told), stops serving
-    /// (requests in flight are answered, see the library's drain),
-    /// deregisters, and joins the refresher.
+    /// Closes every WebSocket client, stops serving (requests in flight are
+    /// answered, see the library's drain), tells the other routers this one
+    /// is gone, deregisters, and joins the refresher.
     pub fn shutdown(mut self) {
-        if let Some(ws) = self.ws_gateway.take() {
+        if let Some(ws) = self.ws.take() {
             ws.shutdown();
         }
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.refresh_tx.try_send(());
-        self.ws.announce_stop();
+        self.ws_routing.announce_stop();
         if let Err(e) = self.hydra.shutdown() {
             log::warn!("hydra-router shutdown: {e}");
         }

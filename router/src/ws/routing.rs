@@ -596,6 +596,14 @@ mod tests {
         }
     }
 
+    struct Ignore;
+
+    impl FrameHandler for Ignore {
+        fn connected(&self, _: &ClientInfo) {}
+        fn frame(&self, _: &str, _: String) {}
+        fn disconnected(&self, _: &str) {}
+    }
+
     fn start_router(server: &RedisServer, extra: Value) -> (Router, Arc<Recorder>) {
         let mut document = json!({
             "hydra": { "serviceIP": "127.0.0.1", "servicePort": 0, "redis": { "url": server.url(0) } }
@@ -604,7 +612,11 @@ mod tests {
             document.extend(extra);
         }
         let config = RouterConfig::from_document(document, &[]).expect("config");
-        let router = Router::start(config, LogRing::new()).expect("router starts");
+        // The connection layer gets a handler that ignores everything; the
+        // routing layer under test gets the recorder as its sockets.
+        let ignore: crate::gateway::FrameHandlerFactory = Box::new(|_, _, _| Arc::new(Ignore));
+        let settings = crate::ws::connections::WsSettings::default();
+        let router = Router::start_with_ws(config, LogRing::new(), Some((settings, ignore))).expect("router starts");
         let recorder = Arc::new(Recorder::default());
         router.ws_routing().attach(recorder.clone());
         (router, recorder)
