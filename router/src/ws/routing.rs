@@ -1062,7 +1062,7 @@ mod tests {
             json!({"to": "node-svc:/", "frm": "c1@client:/", "mid": "n1", "bdy": {"x": 1}}),
         );
         let answer = recorder.next("c1");
-        assert_eq!(answer["rmid"], "n1");
+        assert_eq!(answer["rmid"], "n1", "{answer}");
         assert_eq!(answer["bdy"]["echo"], json!({"x": 1}));
         assert!(answer.get("via").is_none(), "{answer}");
 
