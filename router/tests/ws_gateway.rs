@@ -386,6 +386,31 @@ fn request_reply_to_a_rust_service_comes_back_to_the_socket() {
     );
     let request = client.message("ws-rust:/", json!({"still": "open"}));
     assert_eq!(body(&client.call(&request))["echo"], json!({"still": "open"}));
+
+    // A service pushes to the client through the router (`forward`).
+    let mut push = service.create_umf_message(&format!("{}@hydra-router:/", router_id(&router)), json!({"push": 1}));
+    push.forward = Some(client.route());
+    service.send_message(&push).expect("push");
+    let pushed = client.next_frame("the push");
+    assert_eq!(body(&pushed)["push"], 1, "{pushed}");
+
+    // The router counted the frames per target service (Node's wsStats, and
+    // the Prometheus counters).
+    let stats = get(&format!("{}/v1/router/stats", router.base_url())).json();
+    let counted: u64 = stats["result"]["wsStats"]["ws-rust"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no wsStats for ws-rust: {stats}"))
+        .iter()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(counted, 7, "{}", stats["result"]["wsStats"]);
+    let metrics = get(&format!("{}/v1/router/metrics", router.base_url()));
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l == "hydra_router_ws_messages_total{service=\"ws-rust\"} 7"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -411,6 +436,11 @@ fn http_style_calls_router_api_and_ping() {
     assert_eq!(body(&reply)["method"], "POST", "{reply}");
     let hex: String = br#"{"posted":1}"#.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(body(&reply)["bodyHex"], hex, "{reply}");
+
+    // To a service with no instance: an answer naming the cause, socket open.
+    let request = client.message("ws-gone:[get]/v1/ws-gone/x", json!({}));
+    let reply = client.call(&request);
+    assert!(body(&reply).to_string().contains("Unavailable"), "{reply}");
 
     // The router's own API.
     let version = get(&format!("{}/v1/router/version", router.base_url())).json()["result"]["version"].clone();
@@ -631,6 +661,18 @@ fn a_forward_reaches_a_client_on_another_router() {
         // and delivers the message as it arrives.)
     }
 
+    // wsdir.loc: router B tells where A's client is, and that an unknown
+    // client is nowhere.
+    let mut locate = on_b.message("hydra-router:/", json!({"clientID": id_a}));
+    locate.message_type = Some("wsdir.loc".into());
+    let found = on_b.call(&locate);
+    assert_eq!(body(&found)["routerID"], iid_a.as_str(), "{found}");
+    assert_eq!(body(&found)["clientID"], id_a.as_str(), "{found}");
+    let mut locate = on_b.message("hydra-router:/", json!({"clientID": "nobody"}));
+    locate.message_type = Some("wsdir.loc".into());
+    let found = on_b.call(&locate);
+    assert_eq!(body(&found)["routerID"], "", "{found}");
+
     // And back, A to B.
     let id_b = on_b.id.clone();
     let iid_b = router_id(&router_b);
@@ -809,4 +851,25 @@ fn a_thousand_connections_leave_no_trace() {
     let mut ping = client.message("hydra-router:/", json!({}));
     ping.message_type = Some("ping".into());
     assert_eq!(client.call(&ping)["typ"], "pong");
+}
+
+#[test]
+fn a_router_that_stops_closes_its_clients_and_leaves_the_directory() {
+    let redis = RedisServer::start();
+    let router_a = RouterProcess::start(&redis, json!({}));
+    let router_b = RouterProcess::start(&redis, json!({}));
+    let mut on_a = WsClient::connect(router_a.port());
+    let id = on_a.id.clone();
+    wait_until("router B to learn of A's client", WAIT, || {
+        holder(&wsdir(&router_b), &id).is_some()
+    });
+
+    router_a.terminate();
+    // The client sees its socket closed (not left hanging) ...
+    let frames = on_a.frames_until_closed("the close on shutdown");
+    assert!(frames.iter().all(|f| f["typ"] != "connection"), "{frames:?}");
+    // ... and router B forgets router A's clients (wsdir.rem / wsdir.del).
+    wait_until("router B to drop the stopped router's client", WAIT, || {
+        holder(&wsdir(&router_b), &id).is_none()
+    });
 }
