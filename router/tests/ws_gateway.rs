@@ -74,6 +74,11 @@ impl WsClient {
 
     /// Opens the WebSocket without reading anything.
     fn open(port: u16, headers: &[(&str, &str)]) -> WsClient {
+        WsClient::try_open(port, headers).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Opens the WebSocket; `Err` when the handshake is refused.
+    fn try_open(port: u16, headers: &[(&str, &str)]) -> Result<WsClient, String> {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the router");
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
@@ -91,13 +96,13 @@ impl WsClient {
                 value.parse().expect("header value"),
             );
         }
-        let (socket, response) = tungstenite::client(request, stream).unwrap_or_else(|e| panic!("handshake: {e}"));
+        let (socket, response) = tungstenite::client(request, stream).map_err(|e| format!("handshake: {e}"))?;
         assert_eq!(response.status(), 101);
-        WsClient {
+        Ok(WsClient {
             socket,
             id: String::new(),
             welcome: Value::Null,
-        }
+        })
     }
 
     /// `<id>@client:/`: how this client names itself.
@@ -872,4 +877,61 @@ fn a_router_that_stops_closes_its_clients_and_leaves_the_directory() {
     wait_until("router B to drop the stopped router's client", WAIT, || {
         holder(&wsdir(&router_b), &id).is_none()
     });
+}
+
+/// An auth service for `requireWebsocketAuth`: `POST /v1/ws-auth/check`
+/// with `{key}` answers 200 `{result: {user}}` for the key `user:pw`, else 401.
+fn auth_service(redis: &RedisServer) -> Hydra {
+    let hydra = hydra_on(redis, "ws-auth");
+    hydra.register_service().expect("register");
+    let routes = hydra::HttpRoutes::new().post("/v1/ws-auth/check", |_, request: &hydra::HttpRequest| {
+        let key = request.json().ok().and_then(|b| b["key"].as_str().map(str::to_string));
+        if key.as_deref() == Some("user:pw") {
+            hydra::HttpResponse::json(200, &json!({"result": {"user": "alice"}}))
+        } else {
+            hydra::HttpResponse::json(401, &json!({"result": {"reason": "who are you"}}))
+        }
+    });
+    hydra.serve_http(routes).expect("serve");
+    hydra
+}
+
+#[test]
+fn websocket_auth_admits_known_clients_and_passes_the_answer_on() {
+    let redis = RedisServer::start();
+    let _auth = auth_service(&redis);
+    let _service = responder(&redis, "ws-authed");
+    let router = RouterProcess::start(
+        &redis,
+        json!({"requireWebsocketAuth": true, "websocketAuthService": "ws-auth",
+               "websocketAuthServiceAPI": "v1/ws-auth/check"}),
+    );
+
+    // "Basic " + base64("user:pw"): admitted, the auth answer in the welcome
+    // and in the body of every message it sends.
+    let mut client = WsClient::connect_with(router.port(), &[("authorization", "Basic dXNlcjpwdw==")]);
+    assert_eq!(
+        client.welcome["bdy"]["authResponse"],
+        json!({"user": "alice"}),
+        "{}",
+        client.welcome
+    );
+    let request = client.message("ws-authed:/", json!({"n": 1}));
+    let reply = client.call(&request);
+    assert_eq!(
+        body(&reply)["echo"]["authResponse"],
+        json!({"user": "alice"}),
+        "{reply}"
+    );
+    assert_eq!(body(&reply)["echo"]["n"], 1, "{reply}");
+
+    // Wrong credentials, or none: closed, never welcomed.
+    for headers in [vec![("authorization", "Basic bWFsbG9yeTp4")], vec![]] {
+        // (Refused at the handshake, or welcomed by a close as Node does.)
+        if let Ok(mut refused) = WsClient::try_open(router.port(), &headers) {
+            let frames = refused.frames_until_closed("the refusal");
+            assert!(frames.iter().all(|f| f["typ"] != "connection"), "{frames:?}");
+        }
+    }
+    assert_eq!(directory_size(&wsdir(&router)), 1, "{}", wsdir(&router));
 }
