@@ -28,6 +28,8 @@ use crate::log_ring::LogRing;
 use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
+use crate::ws::connections::{WsCounts, WsGateway, WsSettings};
+use crate::ws::{ClientSockets, FrameHandler};
 
 /// What every request handler shares.
 pub struct Shared {
@@ -53,12 +55,30 @@ pub struct Router {
     stop: Arc<AtomicBool>,
     refresh_tx: Sender<()>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    ws: Option<WsGateway>,
 }
+
+/// Builds the WebSocket gateway's routing layer from the router's Hydra
+/// handle, what the HTTP handlers share (routes, stats), and the connection
+/// layer's sockets.
+pub type FrameHandlerFactory =
+    Box<dyn FnOnce(&Hydra, &Arc<Shared>, Arc<dyn ClientSockets>) -> Arc<dyn FrameHandler> + Send>;
 
 impl Router {
     /// Connects to Redis, registers `hydra-router`, reads the routes, and
     /// serves on the configured port.
     pub fn start(config: RouterConfig, log: LogRing) -> hydra::Result<Router> {
+        Router::start_with_ws(config, log, None)
+    }
+
+    /// As [`start`](Router::start), with the WebSocket gateway: upgrade
+    /// requests are served by the connection layer with `settings`, calling
+    /// the frame handler `ws` builds.
+    pub fn start_with_ws(
+        config: RouterConfig,
+        log: LogRing,
+        ws: Option<(WsSettings, FrameHandlerFactory)>,
+    ) -> hydra::Result<Router> {
         let hydra = Hydra::init(config.hydra.clone())?;
         let started = (|| -> hydra::Result<Router> {
             hydra.register_service()?;
@@ -96,6 +116,18 @@ impl Router {
                 .fold(HttpRoutes::new(), |routes, route| routes.advertise(route));
             let handler_shared = shared.clone();
             let routes = routes.fallback(move |hydra, request| handle(&handler_shared, hydra, request));
+            let ws = match ws {
+                Some((settings, make_handler)) => Some(
+                    WsGateway::start_with(settings, |sockets| make_handler(&hydra, &shared, sockets))
+                        .map(|(gateway, _)| gateway)
+                        .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?,
+                ),
+                None => None,
+            };
+            let routes = match &ws {
+                Some(ws) => routes.on_upgrade(ws.upgrade_handler()),
+                None => routes,
+            };
             let mut settings = HttpSettings::default();
             settings.workers = shared.config.workers;
             settings.max_body_bytes = shared.config.max_body_bytes;
@@ -122,6 +154,7 @@ impl Router {
                 stop,
                 refresh_tx,
                 refresher: Some(refresher),
+                ws,
             })
         })();
         if started.is_err() {
@@ -145,9 +178,18 @@ impl Router {
         &self.shared
     }
 
-    /// Stops serving (requests in flight are answered, see the library's
-    /// drain), deregisters, and joins the refresher.
+    /// The WebSocket connection layer's counters (when it runs).
+    pub fn ws_counts(&self) -> Option<WsCounts> {
+        self.ws.as_ref().map(WsGateway::counts)
+    }
+
+    /// Closes every WebSocket client, stops serving (requests in flight are
+    /// answered, see the library's drain), deregisters, and joins the
+    /// refresher.
     pub fn shutdown(mut self) {
+        if let Some(ws) = self.ws.take() {
+            ws.shutdown();
+        }
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.refresh_tx.try_send(());
         if let Err(e) = self.hydra.shutdown() {

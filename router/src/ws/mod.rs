@@ -69,3 +69,6 @@ pub trait FrameHandler: Send + Sync {
     /// overflowed).
     fn disconnected(&self, client_id: &str);
 }
+
+pub mod connections;
+pub mod handshake;
