@@ -886,6 +886,21 @@ impl ReadinessLoop {
         if connection.closing.is_some() {
             return After::Keep;
         }
+        // Frames queued before the close (Node's error frame before it
+        // closes a client) go out first; an overflowed queue is already empty.
+        let queued: Vec<String> = {
+            let mut outbox = lock(&connection.client.outbox);
+            outbox.bytes = 0;
+            outbox.frames.drain(..).collect()
+        };
+        for frame in queued {
+            match connection.ws.write(Message::text(frame)) {
+                Ok(()) => {}
+                // In tungstenite's buffer: written before the close frame.
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return After::Drop,
+            }
+        }
         self.detach(connection);
         let frame = CloseFrame {
             code,
