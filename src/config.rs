@@ -137,6 +137,17 @@ impl RedisConfig {
     pub(crate) fn connection_info(&self) -> &ConnectionInfo {
         &self.info
     }
+
+    /// The same server and login, database `db`.
+    pub(crate) fn with_db(&self, db: i64) -> RedisConfig {
+        let settings = self.info.redis_settings().clone().set_db(db);
+        let info = self.info.clone().set_redis_settings(settings);
+        let display = match self.display.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{db}"),
+            None => self.display.clone(),
+        };
+        RedisConfig { info, display }
+    }
 }
 
 impl std::fmt::Debug for RedisConfig {

@@ -17,6 +17,7 @@ use crate::heartbeat::{Heartbeat, Registration};
 use crate::host;
 use crate::http::HttpState;
 use crate::keys;
+use crate::mailbox::Mailboxes;
 use crate::messaging::{HandlerError, Identity, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
 use crate::registry::{Registry, ServiceHealth};
@@ -424,6 +425,28 @@ impl Hydra {
     /// heartbeat re-creates them should Redis lose them.
     pub(crate) fn remember_routes(&self, routes: &[String]) {
         *self.inner.routes.lock().unwrap_or_else(|p| p.into_inner()) = routes.to_vec();
+    }
+
+    /// The mailboxes (offline message lists, see [`Mailboxes`]) in Redis
+    /// database `db` of this handle's server: hydra-router's `queuerDB`.
+    /// Another database gets connections of its own, with the same timeouts.
+    pub fn mailboxes(&self, db: i64) -> Result<Mailboxes> {
+        let redis = self.inner.config.redis();
+        if db == redis.db() {
+            return Ok(Mailboxes::new(self.inner.store.clone()));
+        }
+        if !(0..=i64::from(u16::MAX)).contains(&db) {
+            return Err(Error::invalid_config(
+                "queuerDB",
+                format!("{db} is not a Redis database number"),
+            ));
+        }
+        let store = Store::new(
+            &redis.with_db(db),
+            self.inner.store.connect_timeout(),
+            self.inner.store.command_timeout(),
+        )?;
+        Ok(Mailboxes::new(Arc::new(store)))
     }
 
     pub(crate) fn store(&self) -> &Arc<Store> {

@@ -129,6 +129,12 @@ pub fn queue_reaper(svc: &str) -> String {
     format!("{PREFIX}:{svc}:mqreaper")
 }
 
+/// `hydra-router:message:queue:<recipient>:queued` — a mailbox (hydra-router's
+/// offline queue of a WebSocket client, Node's key; see [`crate::Mailboxes`]).
+pub fn mailbox(recipient: &str) -> String {
+    format!("hydra-router:message:queue:{recipient}:queued")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(configs("alpha"), "hydra:service:alpha:configs");
         assert_eq!(service_channel("alpha"), "hydra:service:mc:alpha");
         assert_eq!(instance_channel("alpha", "abc"), "hydra:service:mc:alpha:abc");
+        assert_eq!(mailbox("k3x9"), "hydra-router:message:queue:k3x9:queued");
     }
 
     #[test]

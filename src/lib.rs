@@ -46,6 +46,7 @@ mod hydra;
 mod js_json;
 pub mod keys;
 mod listener;
+mod mailbox;
 mod messaging;
 mod node_index;
 mod pool;
@@ -69,6 +70,7 @@ pub use http::{
     ApiResponse, Balance, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, RequestOptions, ServiceRequest,
 };
 pub use hydra::{Hydra, ServiceInfo};
+pub use mailbox::{DEFAULT_MAILBOX_TTL, Mailboxes};
 pub use messaging::{HandlerError, MessageStats};
 pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};

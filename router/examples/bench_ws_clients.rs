@@ -81,7 +81,7 @@ fn serve(redis_url: String) -> ExitCode {
     let make = Box::new(|_: &hydra::Hydra, _: &Arc<Shared>, sockets: Arc<dyn ClientSockets>| {
         Arc::new(WelcomeHandler { sockets }) as Arc<dyn FrameHandler>
     });
-    let router = match Router::start_with_ws(config, LogRing::new(), Some((WsSettings::default(), make))) {
+    let router = match Router::start_with_ws(config, LogRing::new(), WsSettings::default(), Some(make)) {
         Ok(router) => router,
         Err(e) => {
             eprintln!("router: {e}");

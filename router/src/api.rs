@@ -133,8 +133,7 @@ fn list(shared: &Shared, hydra: &Hydra, thing: &str) -> HttpResponse {
             }
             Err(e) => failed(&e),
         },
-        // WebSocket clients arrive with the WebSocket gateway; none yet.
-        "wsdir" => ok(json!({})),
+        "wsdir" => ok(shared.ws_directory.to_json()),
         _ => not_found(),
     }
 }

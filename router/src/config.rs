@@ -73,6 +73,13 @@ pub struct RouterConfig {
     pub signature_shared_secret: Option<String>,
     /// `queuerDB`: the Redis database of the offline WebSocket queue.
     pub queuer_db: i64,
+    /// `requireWebsocketAuth`: a WebSocket client must be accepted by
+    /// `websocketAuthService` before its welcome.
+    pub require_websocket_auth: bool,
+    /// `websocketAuthService`: the service asked to accept WebSocket clients.
+    pub websocket_auth_service: Option<String>,
+    /// `websocketAuthServiceAPI`: its route, POSTed `{key}` (`v1/auth/ws`).
+    pub websocket_auth_service_api: Option<String>,
     /// `publicMetrics` (ours): `/v1/router/metrics` needs no token.
     pub public_metrics: bool,
     /// `maxBodyBytes` (ours): largest request body forwarded (default 10 MiB).
@@ -141,6 +148,9 @@ impl RouterConfig {
                 Some(_) => return Err(invalid("signatureSharedSecret", "must be a string")),
             },
             queuer_db,
+            require_websocket_auth: bool_field(get("requireWebsocketAuth"), "requireWebsocketAuth", false)?,
+            websocket_auth_service: text_field(get("websocketAuthService"), "websocketAuthService")?,
+            websocket_auth_service_api: text_field(get("websocketAuthServiceAPI"), "websocketAuthServiceAPI")?,
             public_metrics: bool_field(get("publicMetrics"), "publicMetrics", false)?,
             max_body_bytes: count_field(get("maxBodyBytes"), "maxBodyBytes", 10 * 1024 * 1024, 1)?,
             workers: count_field(get("workers"), "workers", 64, 1)?.min(1024),
@@ -158,7 +168,27 @@ impl RouterConfig {
                 "must be set when forceMessageSignature is true",
             ));
         }
+        if config.require_websocket_auth {
+            for (field, value) in [
+                ("websocketAuthService", &config.websocket_auth_service),
+                ("websocketAuthServiceAPI", &config.websocket_auth_service_api),
+            ] {
+                if value.is_none() {
+                    return Err(invalid(field, "must be set when requireWebsocketAuth is true"));
+                }
+            }
+        }
         Ok(config)
+    }
+}
+
+/// An optional non-empty string.
+fn text_field(value: Option<&Value>, field: &str) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(other) => Err(invalid(field, format!("must be a string, got {other}"))),
     }
 }
 
@@ -217,6 +247,9 @@ const TOP_LEVEL_ENV: &[(&str, &str, Kind)] = &[
     ("FORCEMESSAGESIGNATURE", "forceMessageSignature", Kind::Bool),
     ("SIGNATURESHAREDSECRET", "signatureSharedSecret", Kind::Text),
     ("PUBLICMETRICS", "publicMetrics", Kind::Bool),
+    ("REQUIREWEBSOCKETAUTH", "requireWebsocketAuth", Kind::Bool),
+    ("WEBSOCKETAUTHSERVICE", "websocketAuthService", Kind::Text),
+    ("WEBSOCKETAUTHSERVICEAPI", "websocketAuthServiceAPI", Kind::Text),
     ("MAXBODYBYTES", "maxBodyBytes", Kind::Number),
     ("WORKERS", "workers", Kind::Number),
     ("ROUTEREFRESHINTERVAL", "routeRefreshInterval", Kind::Number),
@@ -514,6 +547,23 @@ mod tests {
             Some("3b9f0e8e-5ab8-4b7a-a1a5-f2b8c0d1e2f3")
         );
         assert_eq!(config.request_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn websocket_auth_settings_are_read_and_checked() {
+        let config = RouterConfig::from_document(
+            json!({"requireWebsocketAuth": true, "websocketAuthService": "auth-svc", "websocketAuthServiceAPI": "v1/auth/ws"}),
+            &[],
+        )
+        .unwrap();
+        assert!(config.require_websocket_auth);
+        assert_eq!(config.websocket_auth_service.as_deref(), Some("auth-svc"));
+        assert_eq!(config.websocket_auth_service_api.as_deref(), Some("v1/auth/ws"));
+        let missing =
+            RouterConfig::from_document(json!({"requireWebsocketAuth": true, "websocketAuthService": "a"}), &[]);
+        assert_eq!(missing.unwrap_err().field, "websocketAuthServiceAPI");
+        let off = RouterConfig::from_document(json!({}), &[]).unwrap();
+        assert!(!off.require_websocket_auth && off.websocket_auth_service.is_none());
     }
 
     #[test]

@@ -29,6 +29,8 @@ use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
 use crate::ws::connections::{WsCounts, WsGateway, WsSettings};
+use crate::ws::directory::Directory;
+use crate::ws::routing::Routing;
 use crate::ws::{ClientSockets, FrameHandler};
 
 /// What every request handler shares.
@@ -43,6 +45,8 @@ pub struct Shared {
     pub log: LogRing,
     /// When the router started.
     pub started: Instant,
+    /// Where WebSocket clients are connected, across routers.
+    pub ws_directory: Directory,
     external: ExternalClient,
     external_targets: Vec<(String, ExternalTarget)>,
 }
@@ -55,12 +59,13 @@ pub struct Router {
     stop: Arc<AtomicBool>,
     refresh_tx: Sender<()>,
     refresher: Option<std::thread::JoinHandle<()>>,
-    ws: Option<WsGateway>,
+    ws: Arc<Routing>,
+    ws_gateway: Option<WsGateway>,
 }
 
-/// Builds the WebSocket gateway's routing layer from the router's Hydra
-/// handle, what the HTTP handlers share (routes, stats), and the connection
-/// layer's sockets.
+/// Builds a frame handler other than the routing layer (tests of the
+/// connection layer) from the router's Hydra handle, what the HTTP handlers
+/// share, and the connection layer's sockets.
 pub type FrameHandlerFactory =
     Box<dyn FnOnce(&Hydra, &Arc<Shared>, Arc<dyn ClientSockets>) -> Arc<dyn FrameHandler> + Send>;
 
@@ -68,17 +73,19 @@ impl Router {
     /// Connects to Redis, registers `hydra-router`, reads the routes, and
     /// serves on the configured port.
     pub fn start(config: RouterConfig, log: LogRing) -> hydra::Result<Router> {
-        Router::start_with_ws(config, log, None)
+        Router::start_with_ws(config, log, WsSettings::default(), None)
     }
 
-    /// As [`start`](Router::start), with the WebSocket gateway: upgrade
-    /// requests are served by the connection layer with `settings`, calling
-    /// the frame handler `ws` builds.
+    /// As [`start`](Router::start), with the WebSocket connection layer's
+    /// `settings`, and (for tests of that layer) a frame handler of the
+    /// caller's instead of the routing layer.
     pub fn start_with_ws(
         config: RouterConfig,
         log: LogRing,
-        ws: Option<(WsSettings, FrameHandlerFactory)>,
+        settings: WsSettings,
+        handler: Option<FrameHandlerFactory>,
     ) -> hydra::Result<Router> {
+        let ws_settings = settings;
         let hydra = Hydra::init(config.hydra.clone())?;
         let started = (|| -> hydra::Result<Router> {
             hydra.register_service()?;
@@ -92,6 +99,7 @@ impl Router {
                 stats: Stats::new(),
                 log,
                 started: Instant::now(),
+                ws_directory: Directory::new(hydra.get_instance_id()),
                 external: ExternalClient::new(config.request_timeout, hydra::http::DEFAULT_MAX_RESPONSE_BYTES),
                 external_targets,
                 config,
@@ -104,10 +112,15 @@ impl Router {
             }
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
+            let ws = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
+            // Weak: the handler lives inside the Hydra handle the routing layer holds.
+            let ws_messages = Arc::downgrade(&ws);
             hydra.on_message(move |_, message| {
                 if message.body.get("action").and_then(Value::as_str) == Some("refresh") {
                     // A full queue means a rebuild is already due.
                     let _ = on_refresh.try_send(());
+                } else if let Some(ws) = ws_messages.upgrade() {
+                    ws.on_service_message(message);
                 }
                 Ok(())
             })?;
@@ -116,24 +129,24 @@ impl Router {
                 .fold(HttpRoutes::new(), |routes, route| routes.advertise(route));
             let handler_shared = shared.clone();
             let routes = routes.fallback(move |hydra, request| handle(&handler_shared, hydra, request));
-            let ws = match ws {
-                Some((settings, make_handler)) => Some(
-                    WsGateway::start_with(settings, |sockets| make_handler(&hydra, &shared, sockets))
-                        .map(|(gateway, _)| gateway)
-                        .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?,
-                ),
-                None => None,
-            };
-            let routes = match &ws {
-                Some(ws) => routes.on_upgrade(ws.upgrade_handler()),
-                None => routes,
-            };
+            let routing = ws.clone();
+            let ws_gateway = WsGateway::start_with(ws_settings, |sockets| {
+                routing.attach(sockets.clone());
+                match handler {
+                    Some(make_handler) => make_handler(&hydra, &shared, sockets),
+                    None => routing as Arc<dyn FrameHandler>,
+                }
+            })
+            .map(|(gateway, _)| gateway)
+            .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?;
+            let routes = routes.on_upgrade(ws_gateway.upgrade_handler());
             let mut settings = HttpSettings::default();
             settings.workers = shared.config.workers;
             settings.max_body_bytes = shared.config.max_body_bytes;
             let port = hydra.serve_http_with(routes, settings)?;
             // The table read above predates the router's own routes.
             let _ = refresh_tx.try_send(());
+            ws.announce_start();
             let stop = Arc::new(AtomicBool::new(false));
             let refresher = {
                 let (hydra, shared, stop) = (hydra.clone(), shared.clone(), stop.clone());
@@ -155,6 +168,7 @@ impl Router {
                 refresh_tx,
                 refresher: Some(refresher),
                 ws,
+                ws_gateway: Some(ws_gateway),
             })
         })();
         if started.is_err() {
@@ -178,20 +192,28 @@ impl Router {
         &self.shared
     }
 
-    /// The WebSocket connection layer's counters (when it runs).
-    pub fn ws_counts(&self) -> Option<WsCounts> {
-        self.ws.as_ref().map(WsGateway::counts)
+    /// The WebSocket gateway's routing layer (the connection layer's
+    /// [`FrameHandler`](crate::ws::FrameHandler); give it the sockets with
+    /// [`Routing::attach`]).
+    pub fn ws_routing(&self) -> &Arc<Routing> {
+        &self.ws
     }
 
-    /// Closes every WebSocket client, stops serving (requests in flight are
-    /// answered, see the library's drain), deregisters, and joins the
-    /// refresher.
+    /// The WebSocket connection layer's counters.
+    pub fn ws_counts(&self) -> Option<WsCounts> {
+        self.ws_gateway.as_ref().map(WsGateway::counts)
+    }
+
+    /// Closes every WebSocket client (the directory is told), stops serving
+    /// (requests in flight are answered, see the library's drain),
+    /// deregisters, and joins the refresher.
     pub fn shutdown(mut self) {
-        if let Some(ws) = self.ws.take() {
+        if let Some(ws) = self.ws_gateway.take() {
             ws.shutdown();
         }
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.refresh_tx.try_send(());
+        self.ws.announce_stop();
         if let Err(e) = self.hydra.shutdown() {
             log::warn!("hydra-router shutdown: {e}");
         }

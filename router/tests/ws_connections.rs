@@ -88,7 +88,7 @@ impl Harness {
                 }) as Arc<dyn FrameHandler>
             },
         );
-        let router = Router::start_with_ws(config, LogRing::new(), Some((settings, make))).expect("router starts");
+        let router = Router::start_with_ws(config, LogRing::new(), settings, Some(make)).expect("router starts");
         Harness {
             port: router.port(),
             router: Some(router),

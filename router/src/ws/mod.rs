@@ -15,6 +15,11 @@
 //!   `forward`), the directory of clients across routers, and the offline
 //!   queue. It implements [`FrameHandler`] and uses [`ClientSockets`].
 
+pub mod directory;
+pub mod frames;
+pub mod offline;
+pub mod routing;
+
 /// Who a connected client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
