@@ -54,12 +54,14 @@
 //! during the router's 16-connection rounds (loaded: the largest sample),
 //! and `VmHWM` (peak RSS) at the end of those rounds.
 
+#[path = "support/process.rs"]
+mod support;
+
 use std::error::Error;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,111 +151,7 @@ fn serve_echo(redis_url: &str) -> BoxResult<()> {
 
 // --- Child processes -----------------------------------------------------------
 
-/// A child process whose output is drained by threads (so it never blocks on
-/// a full pipe), keeping the last lines of stderr for error messages. Killed
-/// on drop if still running.
-struct Process {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stderr_tail: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Spawns `command` and waits (at most `START_DEADLINE`) for a stdout line
-    /// starting with `prefix`; returns the process and the rest of that line.
-    fn start(name: &'static str, mut command: Command, prefix: &'static str) -> BoxResult<(Process, String)> {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the {name}: {e}"))?;
-        let stdin = child.stdin.take();
-        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    if tail.len() == 20 {
-                        tail.remove(0);
-                    }
-                    tail.push(line);
-                }
-            });
-        }
-        let (ready_tx, ready_rx) = bounded(1);
-        if let Some(stdout) = child.stdout.take() {
-            thread::spawn(move || {
-                let mut lines = BufReader::new(stdout).lines();
-                for line in lines.by_ref().map_while(Result::ok) {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        let _ = ready_tx.send(rest.trim().to_string());
-                        break;
-                    }
-                }
-                for _ in lines {}
-            });
-        }
-        let mut process = Process {
-            name,
-            child,
-            stdin,
-            stderr_tail,
-        };
-        match ready_rx.recv_timeout(START_DEADLINE) {
-            Ok(rest) => Ok((process, rest)),
-            Err(_) => {
-                process.kill();
-                Err(format!(
-                    "the {name} did not print `{prefix}…` within {START_DEADLINE:?}; its stderr:\n{}",
-                    process.stderr_tail()
-                )
-                .into())
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr_tail(&self) -> String {
-        self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
-    }
-
-    /// Asks it to stop (closes stdin; SIGTERM with `term`) and waits up to
-    /// 10 s, then kills it.
-    fn stop(&mut self, term: bool) {
-        self.stdin = None;
-        if term {
-            let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) => thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        eprintln!("bench_router: the {} did not stop within 10 s; killing it", self.name);
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
-    }
-}
+use support::Process;
 
 /// The `hydra-router` binary of this program's profile:
 /// `target/<profile>/examples/bench_router` → `target/<profile>/hydra-router`.

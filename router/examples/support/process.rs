@@ -1,0 +1,124 @@
+//! Child processes for the router's benchmark programs (the router, echo
+//! services): started with a readiness line on stdout, output drained so a
+//! full pipe never blocks them, stopped by closing stdin or SIGTERM. Included
+//! by each benchmark with `#[path = "support/process.rs"] mod support;`.
+
+use std::error::Error;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+
+/// Longest a child may take to say it is ready.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// A child process whose output is drained by threads (so it never blocks on
+/// a full pipe), keeping the last lines of stderr for error messages. Killed
+/// on drop if still running.
+pub struct Process {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr_tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Spawns `command` and waits (at most `START_DEADLINE`) for a stdout line
+    /// starting with `prefix`; returns the process and the rest of that line.
+    pub fn start(name: &'static str, mut command: Command, prefix: &'static str) -> BoxResult<(Process, String)> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the {name}: {e}"))?;
+        let stdin = child.stdin.take();
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if tail.len() == 20 {
+                        tail.remove(0);
+                    }
+                    tail.push(line);
+                }
+            });
+        }
+        let (ready_tx, ready_rx) = bounded(1);
+        if let Some(stdout) = child.stdout.take() {
+            thread::spawn(move || {
+                let mut lines = BufReader::new(stdout).lines();
+                for line in lines.by_ref().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        let _ = ready_tx.send(rest.trim().to_string());
+                        break;
+                    }
+                }
+                for _ in lines {}
+            });
+        }
+        let mut process = Process {
+            name,
+            child,
+            stdin,
+            stderr_tail,
+        };
+        match ready_rx.recv_timeout(START_DEADLINE) {
+            Ok(rest) => Ok((process, rest)),
+            Err(_) => {
+                process.kill();
+                Err(format!(
+                    "the {name} did not print `{prefix}…` within {START_DEADLINE:?}; its stderr:\n{}",
+                    process.stderr_tail()
+                )
+                .into())
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
+    /// Asks it to stop (closes stdin; SIGTERM with `term`) and waits up to
+    /// 10 s, then kills it.
+    pub fn stop(&mut self, term: bool) {
+        self.stdin = None;
+        if term {
+            let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        eprintln!("the {} did not stop within 10 s; killing it", self.name);
+        self.kill();
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
