@@ -60,7 +60,6 @@ mod support;
 use std::error::Error;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -151,44 +150,7 @@ fn serve_echo(redis_url: &str) -> BoxResult<()> {
 
 // --- Child processes -----------------------------------------------------------
 
-use support::Process;
-
-/// The `hydra-router` binary of this program's profile:
-/// `target/<profile>/examples/bench_router` → `target/<profile>/hydra-router`.
-fn router_binary() -> BoxResult<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join("hydra-router"))
-        .ok_or("cannot tell the target directory from this program's path")?;
-    if !binary.is_file() {
-        return Err(format!(
-            "{} is missing: build it first with `cargo build --release -p hydra-router` \
-             (`cargo build -p hydra-router` for a debug run)",
-            binary.display()
-        )
-        .into());
-    }
-    Ok(binary)
-}
-
-/// A directory removed on drop (the router's config file).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> io::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("bench_router-{}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{Process, TempDir, router_binary};
 
 // --- /proc readings -------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 
 use std::error::Error;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -105,7 +106,11 @@ impl Process {
                 Ok(None) => thread::sleep(Duration::from_millis(20)),
             }
         }
-        eprintln!("the {} did not stop within 10 s; killing it", self.name);
+        eprintln!(
+            "{}: the {} did not stop within 10 s; killing it",
+            program_name(),
+            self.name
+        );
         self.kill();
     }
 
@@ -121,4 +126,49 @@ impl Drop for Process {
             self.kill();
         }
     }
+}
+
+/// The `hydra-router` binary of this program's profile:
+/// `target/<profile>/examples/bench_x` → `target/<profile>/hydra-router`.
+pub fn router_binary() -> BoxResult<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("hydra-router"))
+        .ok_or("cannot tell the target directory from this program's path")?;
+    if !binary.is_file() {
+        return Err(format!(
+            "{} is missing: build it first with `cargo build --release -p hydra-router` \
+             (`cargo build -p hydra-router` for a debug run)",
+            binary.display()
+        )
+        .into());
+    }
+    Ok(binary)
+}
+
+/// A directory removed on drop (the router's config file).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> std::io::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("{}-{}", program_name(), std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// This program's file name (`bench_router`), for messages and temp names.
+pub fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "bench".into())
 }
