@@ -1,0 +1,14 @@
+//! `doctor` (scaffolding, being built).
+
+use crate::context::Context;
+use crate::error::{CliError, CliResult};
+use crate::output::Report;
+
+fn not_built(command: &str) -> CliResult<Report> {
+    Err(CliError::failed(format!("`{command}` is being built"), ""))
+}
+
+/// `doctor`.
+pub fn doctor(_ctx: &Context) -> CliResult<Report> {
+    not_built("doctor")
+}
