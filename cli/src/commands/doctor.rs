@@ -1,4 +1,4 @@
-//! `doctor` (scaffolding, being built).
+//! `doctor`, `redis info` (scaffolding, being built).
 
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -11,4 +11,8 @@ fn not_built(command: &str) -> CliResult<Report> {
 /// `doctor`.
 pub fn doctor(_ctx: &Context) -> CliResult<Report> {
     not_built("doctor")
+}
+/// `redis info`.
+pub fn redis_info(_ctx: &Context) -> CliResult<Report> {
+    not_built("redis info")
 }

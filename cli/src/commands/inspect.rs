@@ -1,4 +1,4 @@
-//! `nodes`, `services`, `routes`, `health`, `healthlog`, `refresh node list`, `redis info` (scaffolding, being built).
+//! `nodes`, `services`, `routes`, `health`, `healthlog`, `refresh node list` (scaffolding, being built).
 
 use std::time::Duration;
 
@@ -33,8 +33,4 @@ pub fn healthlog(_ctx: &Context, _service: &str) -> CliResult<Report> {
 /// `refresh node list`.
 pub fn refresh_node_list(_ctx: &Context, _older_than: Duration) -> CliResult<Report> {
     not_built("refresh node list")
-}
-/// `redis info`.
-pub fn redis_info(_ctx: &Context) -> CliResult<Report> {
-    not_built("redis info")
 }

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, command: Command) -> CliResult<Report> {
         Command::Refresh(RefreshCommand::Node {
             what: RefreshNodeCommand::List { older_than },
         }) => inspect::refresh_node_list(ctx, older_than),
-        Command::Redis(RedisCommand::Info) => inspect::redis_info(ctx),
+        Command::Redis(RedisCommand::Info) => doctor::redis_info(ctx),
         Command::Cfg(CfgCommand::Push { label, file }) => cfg::push(ctx, &label, &file),
         Command::Cfg(CfgCommand::Pull { label }) => cfg::pull(ctx, &label),
         Command::Cfg(CfgCommand::List { service }) => cfg::list(ctx, &service),
