@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod diagnostics;
 mod error;
 mod heartbeat;
 mod host;
@@ -63,6 +64,10 @@ pub use config::{
     Config, ConfigBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_QUEUED_MESSAGE_BYTES, DEFAULT_MESSAGE_QUEUE_CAPACITY, DEFAULT_MESSAGE_WORKERS,
     DEFAULT_PRESENCE_CACHE_TTL, DEFAULT_REDIS_URL, PortSpec, RedisConfig,
+};
+pub use diagnostics::{
+    AclCheck, AclFinding, CommandUse, InfoSection, InstanceState, Latency, RedisInfo, RegistrySnapshot,
+    SAMPLE_INSTANCE, SAMPLE_SERVICE, redis_command_uses,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
