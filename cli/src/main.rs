@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match outcome {
         Ok(report) => match output::print(&report, style, &mut stdout).and_then(|()| stdout.flush()) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => ExitCode::from(report.exit_code),
             // A closed pipe (`hydra-cli nodes | head`) is not worth a message.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
