@@ -530,7 +530,9 @@ pub struct RegistrySnapshot {
     /// Every `nodes` entry that parses, sorted by service then instance ID.
     pub instances: Vec<InstanceState>,
     /// The registration records of every service known to the registry
-    /// (named in `nodes` or in hydra-rs's index), sorted by name.
+    /// (named in `nodes` or in hydra-rs's index, and with
+    /// [`Hydra::registry_snapshot_scanned`] found by a keyspace scan), sorted
+    /// by name.
     pub services: Vec<ServiceRecord>,
     /// Each service's routes (services without routes left out).
     pub routes: BTreeMap<String, Vec<String>>,
@@ -692,6 +694,52 @@ impl Hydra {
     /// entry with whether its presence key exists, the services' records and
     /// their routes. What `hydra-cli watch` and `doctor` show.
     pub fn registry_snapshot(&self) -> Result<RegistrySnapshot> {
+        self.snapshot_with(Vec::new())
+    }
+
+    /// [`registry_snapshot`](Hydra::registry_snapshot), plus the services
+    /// that only a keyspace scan finds: those whose every `nodes` entry is
+    /// gone but whose record or routes remain (Node's hydra-router finds and
+    /// routes to them with `SCAN MATCH *:routes`). Walks the whole database
+    /// with `SCAN … COUNT 1000` (one round trip per thousand keys): for a
+    /// diagnosis, not for every refresh.
+    pub fn registry_snapshot_scanned(&self) -> Result<RegistrySnapshot> {
+        let pattern = format!("{}:*:service*", keys::PREFIX);
+        let mut names = Vec::new();
+        let mut cursor = String::from("0");
+        loop {
+            let (next, found): (String, Vec<String>) = self.store().run(|c| {
+                redis::cmd("SCAN")
+                    .arg(&cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            })?;
+            for key in found {
+                let parts: Vec<&str> = key.split(':').collect();
+                // hydra:service:<svc>:service and hydra:service:<svc>:service:routes
+                let is_registry_key = match parts.as_slice() {
+                    [_, _, _, "service"] => true,
+                    [_, _, _, "service", "routes"] => true,
+                    _ => false,
+                };
+                if is_registry_key {
+                    names.push(parts[2].to_string());
+                }
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        self.snapshot_with(names)
+    }
+
+    /// The snapshot of the services named in `nodes`, in hydra-rs's index and
+    /// in `extra`.
+    fn snapshot_with(&self, extra: Vec<String>) -> Result<RegistrySnapshot> {
         let (entries, indexed): (Vec<(String, String)>, Vec<String>) = self.store().run(|c| {
             redis::pipe()
                 .hgetall(keys::NODES)
@@ -705,6 +753,7 @@ impl Hydra {
         instances.sort_by(|a, b| (&a.service_name, &a.instance_id).cmp(&(&b.service_name, &b.instance_id)));
         let mut names: Vec<String> = indexed
             .into_iter()
+            .chain(extra)
             .chain(instances.iter().map(|i| i.service_name.clone()))
             .collect();
         names.sort();

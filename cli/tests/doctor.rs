@@ -123,6 +123,18 @@ fn leftovers_are_warnings_naming_them_with_advice() {
         .arg("[get]/v1/reports/:id")
         .query(&mut conn)
         .unwrap();
+    // A Node service whose nodes entries are all gone (pruned): its record and
+    // routes remain, and a Node hydra-router still routes to it.
+    let _: () = redis::cmd("SET")
+        .arg("hydra:service:legacy-api:service")
+        .arg(r#"{"serviceName":"legacy-api","type":"node","registeredOn":"2025-01-01T00:00:00.000Z"}"#)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg("hydra:service:legacy-api:service:routes")
+        .arg(&["[get]/v1/legacy", "[post]/v1/legacy"])
+        .query(&mut conn)
+        .unwrap();
     let home = Home::new();
     let url = server.url(15);
 
@@ -154,10 +166,20 @@ fn leftovers_are_warnings_naming_them_with_advice() {
         routes["advice"].as_str().unwrap().contains("start an instance"),
         "{routes:#}"
     );
+    assert!(
+        routes["detail"].as_str().unwrap().contains("legacy-api (2 routes)"),
+        "{routes:#}"
+    );
+    let services = check(&doc, "services");
+    assert_eq!(services["status"], "warn", "{services:#}");
+    assert!(
+        services["detail"].as_str().unwrap().contains("legacy-api"),
+        "{services:#}"
+    );
 
     let table = run(&home, Some(&url), &["doctor"]);
     assert_eq!(table.code, Some(0), "{table:?}");
-    assert!(table.stdout.contains("2 warnings, 0 failed"), "{}", table.stdout);
+    assert!(table.stdout.contains("3 warnings, 0 failed"), "{}", table.stdout);
     assert!(
         table
             .stdout

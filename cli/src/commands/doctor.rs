@@ -97,7 +97,11 @@ pub fn doctor(ctx: &Context, acl_user: Option<&str>) -> CliResult<Report> {
     checks.push(acl_check(
         &hydra.check_acl(acl_user).map_err(failed("checking ACL permissions"))?,
     ));
-    let snapshot = hydra.registry_snapshot().map_err(failed("reading the registry"))?;
+    // The scanning read: services whose nodes entries are all gone still have
+    // routes a Node hydra-router serves (hydra-router issue #86).
+    let snapshot = hydra
+        .registry_snapshot_scanned()
+        .map_err(failed("reading the registry"))?;
     checks.extend(registry_checks(&snapshot));
     if let Some(info) = &info {
         checks.push(memory_check(info));
