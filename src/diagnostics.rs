@@ -720,11 +720,7 @@ impl Hydra {
             for key in found {
                 let parts: Vec<&str> = key.split(':').collect();
                 // hydra:service:<svc>:service and hydra:service:<svc>:service:routes
-                let is_registry_key = match parts.as_slice() {
-                    [_, _, _, "service"] => true,
-                    [_, _, _, "service", "routes"] => true,
-                    _ => false,
-                };
+                let is_registry_key = matches!(parts.as_slice(), [_, _, _, "service"] | [_, _, _, "service", "routes"]);
                 if is_registry_key {
                     names.push(parts[2].to_string());
                 }
