@@ -366,6 +366,8 @@ fn frame_text(
         }
         lines.extend(render_table(&table, color).lines().map(str::to_string));
     }
+    // One entry per screen line (an error message may hold several).
+    let mut lines: Vec<String> = lines.join("\n").lines().map(str::to_string).collect();
     // Leave the last line free, and say what did not fit.
     if let Some(max) = screen_rows.filter(|&max| max >= 4 && lines.len() > max - 1) {
         let hidden = lines.len() - (max - 2);
@@ -435,6 +437,50 @@ mod tests {
         assert_eq!(format_age(125), "2m 5s");
         assert_eq!(format_age(3_725), "1h 2m");
         assert_eq!(format_age(2 * 86_400 + 3 * 3_600), "2d 3h");
+    }
+
+    #[test]
+    fn a_redis_error_is_shown_above_the_last_table_read() {
+        let empty = RegistrySnapshot {
+            instances: Vec::new(),
+            services: Vec::new(),
+            routes: Default::default(),
+        };
+        let at = SystemTime::now();
+        let frame = Frame {
+            at,
+            read: Err("redis: connection refused".into()),
+        };
+        let text = frame_text(
+            &frame,
+            &Some((at, empty)),
+            "redis://h:1/15",
+            Duration::from_secs(1),
+            false,
+            None,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("hydra-cli watch · redis://h:1/15 · "), "{text}");
+        assert!(
+            lines[1]
+                .starts_with("Redis error: redis: connection refused (retrying every 1s); the table below was read at"),
+            "{text}"
+        );
+        assert!(text.contains("0 services · 0 instances"), "{text}");
+        let first = frame_text(&frame, &None, "redis://h:1/15", Duration::from_secs(1), false, None);
+        assert_eq!(first.lines().count(), 2, "no table before anything was read: {first}");
+    }
+
+    #[test]
+    fn a_long_table_is_cut_to_the_screen_saying_so() {
+        let text: String = (0..50).map(|i| format!("line {i}\n")).collect();
+        let frame = Frame {
+            at: SystemTime::now(),
+            read: Err(text),
+        };
+        let cut = frame_text(&frame, &None, "r", Duration::from_secs(1), false, Some(20));
+        assert_eq!(cut.lines().count(), 19, "{cut}");
+        assert!(cut.lines().last().unwrap().contains("more lines"), "{cut}");
     }
 
     #[test]
