@@ -59,6 +59,7 @@ fn a_healthy_system_passes_every_check() {
         for field in ["name", "status", "detail", "advice"] {
             assert!(c[field].is_string(), "{field} in {c:#}");
         }
+        assert!(c["items"].as_array().unwrap().is_empty(), "{c:#}");
     }
     assert_eq!(doc["status"], "ok");
     assert_eq!(doc["source"], "--redis");
@@ -168,6 +169,11 @@ fn leftovers_are_warnings_naming_them_with_advice() {
     );
     assert!(
         routes["detail"].as_str().unwrap().contains("legacy-api (2 routes)"),
+        "{routes:#}"
+    );
+    assert_eq!(
+        routes["items"],
+        serde_json::json!(["legacy-api (2 routes)", "old-reports (1 route)"]),
         "{routes:#}"
     );
     let services = check(&doc, "services");

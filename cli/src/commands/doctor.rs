@@ -65,6 +65,8 @@ struct Check {
     status: Status,
     detail: String,
     advice: String,
+    /// Everything the detail names (it shows only the first few).
+    items: Vec<String>,
 }
 
 impl Check {
@@ -74,7 +76,13 @@ impl Check {
             status,
             detail: detail.into(),
             advice: advice.into(),
+            items: Vec::new(),
         }
+    }
+
+    fn with_items<S: Into<String>>(mut self, items: Vec<S>) -> Check {
+        self.items = items.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -131,7 +139,7 @@ pub fn doctor(ctx: &Context, acl_user: Option<&str>) -> CliResult<Report> {
         "source": source.to_string(),
         "status": worst.word(),
         "checks": checks.iter().map(|c| json!({
-            "name": c.name, "status": c.status.word(), "detail": c.detail, "advice": c.advice,
+            "name": c.name, "status": c.status.word(), "detail": c.detail, "advice": c.advice, "items": c.items,
         })).collect::<Vec<_>>(),
     });
     let report = Report::new(json).table(table).text(summary);
@@ -282,14 +290,15 @@ fn acl_check(check: &AclCheck) -> Check {
                 check.user,
                 what.len(),
                 features.into_iter().collect::<Vec<_>>().join(", "),
-                what.join("; ")
+                shortlist(&what, "; ")
             ),
             format!(
                 "grant them, e.g. ACL SETUSER {} +{} with key patterns ~hydra:service:* and channels &hydra:service:mc:*",
                 check.user,
                 commands.into_iter().collect::<Vec<_>>().join(" +")
             ),
-        );
+        )
+        .with_items(what);
     }
     if !optional.is_empty() {
         let what: Vec<String> = optional
@@ -349,17 +358,20 @@ fn registry_checks(snapshot: &RegistrySnapshot) -> Vec<Check> {
                 }
             })
             .collect();
-        checks.push(Check::new(
-            "stale nodes",
-            Status::Warn,
-            format!(
-                "{} of {} nodes entries have no presence and a heartbeat older than {STALE_AFTER_SECS} s: {}",
-                stale.len(),
-                snapshot.instances.len(),
-                names.join(", ")
-            ),
-            "`hydra-cli refresh node list` removes them (they cost every Node reader a scan)",
-        ));
+        checks.push(
+            Check::new(
+                "stale nodes",
+                Status::Warn,
+                format!(
+                    "{} of {} nodes entries have no presence and a heartbeat older than {STALE_AFTER_SECS} s: {}",
+                    stale.len(),
+                    snapshot.instances.len(),
+                    shortlist(&names, ", ")
+                ),
+                "`hydra-cli refresh node list` removes them (they cost every Node reader a scan)",
+            )
+            .with_items(names),
+        );
     }
     if !late.is_empty() {
         let names: Vec<String> = late
@@ -376,9 +388,10 @@ fn registry_checks(snapshot: &RegistrySnapshot) -> Vec<Check> {
         checks.push(Check::new(
             "late instances",
             Status::Warn,
-            names.join("; "),
+            format!("{} instances: {}", names.len(), shortlist(&names, "; ")),
             "their presence expired: the process is stopped, hung or cut off from Redis; check it (`hydra-cli watch` shows it live)",
-        ));
+        )
+        .with_items(names));
     }
 
     let live: BTreeSet<&str> = snapshot
@@ -413,10 +426,15 @@ fn registry_checks(snapshot: &RegistrySnapshot) -> Vec<Check> {
         Check::new(
             "routes",
             Status::Warn,
-            format!("routes but no live instance: {}", unserved.join(", ")),
+            format!(
+                "{} services have routes but no live instance: {}",
+                unserved.len(),
+                shortlist(&unserved, ", ")
+            ),
             "a hydra-router answers 503 for these paths (and they may shadow another service's); start an instance, \
              or if the service is retired remove its routes: redis-cli DEL hydra:service:<svc>:service:routes",
         )
+        .with_items(unserved)
     });
 
     let known: BTreeSet<&str> = snapshot
@@ -431,12 +449,19 @@ fn registry_checks(snapshot: &RegistrySnapshot) -> Vec<Check> {
         .filter(|name| !known.contains(name))
         .collect();
     if !never.is_empty() {
-        checks.push(Check::new(
-            "services",
-            Status::Warn,
-            format!("registered but with no instance record: {}", never.join(", ")),
-            "no instance has written a heartbeat: it never started or its entries were removed; ignore if retired",
-        ));
+        checks.push(
+            Check::new(
+                "services",
+                Status::Warn,
+                format!(
+                    "{} registered services have no instance record: {}",
+                    never.len(),
+                    shortlist(&never, ", ")
+                ),
+                "no instance has written a heartbeat: it never started or its entries were removed; ignore if retired",
+            )
+            .with_items(never),
+        );
     } else {
         checks.push(Check::new(
             "services",
@@ -450,6 +475,22 @@ fn registry_checks(snapshot: &RegistrySnapshot) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// Names in a detail: the first few, then how many more (`hydra-cli nodes`
+/// and `--json` give the rest), so a row stays readable with 10,000 entries.
+fn shortlist<S: AsRef<str>>(items: &[S], separator: &str) -> String {
+    const SHOWN: usize = 10;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(separator);
+    if items.len() > SHOWN {
+        text.push_str(&format!("{separator}… and {} more", items.len() - SHOWN));
+    }
+    text
 }
 
 fn memory_check(info: &RedisInfo) -> Check {
