@@ -327,3 +327,40 @@ fn plain_snapshots_off_a_terminal_have_no_escape_codes() {
     let bad = common::run(&home, Some(&server.url(15)), &["watch", "--interval", "soon"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
 }
+
+#[test]
+fn ctrl_c_ends_watch_even_when_nobody_reads_its_output() {
+    let server = RedisServer::start();
+    // Enough entries that one snapshot overflows a pipe's buffer.
+    let mut conn = redis::Client::open(server.url(15))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let _: i64 = redis::cmd("EVAL")
+        .arg(
+            r#"for i = 1, 3000 do
+                 local id = string.format('%032x', i)
+                 redis.call('HSET', 'hydra:service:nodes', id, '{"serviceName":"bulk-' .. (i % 300) .. '","serviceDescription":"","version":"1.0.0","instanceID":"' .. id .. '","updatedOn":"2020-01-01T00:00:00.000Z","processID":1,"ip":"10.0.0.1","port":"80","hostName":"h"}')
+               end
+               return 1"#,
+        )
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    let home = Home::new();
+    let mut child = command(&home, &["--redis", &server.url(15), "watch", "--interval", "100ms"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read nothing: the first snapshot fills the pipe and the write blocks.
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let blocked = eventually(SCREEN_DEADLINE, || {
+        std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("pipe_write"))
+    });
+    assert!(blocked, "watch never blocked writing to the full pipe");
+    assert_eq!(
+        interrupt(&mut child),
+        Some(0),
+        "Ctrl-C ends a watch stuck writing, with status 0"
+    );
+}

@@ -33,6 +33,8 @@ pub const STALE_AFTER_SECS: u64 = 60;
 const LATE_AFTER_MS: i64 = 5_000;
 /// How often the main thread looks for Ctrl-C while waiting.
 const TICK: Duration = Duration::from_millis(50);
+/// How long after Ctrl-C the process ends even if the main thread is stuck.
+const STUCK_EXIT_AFTER: Duration = Duration::from_secs(1);
 
 /// One refresh: what Redis said, or why it said nothing.
 struct Frame {
@@ -47,10 +49,7 @@ pub fn watch(ctx: &Context, interval: Duration) -> CliResult<Report> {
     let hydra = ctx.hydra()?.clone();
     let interval = interval.max(Duration::from_millis(50));
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| CliError::failed(format!("cannot handle Ctrl-C: {e}"), ""))?;
-    }
+    handle_signals(stop.clone())?;
     let frames = spawn_reader(hydra.clone(), interval, stop.clone())?;
     let redis = hydra.config().redis().display_url().to_string();
     let stdout = std::io::stdout();
@@ -109,6 +108,26 @@ pub fn watch(ctx: &Context, interval: Duration) -> CliResult<Report> {
     // Everything was printed as it came: end here rather than hand `main` a
     // report to print after the last frame. Status 0: Ctrl-C is how watch ends.
     std::process::exit(0)
+}
+
+/// Ctrl-C and SIGTERM ask the main thread to stop (it restores the terminal
+/// and exits 0 within a tick). Should it be stuck writing (a pipe whose
+/// reader stopped reading, e.g. `watch | less` after Ctrl-C), the process
+/// ends anyway after [`STUCK_EXIT_AFTER`], also with status 0.
+fn handle_signals(stop: Arc<AtomicBool>) -> CliResult<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| CliError::failed(format!("cannot handle Ctrl-C: {e}"), ""))?;
+    std::thread::Builder::new()
+        .name("hydra-cli-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                stop.store(true, Ordering::SeqCst);
+                std::thread::sleep(STUCK_EXIT_AFTER);
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| CliError::failed(format!("cannot handle Ctrl-C: {e}"), ""))?;
+    Ok(())
 }
 
 fn write_error(e: std::io::Error) -> CliError {
@@ -267,8 +286,9 @@ fn rows(snapshot: &RegistrySnapshot, now_ms: i64) -> Vec<Row> {
             }
         })
         .collect();
+    let with_instances: std::collections::HashSet<String> = rows.iter().map(|r| r.service.clone()).collect();
     for service in &snapshot.services {
-        if !rows.iter().any(|r| r.service == service.service_name) {
+        if !with_instances.contains(&service.service_name) {
             rows.push(Row {
                 service: service.service_name.clone(),
                 instance: None,
@@ -344,8 +364,13 @@ fn frame_text(
             count(State::Stale),
         ));
         lines.push(String::new());
+        // On a terminal only the rows that fit are rendered (leaving room for
+        // the table's header, a "more" line and a free last line): cheap with
+        // thousands of entries.
+        let room = screen_rows.map(|max| max.saturating_sub(lines.len() + 3));
+        let shown = room.map_or(rows.len(), |room| room.min(rows.len()));
         let mut table = Table::new(["service", "instance", "version", "address", "heartbeat", "state"]);
-        for row in &rows {
+        for row in rows.iter().take(shown) {
             let (state, tone) = match row.state {
                 Some(state) => (state.word(), state.tone()),
                 None => ("no instance", Tone::Bad),
@@ -365,6 +390,12 @@ fn frame_text(
             ]);
         }
         lines.extend(render_table(&table, color).lines().map(str::to_string));
+        if shown < rows.len() {
+            lines.push(format!(
+                "… {} more rows (enlarge the window, or `hydra-cli nodes` for the full list)",
+                rows.len() - shown
+            ));
+        }
     }
     // One entry per screen line (an error message may hold several).
     let mut lines: Vec<String> = lines.join("\n").lines().map(str::to_string).collect();
@@ -402,14 +433,22 @@ fn frame_json(frame: &Frame, redis: &str) -> Value {
                     })
                 })
                 .collect();
+            // Counts per service and state, in one pass over the rows.
+            let mut counts: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+            for row in &rows {
+                if let Some(state) = row.state {
+                    *counts.entry((row.service.as_str(), state.word())).or_default() += 1;
+                }
+            }
             let services: Vec<Value> = snapshot
                 .services
                 .iter()
                 .map(|s| {
-                    let of = |state| {
-                        rows.iter()
-                            .filter(|r| r.service == s.service_name && r.state == Some(state))
-                            .count()
+                    let of = |state: State| {
+                        counts
+                            .get(&(s.service_name.as_str(), state.word()))
+                            .copied()
+                            .unwrap_or(0)
                     };
                     json!({
                         "service": s.service_name,
@@ -481,6 +520,45 @@ mod tests {
         let cut = frame_text(&frame, &None, "r", Duration::from_secs(1), false, Some(20));
         assert_eq!(cut.lines().count(), 19, "{cut}");
         assert!(cut.lines().last().unwrap().contains("more lines"), "{cut}");
+    }
+
+    #[test]
+    fn only_the_rows_that_fit_are_drawn() {
+        let instances = (0..100)
+            .map(|i| hydra::InstanceState {
+                instance: hydra::Instance {
+                    service_name: format!("s{i:03}"),
+                    service_description: String::new(),
+                    version: "1".into(),
+                    instance_id: format!("{i:032x}"),
+                    updated_on: "2020-01-01T00:00:00.000Z".into(),
+                    process_id: 1,
+                    ip: "h".into(),
+                    port: 1,
+                    host_name: "h".into(),
+                    updated_on_ts: 1,
+                    elapsed: 1,
+                },
+                present: false,
+            })
+            .collect();
+        let snapshot = RegistrySnapshot {
+            instances,
+            services: Vec::new(),
+            routes: Default::default(),
+        };
+        let frame = Frame {
+            at: SystemTime::now(),
+            read: Ok(snapshot),
+        };
+        let text = frame_text(&frame, &None, "r", Duration::from_secs(1), false, Some(20));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 19, "{text}");
+        assert_eq!(
+            lines[18],
+            "… 86 more rows (enlarge the window, or `hydra-cli nodes` for the full list)"
+        );
+        assert!(lines[17].contains("s013"), "{text}");
     }
 
     #[test]
