@@ -79,7 +79,8 @@ pub fn watch(ctx: &Context, interval: Duration) -> CliResult<Report> {
             last_good = Some((frame.at, snapshot.clone()));
         }
         let written = match form {
-            Form::Json => writeln!(out, "{}", frame_json(&frame, &redis)),
+            // One write of the whole line (a frame can be megabytes).
+            Form::Json => out.write_all(format!("{}\n", frame_json(&frame, &redis)).as_bytes()),
             Form::Plain => write!(
                 out,
                 "{}\n\n",
