@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use common::{builder, init, raw, register};
 use hydra::{Hydra, SAMPLE_SERVICE, redis_command_uses};
@@ -249,4 +250,196 @@ fn collect_sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// Every command Redis sees while the library does everything it does
+/// (registration, heartbeats, discovery, messages, request–reply, routes and
+/// HTTP, queues and workers, configs, streams, mailboxes, the health log,
+/// pruning, shutdown), scripts' commands included (`MONITOR` shows those
+/// too), is in the list the ACL check uses.
+#[test]
+fn every_command_redis_sees_is_in_the_list() {
+    use hydra::{HttpResponse, HttpRoutes, QueueOptions, QueuedMessage, RequestOptions};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const WAIT: Duration = Duration::from_secs(20);
+    let server = RedisServer::start();
+    let seen = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+    {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        std::io::Write::write_all(&mut stream, b"MONITOR\r\n").unwrap();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stream)) {
+                let Ok(line) = line else { return };
+                if let Some(args) = monitor_args(&line) {
+                    sink.lock().unwrap().push(args);
+                }
+            }
+        });
+    }
+    let monitor_saw = |text: &str| {
+        let mut conn = raw(&server);
+        let _: String = redis::cmd("ECHO").arg(text).query(&mut conn).unwrap();
+        common::wait_for(WAIT, || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|c| c[0] == "echo" && c.get(1).is_some_and(|a| a == text))
+                .then_some(())
+        })
+        .expect("the monitor saw the marker");
+    };
+    monitor_saw("start");
+
+    let responder = register(&server, "responder");
+    common::echo(&responder);
+    responder
+        .serve_http(HttpRoutes::new().get("/v1/responder/hello", |_, _| {
+            HttpResponse::send_response(200, json!("hi"))
+        }))
+        .unwrap();
+    let caller = register(&server, "caller");
+    caller.register_routes(&["[get]/v1/caller".to_string()]).unwrap();
+    caller
+        .send_message(&caller.create_umf_message("responder:/", json!({"n": 1})))
+        .unwrap();
+    caller
+        .request(&caller.create_umf_message("responder:/", json!({"n": 2})), WAIT)
+        .unwrap();
+    caller
+        .make_api_request(
+            &caller.create_umf_message("responder:[get]/v1/responder/hello", json!({})),
+            RequestOptions::default(),
+        )
+        .unwrap();
+    caller
+        .send_broadcast_message(&caller.create_umf_message("responder:/", json!({"all": true})))
+        .unwrap();
+    caller.get_services().unwrap();
+    caller.get_service_nodes().unwrap();
+    caller.find_service("responder").unwrap();
+    caller.get_service_presence("responder").unwrap();
+    caller.has_service_presence("responder").unwrap();
+    caller.get_all_service_routes().unwrap();
+    caller.get_service_health_all().unwrap();
+    caller.send_to_health_log("info", "hello").unwrap();
+    caller.get_service_health_log("caller").unwrap();
+    caller.clear_stale_nodes(Duration::from_secs(60)).unwrap();
+    caller.put_config("caller:1.0.0", &json!({"hydra": {}})).unwrap();
+    caller.get_config("caller:1.0.0").unwrap();
+    caller.list_config("caller").unwrap();
+    caller
+        .stream_message("events", &caller.create_umf_message("responder:/", json!({})))
+        .unwrap();
+    for db in [15, 3] {
+        let mailboxes = caller.mailboxes(db).unwrap();
+        let message = caller.create_umf_message("client:/", json!({}));
+        mailboxes.push("client-1", &message, Duration::from_secs(60)).unwrap();
+        mailboxes.len("client-1").unwrap();
+        mailboxes.take("client-1", 10).unwrap();
+    }
+    // Queues: Node's take and mark (both ways), the blocking take, stats,
+    // redrive, and a worker that completes some and fails some.
+    for n in 0..6 {
+        caller
+            .queue_message(&caller.create_umf_message("jobs:/", json!({"n": n})))
+            .unwrap();
+    }
+    let taken = caller.get_queued_message("jobs").unwrap().unwrap();
+    caller.mark_queue_message(&taken, true, None).unwrap();
+    let taken = caller
+        .get_queued_message_timeout("jobs", Duration::from_millis(200))
+        .unwrap()
+        .unwrap();
+    caller.mark_queue_message(&taken, false, Some("failed")).unwrap();
+    caller.queue_stats("jobs").unwrap();
+    caller.redrive_dead_letters("jobs").unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let worker = responder
+        .queue_worker_with(
+            "jobs",
+            2,
+            QueueOptions::new().with_max_deliveries(1),
+            move |_m: &QueuedMessage| {
+                if counter.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+                    Ok(())
+                } else {
+                    Err("no".into())
+                }
+            },
+        )
+        .unwrap();
+    common::wait_for(WAIT, || (calls.load(Ordering::SeqCst) >= 5).then_some(())).expect("the worker ran");
+    worker.stop();
+    // A second beat with health (every fifth) and the pruner's first walk.
+    let presence = hydra::keys::health("caller", caller.get_instance_id());
+    common::wait_for(WAIT, || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|c| c[0] == "setex" && c.get(1) == Some(&presence))
+            .then_some(())
+    })
+    .expect("a health beat");
+    caller.shutdown().unwrap();
+    responder.shutdown().unwrap();
+    monitor_saw("end");
+
+    let listed: BTreeSet<String> = redis_command_uses()
+        .iter()
+        .map(|u| u.command.to_ascii_lowercase())
+        .collect();
+    let mut unlisted = BTreeSet::new();
+    for command in seen.lock().unwrap().iter() {
+        let name = &command[0];
+        if ["monitor", "echo"].contains(&name.as_str()) {
+            continue;
+        }
+        let full = match name.as_str() {
+            "client" | "script" | "acl" | "config" => {
+                format!(
+                    "{name} {}",
+                    command.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default()
+                )
+            }
+            _ => name.clone(),
+        };
+        if !listed.contains(&full) {
+            unlisted.insert(full);
+        }
+    }
+    assert!(unlisted.is_empty(), "Redis saw commands the list lacks: {unlisted:?}");
+}
+
+/// The command and arguments of a `MONITOR` line
+/// (`<time> [<db> <client>] "cmd" "arg" …`), command name lower-cased.
+fn monitor_args(line: &str) -> Option<Vec<String>> {
+    let close = line.find(']')?;
+    let mut args = Vec::new();
+    let mut chars = line[close + 1..].chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        arg.push(escaped);
+                    }
+                }
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    let first = args.first_mut()?;
+    *first = first.to_ascii_lowercase();
+    Some(args)
 }
