@@ -1042,6 +1042,42 @@ mod tests {
         router.shutdown();
     }
 
+    /// Waits until a message to the Node service `name` can reach it: the
+    /// router sees its presence (a fresh read, which also refreshes the
+    /// router's routing cache) and the instance listens on its channel.
+    /// Node's `registerService` resolves after writing presence but before
+    /// its SUBSCRIBEs complete (a fresh connection each), so a message sent at
+    /// once is published to nobody and the client gets `Unavailable <svc>
+    /// instance named …` instead of the reply.
+    fn wait_until_node_service_reachable(
+        server: &RedisServer,
+        router: &Router,
+        node: &hydra_testkit::NodePeer,
+        name: &str,
+    ) {
+        let instance = node.call("getInstanceID", json!([])).expect("Node getInstanceID");
+        let instance = instance.as_str().expect("an instance ID").to_string();
+        let channel = format!("hydra:service:mc:{name}:{instance}");
+        let mut redis = redis::Client::open(server.url(0))
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect to redis");
+        assert!(
+            wait_for(|| {
+                let present = router
+                    .hydra()
+                    .get_service_presence(name)
+                    .is_ok_and(|found| found.iter().any(|i| i.instance_id == instance));
+                let listeners: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut redis)
+                    .unwrap_or_default();
+                present && listeners.first().is_some_and(|(_, n)| *n >= 1)
+            }),
+            "the Node service {name} ({instance}) was not present and subscribed within {WAIT:?}"
+        );
+    }
+
     #[test]
     fn node_hydra_services_answer_and_push_to_clients_and_nodes_wsdir_shapes_are_read() {
         let server = RedisServer::start();
@@ -1053,6 +1089,7 @@ mod tests {
         node.call("init", json!([config])).expect("Node hydra init");
         node.call("registerService", json!([])).expect("Node registerService");
         node.call("echo", json!([])).expect("Node echoes messages");
+        wait_until_node_service_reachable(&server, &router, &node, "node-svc");
         connect(&router, &recorder, "c1");
 
         // Node's sendReplyMessage addresses the reply to `via`.
