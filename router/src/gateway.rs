@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use hydra::{Error, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, Hydra, RequestOptions, ServiceRequest};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::access::{self, Access, OwnPath};
 use crate::api;
@@ -25,6 +25,7 @@ use crate::dashboard;
 use crate::external::{ExternalClient, ExternalTarget, parse_base_url};
 use crate::forward::{self, AnswerHeaders};
 use crate::log_ring::LogRing;
+use crate::messages::Inbox;
 use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
@@ -61,6 +62,7 @@ pub struct Router {
     refresher: Option<std::thread::JoinHandle<()>>,
     ws_routing: Arc<Routing>,
     ws: Option<WsGateway>,
+    inbox: Option<Inbox>,
 }
 
 /// Builds the WebSocket gateway's routing layer from the router's Hydra
@@ -113,17 +115,9 @@ impl Router {
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
             let ws_routing = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
-            // Weak: the handler lives inside the Hydra handle the routing layer holds.
-            let ws_messages = Arc::downgrade(&ws_routing);
-            hydra.on_message(move |_, message| {
-                if message.body.get("action").and_then(Value::as_str) == Some("refresh") {
-                    // A full queue means a rebuild is already due.
-                    let _ = on_refresh.try_send(());
-                } else if let Some(ws) = ws_messages.upgrade() {
-                    ws.on_service_message(message);
-                }
-                Ok(())
-            })?;
+            // Refreshes, and messages for WebSocket clients in order per client.
+            let inbox = Inbox::start(&hydra, ws_routing.clone(), on_refresh)
+                .map_err(|e| Error::InvalidState(format!("cannot start the message inbox: {e}")))?;
             let routes = api::OWN_ROUTES
                 .iter()
                 .fold(HttpRoutes::new(), |routes, route| routes.advertise(route));
@@ -171,6 +165,7 @@ impl Router {
                 refresher: Some(refresher),
                 ws_routing,
                 ws: Some(ws),
+                inbox: Some(inbox),
             })
         })();
         if started.is_err() {
@@ -218,6 +213,9 @@ impl Router {
         self.ws_routing.announce_stop();
         if let Err(e) = self.hydra.shutdown() {
             log::warn!("hydra-router shutdown: {e}");
+        }
+        if let Some(inbox) = self.inbox.take() {
+            inbox.join();
         }
         if let Some(refresher) = self.refresher.take() {
             let _ = refresher.join();

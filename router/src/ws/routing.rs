@@ -134,6 +134,26 @@ impl Routing {
         }
     }
 
+    /// Which messages [`on_service_message`](Routing::on_service_message)
+    /// must handle in the order received: those for one client (`via`, else
+    /// `forward`, as it picks them) share a key, as do one other router's
+    /// `wsdir.*` messages; anything else shares the empty key.
+    pub fn order_key(&self, message: &Umf) -> String {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            let router = message.body.get("routerID").and_then(Value::as_str).unwrap_or("");
+            return format!("router {router}");
+        }
+        let client = match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => frames::via_client(via),
+            None => message
+                .forward
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .and_then(frames::forward_client),
+        };
+        client.map(|id| format!("client {id}")).unwrap_or_default()
+    }
+
     fn sockets(&self) -> Option<&Arc<dyn ClientSockets>> {
         self.sockets.get()
     }
