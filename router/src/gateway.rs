@@ -10,8 +10,8 @@
 //! per-attempt timeout fires, so the pool is sized for that (`workers`).
 
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -29,7 +29,7 @@ use crate::messages::Inbox;
 use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
-use crate::ws::connections::{WsCounts, WsGateway, WsSettings};
+use crate::ws::connections::{WsCounters, WsCounts, WsGateway, WsSettings};
 use crate::ws::directory::Directory;
 use crate::ws::routing::Routing;
 use crate::ws::{ClientSockets, FrameHandler};
@@ -48,8 +48,17 @@ pub struct Shared {
     pub started: Instant,
     /// Where WebSocket clients are connected, across routers.
     pub ws_directory: Directory,
+    /// The WebSocket gateway's counters, once it runs.
+    ws_counters: OnceLock<WsCounters>,
     external: ExternalClient,
     external_targets: Vec<(String, ExternalTarget)>,
+}
+
+impl Shared {
+    /// The WebSocket gateway's counters now (`None` before it started).
+    pub fn ws_counts(&self) -> Option<WsCounts> {
+        self.ws_counters.get().map(WsCounters::counts)
+    }
 }
 
 /// A running router; [`shutdown`](Router::shutdown) stops it.
@@ -102,6 +111,7 @@ impl Router {
                 log,
                 started: Instant::now(),
                 ws_directory: Directory::new(hydra.get_instance_id()),
+                ws_counters: OnceLock::new(),
                 external: ExternalClient::new(config.request_timeout, hydra::http::DEFAULT_MAX_RESPONSE_BYTES),
                 external_targets,
                 config,
@@ -135,6 +145,7 @@ impl Router {
             let ws = gateway
                 .map(|(gateway, _)| gateway)
                 .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?;
+            let _ = shared.ws_counters.set(ws.counters());
             let routes = routes.on_upgrade(ws.upgrade_handler());
             let mut settings = HttpSettings::default();
             settings.workers = shared.config.workers;
