@@ -8,7 +8,9 @@
 //! ([`Routing::order_key`]): two pushes to one client are delivered in the
 //! order received, while messages for different clients are handled in
 //! parallel and a client with a backlog (e.g. one that is offline, whose
-//! messages go to Redis) holds up only itself. (With `Hydra::on_message`,
+//! messages go to Redis) holds up only itself. A message for a client
+//! connected here with nothing pending is queued on its socket by the inbox
+//! thread itself (no Redis call, no hand-over to a worker). (With `Hydra::on_message`,
 //! the library's message workers could hand two messages for one client to
 //! the routing layer in either order.)
 
@@ -80,5 +82,9 @@ fn sort(message: Umf, routing: &Routing, lanes: &Lanes<Umf>, on_refresh: &Sender
         let _ = on_refresh.try_send(());
         return;
     }
-    lanes.push(routing.order_key(&message), message);
+    // Most messages are for a client connected here with nothing of its
+    // own pending: queued on its socket at once, no hand-over.
+    lanes.run_or_push(routing.order_key(&message), message, |message| {
+        routing.deliver_now(message)
+    });
 }

@@ -3,7 +3,10 @@
 //! with 500 numbered messages sent as fast as it can, alternately as replies
 //! (`via` `<routerID>-<clientID>@hydra-router:/`) and as pushes (`forward`
 //! `<clientID>@client:/` to the router's instance); the client must read
-//! 0..499 in order. Several rounds, each with a new burst.
+//! 0..499 in order. Several rounds, each with a new burst. And for a client
+//! that is away: the 500 go to its offline queue (one Redis write each, on
+//! the router's delivery threads), and are replayed 0..499 when it
+//! reconnects.
 //!
 //! Real router (in-process `Router::start`), real Rust service, private
 //! redis-server, a tungstenite client on a real socket.
@@ -54,9 +57,12 @@ fn pusher(redis: &RedisServer) -> Hydra {
             let via = request.via.clone().unwrap_or_default();
             // `<routerID>-<clientID>@hydra-router:/`
             let (router_and_client, _) = via.split_once('@').unwrap_or((&via, ""));
-            let (router_id, client_id) = router_and_client.split_once('-').unwrap_or(("", ""));
+            let (router_id, asking) = router_and_client.split_once('-').unwrap_or(("", ""));
+            // `{"for": id}`: every message pushed to that client instead.
+            let target = request.body.get("for").and_then(Value::as_str);
+            let client_id = target.unwrap_or(asking);
             for n in round * BURST..(round + 1) * BURST {
-                if n % 2 == 0 {
+                if n % 2 == 0 && target.is_none() {
                     hydra.reply(&request, json!({ "n": n }))?;
                 } else {
                     let mut push = Umf::new(
@@ -135,6 +141,59 @@ fn pushes_to_one_client_arrive_in_the_order_sent() {
             first_swap.map(|i| &received[i.saturating_sub(2)..(i + 3).min(received.len())])
         );
     }
+    let _ = service.shutdown();
+    router.shutdown();
+}
+
+#[test]
+fn pushes_to_a_client_that_is_away_are_replayed_in_the_order_sent() {
+    let redis = RedisServer::start();
+    let router = start_router(&redis);
+    let service = pusher(&redis);
+    let mailboxes = service.mailboxes(0).expect("mailboxes");
+    let mut asker = Client::connect(router.port());
+    let mut away = Client::connect(router.port());
+    let id = away.id.clone();
+    away.socket.close(None).expect("close");
+    while away.socket.read().is_ok() {}
+    let deadline = Instant::now() + WAIT;
+    while router.ws_counts().map_or(0, |c| c.connected) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the router still counts the client that left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let request = json!({"to": "order-pusher:/", "frm": format!("{}@client:/", asker.id),
+                         "mid": "burst-away", "bdy": {"burst": 0, "for": id}});
+    asker.socket.send(Message::text(request.to_string())).expect("send");
+    let deadline = Instant::now() + WAIT;
+    while mailboxes.len(&id).expect("LLEN") < BURST as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the {BURST} pushes were not all queued for {id}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let mut back = Client::connect(router.port());
+    let reconnect = json!({"to": "hydra-router:/", "frm": format!("{}@client:/", back.id),
+                           "mid": "again", "typ": "reconnect", "bdy": {"id": id}});
+    back.socket.send(Message::text(reconnect.to_string())).expect("send");
+    let mut received = Vec::new();
+    while received.len() < BURST as usize {
+        let frame = back.recv();
+        match frame["bdy"]["n"].as_u64() {
+            Some(n) => received.push(n),
+            None => assert_eq!(frame["typ"], "connection", "{frame}"),
+        }
+    }
+    let first_swap = received.windows(2).position(|pair| pair[0] > pair[1]);
+    assert!(
+        received.iter().copied().eq(0..BURST),
+        "replayed out of order; first overtaken at index {first_swap:?}"
+    );
     let _ = service.shutdown();
     router.shutdown();
 }

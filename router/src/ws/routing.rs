@@ -154,6 +154,42 @@ impl Routing {
         client.map(|id| format!("client {id}")).unwrap_or_default()
     }
 
+    /// [`on_service_message`](Routing::on_service_message)'s cheap case,
+    /// for the thread that reads the router's channel: a reply or push for
+    /// a client connected here is queued on its socket (`None`); anything
+    /// else (another router's `wsdir.*`, a client not here, a full queue)
+    /// is given back untouched, for `on_service_message` (which may call
+    /// Redis).
+    pub fn deliver_now(&self, mut message: Umf) -> Option<Umf> {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            return Some(message);
+        }
+        match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => {
+                let Some(client) = frames::via_client(via) else {
+                    return Some(message);
+                };
+                let via = message.via.take();
+                if self.send(&client, &message) == Delivery::Queued {
+                    return None;
+                }
+                message.via = via;
+                Some(message)
+            }
+            None => {
+                let client = message
+                    .forward
+                    .as_deref()
+                    .filter(|f| !f.is_empty())
+                    .and_then(frames::forward_client);
+                match client {
+                    Some(client) if self.send(&client, &message) == Delivery::Queued => None,
+                    _ => Some(message),
+                }
+            }
+        }
+    }
+
     fn sockets(&self) -> Option<&Arc<dyn ClientSockets>> {
         self.sockets.get()
     }
