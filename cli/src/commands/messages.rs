@@ -212,7 +212,8 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
         ErrorCode::Timeout => CliError::failed(
             format!("no reply from {service} within {}", humantime::format_duration(timeout)),
             format!(
-                "does it answer messages? `hydra-cli nodes {service}` shows its instances; a longer --timeout may help"
+                "does it answer messages? `hydra-cli nodes {service}` shows its instances; a longer --timeout may help; \
+                 a Node service caches presence for 3 s, so right after another `hydra-cli request` wait 3 s and retry"
             ),
         ),
         _ => message_error("sending the request", &service, e),
