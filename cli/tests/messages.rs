@@ -383,11 +383,14 @@ fn request_prints_the_reply_of_a_rust_and_a_node_service() {
     .json();
     assert_eq!(reply["body"], json!({"echo": {"ping": 1}, "by": "rust-echo"}));
     assert_eq!(reply["rmid"], reply["mid"], "the reply refers to the request");
+    assert_ne!(reply["reply_mid"], reply["mid"]);
+    assert_eq!(reply["reply"]["body"], reply["body"]);
     assert_eq!(reply["from"], "rust-echo:/");
     assert!(reply["elapsed_ms"].as_f64().is_some(), "{reply}");
     let table = run(&home, Some(&url), &["request", "rust-echo:/", r#"{"ping": 2}"#]).ok();
     assert!(table.stdout.contains("reply from rust-echo:/"), "{}", table.stdout);
     assert!(table.stdout.contains("\"ping\": 2"), "{}", table.stdout);
+    assert!(table.stdout.contains("reply mid"), "{}", table.stdout);
 
     let (node, _) = node_service(&redis, "node-echo");
     node.call("echo", json!([])).unwrap();

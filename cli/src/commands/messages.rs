@@ -224,6 +224,7 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
         "to": message.to,
         "from": reply.from,
         "rmid": reply.rmid,
+        "reply_mid": reply.mid,
         "elapsed_ms": round_ms(elapsed_ms),
         "body": reply.body,
         "reply": long_form(&reply),
@@ -231,8 +232,8 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
     let mut table = Table::new(["field", "value"]);
     table
         .row(["from", reply.from.as_str()])
-        .row(["mid", reply.mid.as_str()])
-        .row(["rmid", reply.rmid.as_deref().unwrap_or("")])
+        .row(["mid", message.mid.as_str()])
+        .row(["reply mid", reply.mid.as_str()])
         .row(["elapsed", format!("{:.1} ms", elapsed_ms).as_str()]);
     Ok(Report::new(json)
         .heading(format!("reply from {}", reply.from))
