@@ -53,6 +53,7 @@ mod pool;
 mod queue;
 mod records;
 mod registry;
+mod signing;
 mod store;
 mod subscription;
 mod threads;
@@ -75,6 +76,7 @@ pub use messaging::{HandlerError, MessageStats};
 pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage, WaitingMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
+pub use signing::DEFAULT_SIGNATURE_ALGORITHM;
 pub use umf::{Route, Umf};
 
 /// Compiles the README's example as a doctest, so it cannot rot.

@@ -31,6 +31,7 @@ use crate::hydra::Hydra;
 use crate::js_json;
 use crate::keys;
 use crate::messaging::HandlerError;
+use crate::signing::{Signing, Verdict};
 use crate::timestamp;
 use crate::umf::{Umf, is_truthy};
 use claims::QueueKeys;
@@ -180,7 +181,13 @@ impl Hydra {
         if route.service_name.is_empty() {
             return Err(Error::BadRequest(format!("route {:?} names no service", message.to)));
         }
-        let item = js_json::to_string(&message.to_short_value());
+        let mut item = js_json::to_string(&message.to_short_value());
+        if let Some(signing) = &self.config().signing {
+            // Sign what a consumer will parse back: the message as stored
+            // (JavaScript's JSON may round numbers), not the caller's copy.
+            let stored = Umf::parse(&item)?;
+            item = js_json::to_string(&signing.signed(&stored)?.to_short_value());
+        }
         let key = keys::queue_received(&route.service_name);
         self.store()
             .run(|c| redis::cmd("LPUSH").arg(&key).arg(&item).query::<()>(c))
@@ -276,7 +283,7 @@ impl Hydra {
     /// A message just moved to `mqinprogress` without a lease: decoded, or
     /// moved on to `mqincomplete` when it is not UMF.
     fn accept_untracked(&self, keys: &QueueKeys, raw: Vec<u8>) -> Result<Option<QueuedMessage>> {
-        match decode(&raw) {
+        match decode(&raw, self.config().signing.as_ref()) {
             Ok((text, message)) => Ok(Some(QueuedMessage {
                 message,
                 raw: text,
@@ -285,7 +292,7 @@ impl Hydra {
             })),
             Err(reason) => {
                 log::warn!(
-                    "queue {}: moved an item that is not a UMF message to mqincomplete ({reason})",
+                    "queue {}: moved an item that cannot be delivered to mqincomplete ({reason})",
                     keys.service
                 );
                 self.store().run(|c| {
@@ -298,7 +305,7 @@ impl Hydra {
                         .ignore()
                         .cmd("RPUSH")
                         .arg(&keys.incomplete)
-                        .arg(&raw)
+                        .arg(with_reason(&raw, &format!("not deliverable: {reason}")))
                         .ignore()
                         .query::<()>(c)
                 })?;
@@ -480,10 +487,14 @@ impl Hydra {
     }
 }
 
-/// Stored bytes → (text, message), or why they are not a UMF message.
-fn decode(raw: &[u8]) -> std::result::Result<(String, Umf), String> {
+/// A stored item as a message, or why it cannot be delivered (not UMF, or
+/// refused by the signing policy: such items go to `mqincomplete`, kept).
+fn decode(raw: &[u8], signing: Option<&Signing>) -> std::result::Result<(String, Umf), String> {
     let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_string())?;
     let message = Umf::parse(text).map_err(|e| e.to_string())?;
+    if let Some(Verdict::Rejected(why)) = signing.map(|s| s.check(&message)) {
+        return Err(format!("signature check: {why}"));
+    }
     Ok((text.to_string(), message))
 }
 
