@@ -443,3 +443,50 @@ fn request_says_when_no_reply_came_and_refuses_bad_json() {
     );
     assert_eq!(nobody.json()["error"]["kind"], "failed");
 }
+
+#[test]
+fn ctrl_c_during_a_request_removes_the_clis_instance() {
+    let redis = RedisServer::start();
+    let url = url(&redis);
+    let home = Home::new();
+    let _silent = rust_service(&redis, "silent");
+    let mut command = common::command(
+        &home,
+        &["--redis", &url, "request", "silent:/", "{}", "--timeout", "30s"],
+    );
+    let child = command.spawn().expect("start hydra-cli");
+    let pid = child.id();
+    let mut conn = services::raw(&redis);
+    let cli_nodes = |conn: &mut redis::Connection| -> usize {
+        let nodes: Vec<String> = redis::Commands::hvals(conn, "hydra:service:nodes").unwrap_or_default();
+        nodes
+            .iter()
+            .filter(|n| n.contains("\"serviceName\":\"hydra-cli\""))
+            .count()
+    };
+    assert!(
+        services::until(WAIT, || (cli_nodes(&mut conn) == 1).then_some(())).is_some(),
+        "the CLI never registered for the reply"
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut child = child;
+    let status = services::until(WAIT, || child.try_wait().ok().flatten());
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = child.wait();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted after"), "{stderr}");
+    assert_eq!(cli_nodes(&mut conn), 0, "the CLI's nodes entry is gone");
+    let presence: Vec<String> = redis::cmd("KEYS")
+        .arg("*:hydra-cli:*:presence")
+        .query(&mut conn)
+        .unwrap();
+    assert!(presence.is_empty(), "{presence:?}");
+}

@@ -199,15 +199,29 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
     let service = route.service_name.to_lowercase();
     let hydra = ctx.hydra()?;
     live_instances(hydra, &service)?;
-    hydra
-        .register_service()
-        .map_err(|e| CliError::from_hydra("registering hydra-cli for the reply", e))?;
+    // Ctrl-C while registered must not leave the CLI's instance behind:
+    // watch from before it exists.
+    let interrupts = Interrupts::watch(hydra);
+    if let Err(e) = hydra.register_service() {
+        let _ = hydra.shutdown();
+        interrupts.map(Interrupts::finish);
+        return Err(CliError::from_hydra("registering hydra-cli for the reply", e));
+    }
     let message = Umf::new(to, CLI_ROUTE, body);
     let started = Instant::now();
     let outcome = hydra.request(&message, timeout);
     let elapsed = started.elapsed();
     // Take the CLI's instance away at once (the process exits next anyway).
     let _ = hydra.shutdown();
+    if interrupts.is_some_and(Interrupts::finish) {
+        return Err(CliError::failed(
+            format!(
+                "interrupted after {}: no reply from {service} by then",
+                humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
+            ),
+            "",
+        ));
+    }
     let reply = outcome.map_err(|e| match e.code() {
         ErrorCode::Timeout => CliError::failed(
             format!("no reply from {service} within {}", humantime::format_duration(timeout)),
@@ -239,6 +253,41 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
         .heading(format!("reply from {}", reply.from))
         .table(table)
         .text(pretty(&reply.body)))
+}
+
+/// Watches for Ctrl-C and SIGTERM while `request` waits: the first one shuts
+/// the handle down (removing the CLI's instance and waking the request).
+struct Interrupts {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Interrupts {
+    /// `None` when the signals cannot be watched (the request then runs
+    /// without: a Ctrl-C ends it the default way).
+    fn watch(hydra: &Hydra) -> Option<Interrupts> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).ok()?;
+        let handle = signals.handle();
+        let hydra = hydra.clone();
+        let thread = std::thread::Builder::new()
+            .name("hydra-cli-signals".into())
+            .spawn(move || {
+                let interrupted = signals.forever().next().is_some();
+                if interrupted {
+                    let _ = hydra.shutdown();
+                }
+                interrupted
+            })
+            .ok()?;
+        Some(Interrupts { handle, thread })
+    }
+
+    /// Stops watching; true when a signal came.
+    fn finish(self) -> bool {
+        self.handle.close();
+        self.thread.join().unwrap_or(false)
+    }
 }
 
 /// A service's HTTP answer in Node hydra-cli's shape, snake_case:
