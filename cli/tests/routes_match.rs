@@ -120,6 +120,16 @@ fn routes_match_picks_what_the_router_picks() {
         express.log_tail(20)
     );
 
+    // A URL pasted from a log: its path is matched.
+    let pasted = format!("http://127.0.0.1:{}/v1/shared/42?x=1", router.port());
+    let from_url = run(&home, Some(&url), &["routes", "match", &pasted, "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (from_url["service"].as_str(), from_url["path"].as_str()),
+        (Some("alpha"), Some("/v1/shared/42?x=1"))
+    );
+
     // #86: the dead service's earlier route is listed, not chosen.
     let special = run(&home, Some(&url), &["routes", "match", "/v1/shared/special", "--json"])
         .ok()

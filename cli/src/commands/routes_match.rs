@@ -28,6 +28,9 @@ const DEFAULT_PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(
 
 /// `routes match <path> [--method m]`.
 pub fn routes_match(ctx: &Context, method: &str, path: &str) -> CliResult<Report> {
+    // A URL pasted from a browser or a log line: match its path.
+    let target = request_target(path);
+    let path = target.as_str();
     if !path.starts_with('/') {
         return Err(CliError::usage(
             format!("{path:?} is not a request path"),
@@ -147,6 +150,19 @@ pub fn routes_match(ctx: &Context, method: &str, path: &str) -> CliResult<Report
     Ok(report)
 }
 
+/// The request target of `http(s)://host[:port]/path?query`; anything
+/// else as given.
+fn request_target(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")) else {
+        return text.to_string();
+    };
+    match rest.find(['/', '?']) {
+        Some(start) if rest[start..].starts_with('/') => rest[start..].to_string(),
+        Some(start) => format!("/{}", &rest[start..]),
+        None => "/".to_string(),
+    }
+}
+
 /// The table a router just started would build (its own `RouteBook`).
 fn route_table(hydra: &Hydra) -> CliResult<std::sync::Arc<RouteTable>> {
     let prune_after = RouterConfig::from_document(json!({}), &[])
@@ -224,6 +240,16 @@ impl<'h> Presence<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_reduced_to_their_request_target() {
+        assert_eq!(request_target("http://gw:5353/v1/x/1?a=b"), "/v1/x/1?a=b");
+        assert_eq!(request_target("https://gw.example.com/v1/x"), "/v1/x");
+        assert_eq!(request_target("http://gw:5353"), "/");
+        assert_eq!(request_target("http://gw:5353?a=b"), "/?a=b");
+        assert_eq!(request_target("/v1/x"), "/v1/x");
+        assert_eq!(request_target("v1/x"), "v1/x");
+    }
 
     #[test]
     fn methods_and_patterns_of_stored_routes() {
