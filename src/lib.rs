@@ -73,7 +73,7 @@ pub use http::{
 pub use hydra::{Hydra, ServiceInfo};
 pub use mailbox::{DEFAULT_MAILBOX_TTL, Mailboxes};
 pub use messaging::{HandlerError, MessageStats};
-pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};
+pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage, WaitingMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
 pub use signing::DEFAULT_SIGNATURE_ALGORITHM;
