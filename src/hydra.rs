@@ -140,6 +140,7 @@ impl Hydra {
                     store.clone(),
                     registry.clone(),
                     settings,
+                    config.signing.clone(),
                     make_handle,
                 )),
                 config,
@@ -530,7 +531,7 @@ impl Hydra {
         }
         message.validate()?;
         let key = crate::keys::stream(stream);
-        let body = message.to_short_json();
+        let body = crate::signing::wire_form(self.inner.config.signing.as_ref(), message)?;
         self.inner.store.run(|c| {
             redis::cmd("XADD")
                 .arg(&key)

@@ -54,6 +54,7 @@ mod pool;
 mod queue;
 mod records;
 mod registry;
+mod signing;
 mod store;
 mod subscription;
 mod threads;
@@ -77,9 +78,10 @@ pub use http::{
 pub use hydra::{Hydra, ServiceInfo};
 pub use mailbox::{DEFAULT_MAILBOX_TTL, Mailboxes};
 pub use messaging::{HandlerError, MessageStats};
-pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};
+pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage, WaitingMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
+pub use signing::DEFAULT_SIGNATURE_ALGORITHM;
 pub use umf::{Route, Umf};
 
 /// Compiles the README's example as a doctest, so it cannot rot.

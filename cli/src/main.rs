@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match outcome {
         Ok(report) => match output::print(&report, style, &mut stdout).and_then(|()| stdout.flush()) {
-            Ok(()) => ExitCode::from(report.exit_code),
+            Ok(()) => ExitCode::SUCCESS,
             // A closed pipe (`hydra-cli nodes | head`) is not worth a message.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
@@ -49,7 +49,9 @@ fn main() -> ExitCode {
             }
         },
         Err(error) => {
-            if style.json {
+            if let Some(report) = &error.report {
+                let _ = output::print(report, style, &mut stdout);
+            } else if style.json {
                 let _ = serde_json::to_writer_pretty(&mut stdout, &error.to_json());
                 let _ = writeln!(stdout);
             }

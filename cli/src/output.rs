@@ -94,8 +94,6 @@ pub struct Report {
     pub json: Value,
     /// The human form, block by block.
     pub blocks: Vec<Block>,
-    /// The exit status after printing (0; `doctor` gives 1 when a check failed).
-    pub exit_code: u8,
 }
 
 impl Report {
@@ -104,15 +102,7 @@ impl Report {
         Report {
             json,
             blocks: Vec::new(),
-            exit_code: 0,
         }
-    }
-
-    /// Exits with `code` once printed: the report is the answer, and the
-    /// answer is "something is wrong" (e.g. a failed doctor check).
-    pub fn exit_code(mut self, code: u8) -> Report {
-        self.exit_code = code;
-        self
     }
 
     /// Adds a table.

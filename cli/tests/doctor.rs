@@ -209,6 +209,7 @@ fn a_user_without_publish_fails_the_acl_check() {
 
     let done = run(&home, Some(&limited), &["doctor", "--json"]);
     assert_eq!(done.code, Some(1), "a failed check exits 1: {done:?}");
+    assert!(done.stderr.contains("doctor: acl failed"), "{}", done.stderr);
     let doc = done.json();
     assert_eq!(doc["status"], "fail");
     let acl = check(&doc, "acl");

@@ -3,7 +3,7 @@
 //!
 //! Each check is a row `check | status | detail | what to do`. A failed check
 //! (Redis too old, a command the library needs is denied) makes the exit
-//! status 1; warnings (stale entries, routes nobody serves, risky eviction)
+//! status 1 (the report is printed all the same, the failure named on stderr); warnings (stale entries, routes nobody serves, risky eviction)
 //! leave it 0. An unreachable Redis is a connection error (exit 2), reported
 //! before any check.
 
@@ -143,11 +143,20 @@ pub fn doctor(ctx: &Context, acl_user: Option<&str>) -> CliResult<Report> {
         })).collect::<Vec<_>>(),
     });
     let report = Report::new(json).table(table).text(summary);
-    Ok(if worst == Status::Fail {
-        report.exit_code(1)
-    } else {
-        report
-    })
+    if worst == Status::Fail {
+        // The table (or JSON) is still the answer; the exit status says it failed.
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name)
+            .collect();
+        return Err(CliError::failed(
+            format!("doctor: {} failed", failed.join(", ")),
+            "see the row's \"what to do\" above",
+        )
+        .with_report(report));
+    }
+    Ok(report)
 }
 
 fn reachable_check(shown: &str, source: &str, info: Option<&RedisInfo>) -> Check {
