@@ -12,13 +12,14 @@
 //! while Redis hangs; when Redis goes away the screen shows the error (and the
 //! last table read) and keeps retrying.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hydra::{Hydra, RegistrySnapshot};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 
 use crate::context::Context;
@@ -80,7 +81,11 @@ pub fn watch(ctx: &Context, interval: Duration) -> CliResult<Report> {
         }
         let written = match form {
             // One write of the whole line (a frame can be megabytes).
-            Form::Json => out.write_all(format!("{}\n", frame_json(&frame, &redis)).as_bytes()),
+            Form::Json => {
+                let mut line = frame_json(&frame, &redis);
+                line.push('\n');
+                out.write_all(line.as_bytes())
+            }
             Form::Plain => write!(
                 out,
                 "{}\n\n",
@@ -210,7 +215,7 @@ impl Drop for Screen {
 }
 
 /// An instance's state as people read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum State {
     /// Presence key there, heartbeat recent.
     Alive,
@@ -413,57 +418,99 @@ fn frame_text(
 
 /// The `--json` form of a frame, one line:
 /// `{"at", "redis", "ok", "error", "instances": [...], "services": [...]}`.
-fn frame_json(frame: &Frame, redis: &str) -> Value {
+/// Serialized straight from borrowed rows (a frame can hold 10,000 instances).
+fn frame_json(frame: &Frame, redis: &str) -> String {
     let at = humantime::format_rfc3339_millis(frame.at).to_string();
-    match &frame.read {
-        Err(error) => json!({"at": at, "redis": redis, "ok": false, "error": error, "instances": [], "services": []}),
-        Ok(snapshot) => {
-            let rows = rows(snapshot, ms_since_epoch(frame.at));
-            let instances: Vec<Value> = rows
-                .iter()
-                .filter(|r| r.instance.is_some())
-                .map(|r| {
-                    json!({
-                        "service": r.service,
-                        "instance_id": r.instance,
-                        "version": r.version,
-                        "address": r.address,
-                        "heartbeat_age_ms": r.age_ms,
-                        "present": r.present,
-                        "state": r.state.map(State::word),
-                    })
-                })
-                .collect();
-            // Counts per service and state, in one pass over the rows.
-            let mut counts: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
-            for row in &rows {
-                if let Some(state) = row.state {
-                    *counts.entry((row.service.as_str(), state.word())).or_default() += 1;
-                }
-            }
-            let services: Vec<Value> = snapshot
-                .services
-                .iter()
-                .map(|s| {
-                    let of = |state: State| {
-                        counts
-                            .get(&(s.service_name.as_str(), state.word()))
-                            .copied()
-                            .unwrap_or(0)
-                    };
-                    json!({
-                        "service": s.service_name,
-                        "type": s.service_type,
-                        "registered_on": s.registered_on,
-                        "alive": of(State::Alive),
-                        "late": of(State::Late),
-                        "stale": of(State::Stale),
-                    })
-                })
-                .collect();
-            json!({"at": at, "redis": redis, "ok": true, "error": null, "instances": instances, "services": services})
+    let snapshot = match &frame.read {
+        Err(error) => {
+            let doc = FrameDoc {
+                at,
+                redis,
+                ok: false,
+                error: Some(error),
+                instances: Vec::new(),
+                services: Vec::new(),
+            };
+            return serde_json::to_string(&doc).unwrap_or_default();
+        }
+        Ok(snapshot) => snapshot,
+    };
+    let rows = rows(snapshot, ms_since_epoch(frame.at));
+    // Counts per service and state, in one pass over the rows.
+    let mut counts: HashMap<(&str, State), usize> = HashMap::new();
+    for row in &rows {
+        if let Some(state) = row.state {
+            *counts.entry((row.service.as_str(), state)).or_default() += 1;
         }
     }
+    let doc = FrameDoc {
+        at,
+        redis,
+        ok: true,
+        error: None,
+        instances: rows
+            .iter()
+            .filter_map(|r| {
+                Some(InstanceDoc {
+                    service: &r.service,
+                    instance_id: r.instance.as_deref()?,
+                    version: &r.version,
+                    address: &r.address,
+                    heartbeat_age_ms: r.age_ms,
+                    present: r.present,
+                    state: r.state.map(State::word),
+                })
+            })
+            .collect(),
+        services: snapshot
+            .services
+            .iter()
+            .map(|s| {
+                let of = |state| counts.get(&(s.service_name.as_str(), state)).copied().unwrap_or(0);
+                ServiceDoc {
+                    service: &s.service_name,
+                    service_type: &s.service_type,
+                    registered_on: &s.registered_on,
+                    alive: of(State::Alive),
+                    late: of(State::Late),
+                    stale: of(State::Stale),
+                }
+            })
+            .collect(),
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct FrameDoc<'a> {
+    at: String,
+    redis: &'a str,
+    ok: bool,
+    error: Option<&'a str>,
+    instances: Vec<InstanceDoc<'a>>,
+    services: Vec<ServiceDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct InstanceDoc<'a> {
+    service: &'a str,
+    instance_id: &'a str,
+    version: &'a str,
+    address: &'a str,
+    heartbeat_age_ms: Option<i64>,
+    present: bool,
+    state: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ServiceDoc<'a> {
+    service: &'a str,
+    #[serde(rename = "type")]
+    service_type: &'a str,
+    registered_on: &'a str,
+    alive: usize,
+    late: usize,
+    stale: usize,
 }
 
 #[cfg(test)]
