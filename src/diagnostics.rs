@@ -104,6 +104,42 @@ pub struct Latency {
     pub max: Duration,
 }
 
+/// The least-privilege ACL rules for a Hydra user, derived from
+/// [`redis_command_uses`] (so they follow the library's code):
+///
+/// ```text
+/// resetkeys ~hydra:* ~hydra-router:message:queue:* resetchannels &hydra:service:mc:* -@all +auth +eval …
+/// ```
+///
+/// Keys: everything Hydra stores is under `hydra:`, except hydra-router's
+/// offline mailboxes (`hydra-router:message:queue:*`, only the router needs
+/// them). Channels: `hydra:service:mc:*` (service and instance channels,
+/// hydra-router's included). Commands: every command in the list, required
+/// or optional (but `CLIENT SETINFO`, which Redis before 7.2 cannot name in
+/// a rule), with subcommands spelled `+client|id`. Use it as
+/// `ACL SETUSER <name> on ><password> <rules>`.
+pub fn least_privilege_acl_rules() -> String {
+    let mut commands: Vec<String> = redis_command_uses()
+        .iter()
+        // Redis before 7.2 refuses a rule naming a command it lacks, and the
+        // library copes without this one (it only names the client).
+        .filter(|u| u.command != "CLIENT SETINFO")
+        .map(|u| format!("+{}", u.command.to_ascii_lowercase().replace(' ', "|")))
+        .collect();
+    commands.sort();
+    commands.dedup();
+    format!(
+        "resetkeys {} resetchannels &{}:* -@all {}",
+        ACL_KEY_PATTERNS.map(|p| format!("~{p}")).join(" "),
+        keys::CHANNEL_PREFIX,
+        commands.join(" ")
+    )
+}
+
+/// The key patterns of [`least_privilege_acl_rules`]: every key in
+/// [`redis_command_uses`] matches one (a unit test checks).
+const ACL_KEY_PATTERNS: [&str; 2] = ["hydra:*", "hydra-router:message:queue:*"];
+
 /// One use of a Redis command by the library: what Redis's ACL must allow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandUse {
@@ -830,6 +866,35 @@ mod tests {
         assert_eq!(info.get("maxmemory_policy"), Some("noeviction"));
         assert_eq!(info.version(), Some((7, 0, 15)));
         assert_eq!(RedisInfo::parse("junk").version(), None);
+    }
+
+    #[test]
+    fn the_acl_rules_cover_every_key_channel_and_command_used() {
+        let rules = least_privilege_acl_rules();
+        let matches = |pattern: &str, name: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        for usage in redis_command_uses() {
+            for key in &usage.keys {
+                assert!(
+                    ACL_KEY_PATTERNS.iter().any(|p| matches(p, key)),
+                    "{key} ({}) is outside {ACL_KEY_PATTERNS:?}",
+                    usage.describe()
+                );
+            }
+            if let Some(channel) = &usage.channel {
+                assert!(channel.starts_with("hydra:service:mc:"), "{channel}");
+            }
+            let command = format!("+{}", usage.command.to_ascii_lowercase().replace(' ', "|"));
+            let named = rules.split(' ').any(|r| r == command);
+            assert!(named || !usage.required, "{command} missing from {rules}");
+        }
+        assert!(
+            rules.starts_with(
+                "resetkeys ~hydra:* ~hydra-router:message:queue:* resetchannels &hydra:service:mc:* -@all +"
+            )
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub use config::{
 };
 pub use diagnostics::{
     AclCheck, AclFinding, CommandUse, InfoSection, InstanceState, Latency, RedisInfo, RegistrySnapshot,
-    SAMPLE_INSTANCE, SAMPLE_SERVICE, redis_command_uses,
+    SAMPLE_INSTANCE, SAMPLE_SERVICE, least_privilege_acl_rules, redis_command_uses,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
