@@ -302,7 +302,7 @@ fn acl_check(check: &AclCheck) -> Check {
                 shortlist(&what, "; ")
             ),
             format!(
-                "grant them, e.g. ACL SETUSER {} +{} with key patterns ~hydra:service:* and channels &hydra:service:mc:*",
+                "grant them (ACL SETUSER {} +{}), or give the user all of Hydra's rules: README, \"Least privilege\"",
                 check.user,
                 commands.into_iter().collect::<Vec<_>>().join(" +")
             ),
