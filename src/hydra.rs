@@ -20,7 +20,7 @@ use crate::keys;
 use crate::mailbox::Mailboxes;
 use crate::messaging::{HandlerError, Identity, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
-use crate::registry::{Registry, ServiceHealth};
+use crate::registry::{Registry, RegistrySnapshot, ServiceHealth};
 use crate::store::Store;
 use crate::umf::Umf;
 
@@ -597,6 +597,23 @@ impl Hydra {
     /// The `svc:version` labels stored for `svc`, sorted (`listConfig`).
     pub fn list_config(&self, service_name: &str) -> Result<Vec<String>> {
         self.inner.registry.list_config(service_name)
+    }
+
+    /// Removes the config stored under `svc:version` (`HDEL`, what Node's
+    /// `hydra-cli cfg remove` does; Node Hydra has no call for it). Returns
+    /// false when nothing was stored there; [`Error::BadRequest`] for a label
+    /// that is not `svc:version`.
+    pub fn remove_config(&self, label: &str) -> Result<bool> {
+        self.inner.registry.remove_config(label)
+    }
+
+    /// Every registered service, every `nodes` entry with whether its
+    /// instance is present now, and each service's route count, in two round
+    /// trips whatever their number: what a listing (`hydra-cli services`,
+    /// `nodes`) shows, without one lookup per service and without scanning
+    /// the keyspace as Node's `getServices` does.
+    pub fn get_registry_snapshot(&self) -> Result<RegistrySnapshot> {
+        self.inner.registry.snapshot()
     }
 }
 

@@ -74,7 +74,7 @@ pub use mailbox::{DEFAULT_MAILBOX_TTL, Mailboxes};
 pub use messaging::{HandlerError, MessageStats};
 pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
-pub use registry::ServiceHealth;
+pub use registry::{NodeStatus, RegistrySnapshot, ServiceHealth};
 pub use umf::{Route, Umf};
 
 /// Compiles the README's example as a doctest, so it cannot rot.

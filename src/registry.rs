@@ -10,7 +10,7 @@
 //! size of the database nor every instance ever registered (see
 //! [`node_index`](crate::node_index)).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,34 @@ pub struct ServiceHealth {
     /// Present instances.
     pub presence: Vec<Instance>,
 }
+
+/// One `hydra:service:nodes` entry and whether its instance is present now
+/// (its presence key exists), as [`RegistrySnapshot`] reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// The entry.
+    pub instance: Instance,
+    /// True iff the instance's presence key exists (it beat within 3 s).
+    pub present: bool,
+}
+
+/// The registry as a listing shows it (`Hydra::get_registry_snapshot`):
+/// every service, every `nodes` entry with its presence, every route count.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegistrySnapshot {
+    /// Registration records of the services named in the `nodes` hash or in
+    /// our index, sorted by name (as `get_services`).
+    pub services: Vec<ServiceRecord>,
+    /// Every `nodes` entry that parses, live or dead, in hash order.
+    pub nodes: Vec<NodeStatus>,
+    /// How many routes each of `services` registered (`SCARD` of its routes
+    /// set); services without routes are absent.
+    pub route_counts: BTreeMap<String, usize>,
+}
+
+/// Keys per `MGET` in a snapshot: one command stays short for Redis however
+/// many entries the `nodes` hash holds.
+const MGET_CHUNK: usize = 1000;
 
 /// Reads the registry. Shared by every clone of a `Hydra` handle.
 pub(crate) struct Registry {
@@ -96,6 +124,89 @@ impl Registry {
             }
         }
         Ok(names.into_iter().collect())
+    }
+
+    /// Everything a listing needs in two round trips whatever the size of the
+    /// registry: the `nodes` hash and our index, then one pipeline with the
+    /// service records, every entry's presence key and every route count.
+    pub(crate) fn snapshot(&self) -> Result<RegistrySnapshot> {
+        let (entries, indexed): (Vec<(String, String)>, Vec<String>) = self.store.run(|c| {
+            redis::pipe()
+                .hgetall(keys::NODES)
+                .smembers(keys::SERVICE_INDEX)
+                .query(c)
+        })?;
+        let instances: Vec<Instance> = entries
+            .iter()
+            .filter_map(|(field, text)| self.parse_instance(field, text))
+            .collect();
+        let names: Vec<String> = indexed
+            .into_iter()
+            .chain(instances.iter().map(|i| i.service_name.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if names.is_empty() {
+            return Ok(RegistrySnapshot::default());
+        }
+        let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
+        let presence_keys: Vec<String> = instances
+            .iter()
+            .map(|i| keys::presence(&i.service_name, &i.instance_id))
+            .collect();
+        let replies: Vec<redis::Value> = self.store.run(|c| {
+            let mut pipe = redis::pipe();
+            for chunk in service_keys.chunks(MGET_CHUNK) {
+                pipe.cmd("MGET").arg(chunk);
+            }
+            for chunk in presence_keys.chunks(MGET_CHUNK) {
+                pipe.cmd("MGET").arg(chunk);
+            }
+            for name in &names {
+                pipe.scard(keys::routes(name));
+            }
+            pipe.query(c)
+        })?;
+        let mut replies = replies.into_iter();
+        let mut records: Vec<Option<String>> = Vec::with_capacity(service_keys.len());
+        for _ in service_keys.chunks(MGET_CHUNK) {
+            records.extend(decode::<Vec<Option<String>>>(replies.next())?);
+        }
+        let mut present: Vec<bool> = Vec::with_capacity(presence_keys.len());
+        for _ in presence_keys.chunks(MGET_CHUNK) {
+            present.extend(
+                decode::<Vec<Option<String>>>(replies.next())?
+                    .into_iter()
+                    .map(|p| p.is_some()),
+            );
+        }
+        let mut route_counts = BTreeMap::new();
+        for name in &names {
+            let count: usize = decode(replies.next())?;
+            if count > 0 {
+                route_counts.insert(name.clone(), count);
+            }
+        }
+        let services = service_keys
+            .iter()
+            .zip(records)
+            .filter_map(|(key, text)| {
+                let text = text?;
+                ServiceRecord::parse(&text)
+                    .map_err(|reason| self.warned.warn(key, &text, &reason))
+                    .ok()
+            })
+            .collect();
+        let nodes = instances
+            .into_iter()
+            .zip(present)
+            .map(|(instance, present)| NodeStatus { instance, present })
+            .collect();
+        Ok(RegistrySnapshot {
+            services,
+            nodes,
+            route_counts,
+        })
     }
 
     /// The `:service` record of `name` (`findService`).
@@ -365,6 +476,15 @@ impl Registry {
             .run(|c| redis::cmd("HKEYS").arg(keys::configs(&svc)).query(c))?;
         versions.sort();
         Ok(versions.into_iter().map(|v| format!("{svc}:{v}")).collect())
+    }
+
+    /// Removes the config stored under `svc:version`; false when there was none.
+    pub(crate) fn remove_config(&self, label: &str) -> Result<bool> {
+        let (svc, version) = parse_label(label).map_err(Error::BadRequest)?;
+        let removed: i64 = self
+            .store
+            .run(|c| redis::cmd("HDEL").arg(keys::configs(svc)).arg(version).query(c))?;
+        Ok(removed > 0)
     }
 
     fn parse_instance(&self, field: &str, text: &str) -> Option<Instance> {

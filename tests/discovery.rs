@@ -406,3 +406,56 @@ fn long_dead_entries_are_pruned_automatically() {
     assert!(live.get_service_presence("old0").unwrap().is_empty());
     assert_eq!(live.get_service_presence("live").unwrap().len(), 1);
 }
+
+#[test]
+fn remove_config_deletes_one_version() {
+    let server = RedisServer::start();
+    let admin = init(&server, "admin");
+    admin.put_config("cfg-svc:1.0.0", &json!({"a": 1})).unwrap();
+    admin.put_config("cfg-svc:2.0.0", &json!({"a": 2})).unwrap();
+    assert!(admin.remove_config("cfg-svc:1.0.0").unwrap());
+    assert!(!admin.remove_config("cfg-svc:1.0.0").unwrap(), "already gone");
+    assert_eq!(admin.get_config("cfg-svc:1.0.0").unwrap(), None);
+    assert_eq!(admin.list_config("cfg-svc").unwrap(), ["cfg-svc:2.0.0"]);
+    assert!(matches!(admin.remove_config("no-version"), Err(Error::BadRequest(_))));
+}
+
+/// The snapshot a listing reads: services, every nodes entry with its
+/// presence (a dead entry is listed, not present), and route counts; two
+/// round trips however many services there are.
+#[test]
+fn registry_snapshot_lists_services_nodes_presence_and_route_counts() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server);
+    let reader = init(&server, "reader");
+    assert!(reader.get_registry_snapshot().unwrap().services.is_empty());
+
+    let alive = register(&server, "snap-alive");
+    alive.register_routes(&["[get]/v1/a".to_string()]).unwrap();
+    // A crashed instance: its entry stays, its presence key is gone.
+    let gone_id = "0854153e6e78488f94dc5209441c9921";
+    let dead = r#"{"serviceName":"snap-gone","serviceDescription":"d","version":"1","instanceID":"0854153e6e78488f94dc5209441c9921","updatedOn":"2020-01-01T00:00:00.000Z","processID":1,"ip":"127.0.0.1","port":"1","hostName":"h"}"#;
+    let _: () = conn.hset("hydra:service:nodes", gone_id, dead).unwrap();
+    let record = r#"{"serviceName":"snap-gone","type":"t","registeredOn":"2020-01-01T00:00:00.000Z"}"#;
+    let _: () = conn.set("hydra:service:snap-gone:service", record).unwrap();
+
+    let before = command_calls(&mut conn);
+    let snapshot = reader.get_registry_snapshot().unwrap();
+    let after = command_calls(&mut conn);
+    let calls = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(calls("hgetall"), 1);
+    assert_eq!(calls("scan"), 0, "a snapshot never scans the keyspace");
+
+    let names: Vec<&str> = snapshot.services.iter().map(|s| s.service_name.as_str()).collect();
+    assert_eq!(names, ["snap-alive", "snap-gone"]);
+    assert_eq!(snapshot.nodes.len(), 2);
+    let status = |id: &str| snapshot.nodes.iter().find(|n| n.instance.instance_id == id).unwrap();
+    assert!(status(alive.get_instance_id()).present);
+    assert!(
+        !status(gone_id).present,
+        "a dead instance's entry is listed, not present"
+    );
+    // Four routes: ours plus Node's three automatic ones.
+    assert_eq!(snapshot.route_counts.get("snap-alive"), Some(&4));
+    assert_eq!(snapshot.route_counts.get("snap-gone"), None);
+}
