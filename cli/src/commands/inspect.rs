@@ -84,6 +84,13 @@ fn normalize(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// A JSON object from its fields, moved in: `json!` would copy each value
+/// (it serializes its arguments), which for 10,000 entries costs as much as
+/// reading them.
+fn document<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
 fn registry_error(error: hydra::Error) -> CliError {
     CliError::from_hydra("reading the registry", error)
 }
@@ -150,16 +157,28 @@ pub fn nodes(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
         return Err(no_such_service(name));
     }
     rows.sort_by(|a, b| {
-        let key = |n: &NodeStatus| {
-            (
-                n.instance.service_name.clone(),
-                age_seconds(&n.instance).unwrap_or(u64::MAX),
-                n.instance.instance_id.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
+        let (a, b) = (&a.instance, &b.instance);
+        (&a.service_name, age_seconds(a).unwrap_or(u64::MAX), &a.instance_id).cmp(&(
+            &b.service_name,
+            age_seconds(b).unwrap_or(u64::MAX),
+            &b.instance_id,
+        ))
     });
     let mut counts: BTreeMap<&str, usize> = [("alive", 0), ("late", 0), ("stale", 0)].into();
+    for node in &rows {
+        *counts
+            .entry(Liveness::of(node.present, age_seconds(&node.instance)).word())
+            .or_default() += 1;
+    }
+    // Only the form that is printed is built: with 10,000 entries either one
+    // costs more than reading them.
+    if ctx.style.json {
+        let nodes: Vec<Value> = rows.iter().map(|n| node_json(n)).collect();
+        return Ok(Report::new(document([
+            ("nodes", Value::Array(nodes)),
+            ("counts", json!(counts)),
+        ])));
+    }
     let mut table = Table::new([
         "service",
         "instance",
@@ -173,8 +192,6 @@ pub fn nodes(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
     for node in &rows {
         let i = &node.instance;
         let age = age_seconds(i);
-        let state = Liveness::of(node.present, age);
-        *counts.entry(state.word()).or_default() += 1;
         table.row([
             Cell::from(i.service_name.as_str()),
             Cell::from(i.instance_id.as_str()),
@@ -183,13 +200,9 @@ pub fn nodes(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
             Cell::from(i.host_name.as_str()),
             Cell::from(i.process_id.to_string()),
             Cell::from(age_text(age)),
-            state.cell(),
+            Liveness::of(node.present, age).cell(),
         ]);
     }
-    let json = json!({
-        "nodes": rows.iter().map(|n| node_json(n)).collect::<Vec<_>>(),
-        "counts": counts,
-    });
     let mut summary = format!(
         "{} entries: {} alive, {} late, {} stale",
         rows.len(),
@@ -200,7 +213,7 @@ pub fn nodes(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
     if counts["stale"] > 0 {
         summary.push_str(" (`hydra-cli refresh node list` removes the stale ones)");
     }
-    Ok(Report::new(json).table(table).text(summary))
+    Ok(Report::new(Value::Null).table(table).text(summary))
 }
 
 /// `services [svc]`: each registered service with its type, registration
@@ -269,7 +282,9 @@ pub fn services(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
             .map(|r| live.get(r.service_name.as_str()).copied().unwrap_or(0))
             .sum::<usize>()
     );
-    Ok(Report::new(json!({ "services": list })).table(table).text(summary))
+    Ok(Report::new(document([("services", Value::Array(list))]))
+        .table(table)
+        .text(summary))
 }
 
 /// `[get]/v1/x` → (`get`, `/v1/x`); a route without a method keeps it all as the path.
@@ -397,9 +412,10 @@ pub fn health(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
             }));
         }
     }
-    let mut report = Report::new(json!({ "health": list })).table(table);
+    let none_live = list.is_empty();
+    let mut report = Report::new(document([("health", Value::Array(list))])).table(table);
     if let Some(name) = &wanted
-        && list.is_empty()
+        && none_live
     {
         report = report.text(format!(
             "no live instance of {name}; `hydra-cli nodes {name}` shows its last heartbeats"
@@ -450,7 +466,11 @@ pub fn healthlog(ctx: &Context, service: &str) -> CliResult<Report> {
             })
         })
         .collect();
-    Ok(Report::new(json!({ "service": name, "entries": list })).table(table))
+    Ok(Report::new(document([
+        ("service", Value::from(name)),
+        ("entries", Value::Array(list)),
+    ]))
+    .table(table))
 }
 
 /// `refresh node list [--older-than 60s]`: removes the `nodes` entries of
