@@ -403,6 +403,10 @@ fn unreachable_redis_exits_2_within_the_connect_timeout() {
     let url = format!("redis://127.0.0.1:{}/15", silent.local_addr().unwrap().port());
     let hung = run(&home, Some(&url), &["--connect-timeout", "1s", "services"]);
     assert_eq!(hung.code, Some(2), "{hung:?}");
-    assert!(hung.stderr.contains("within 1s"), "{}", hung.stderr);
+    assert!(
+        hung.stderr.contains("unable to connect to Redis at") && hung.stderr.contains("(from --redis) within 1s"),
+        "{}",
+        hung.stderr
+    );
     drop(silent);
 }
