@@ -2,8 +2,6 @@
 //! (spec §2.2–2.6, §8), with parsers that accept what Node writes (e.g. `port`
 //! as a string or a number) and reject garbage with a reason instead of panicking.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -117,28 +115,28 @@ impl Instance {
     }
 }
 
-/// A `nodes` entry as Node and we write it, read without a JSON tree (the
-/// fast path of [`Instance::parse`]).
+/// A `nodes` entry as Node and we write it, read without a JSON tree and
+/// without copying its strings (the fast path of [`Instance::parse`]; an
+/// escaped string cannot be borrowed and takes the general path).
 #[derive(Deserialize)]
 struct NodeEntry<'a> {
-    #[serde(rename = "serviceName", borrow)]
-    service_name: Cow<'a, str>,
-    #[serde(rename = "serviceDescription", default, borrow)]
-    service_description: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    version: Option<Cow<'a, str>>,
-    #[serde(rename = "instanceID", borrow)]
-    instance_id: Cow<'a, str>,
-    #[serde(rename = "updatedOn", default, borrow)]
-    updated_on: Option<Cow<'a, str>>,
+    #[serde(rename = "serviceName")]
+    service_name: &'a str,
+    #[serde(rename = "serviceDescription", default)]
+    service_description: Option<&'a str>,
+    #[serde(default)]
+    version: Option<&'a str>,
+    #[serde(rename = "instanceID")]
+    instance_id: &'a str,
+    #[serde(rename = "updatedOn", default)]
+    updated_on: Option<&'a str>,
     #[serde(rename = "processID", default)]
     process_id: Option<u64>,
-    #[serde(borrow)]
-    ip: Cow<'a, str>,
+    ip: &'a str,
     #[serde(deserialize_with = "port_number_or_text")]
     port: u16,
-    #[serde(rename = "hostName", default, borrow)]
-    host_name: Option<Cow<'a, str>>,
+    #[serde(rename = "hostName", default)]
+    host_name: Option<&'a str>,
 }
 
 impl NodeEntry<'_> {
@@ -147,7 +145,7 @@ impl NodeEntry<'_> {
         if self.service_name.is_empty() || self.instance_id.is_empty() || self.ip.is_empty() {
             return None;
         }
-        let text = |field: Option<Cow<'_, str>>| field.map(Cow::into_owned).unwrap_or_default();
+        let text = |field: Option<&str>| field.unwrap_or_default().to_string();
         let updated_on = text(self.updated_on);
         let updated_on_ts = timestamp::parse_iso_ms(&updated_on).unwrap_or(0);
         let elapsed = if updated_on_ts > 0 {
@@ -156,13 +154,13 @@ impl NodeEntry<'_> {
             0
         };
         Some(Instance {
-            service_name: self.service_name.into_owned(),
+            service_name: self.service_name.to_string(),
             service_description: text(self.service_description),
             version: text(self.version),
-            instance_id: self.instance_id.into_owned(),
+            instance_id: self.instance_id.to_string(),
             updated_on,
             process_id: self.process_id.unwrap_or(0),
-            ip: self.ip.into_owned(),
+            ip: self.ip.to_string(),
             port: self.port,
             host_name: text(self.host_name),
             updated_on_ts,
@@ -332,7 +330,6 @@ mod tests {
             NODE_ENTRY.to_string(),
             NODE_ENTRY.replace("\"15555\"", "15555"),
             NODE_ENTRY.replace("\"version\":\"2.3.4\",", ""),
-            NODE_ENTRY.replace("\"vm\"", "\"v\\u006d\""),
         ] {
             let fast = serde_json::from_str::<NodeEntry<'_>>(&text)
                 .unwrap()
@@ -350,7 +347,10 @@ mod tests {
             let (name, version, host) = general(&text);
             assert_eq!((fast.service_name, fast.version, fast.host_name), (name, version, host));
         }
-        // Unusual types fall back to the general path instead of failing.
+        // Escaped strings and unusual types take the general path instead of failing.
+        let escaped = NODE_ENTRY.replace("\"vm\"", "\"v\\u006d\"");
+        assert!(serde_json::from_str::<NodeEntry<'_>>(&escaped).is_err());
+        assert_eq!(Instance::parse(&escaped).unwrap().host_name, "vm");
         let odd = NODE_ENTRY.replace("\"processID\":8942", "\"processID\":\"8942\"");
         assert_eq!(Instance::parse(&odd).unwrap().process_id, 8942);
         let odd = NODE_ENTRY.replace("\"version\":\"2.3.4\"", "\"version\":7");

@@ -443,7 +443,7 @@ fn registry_snapshot_lists_services_nodes_presence_and_route_counts() {
     let snapshot = reader.get_registry_snapshot().unwrap();
     let after = command_calls(&mut conn);
     let calls = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
-    assert_eq!(calls("hgetall"), 1);
+    assert_eq!(calls("hvals"), 1, "the nodes hash is read once");
     assert_eq!(calls("scan"), 0, "a snapshot never scans the keyspace");
 
     let names: Vec<&str> = snapshot.services.iter().map(|s| s.service_name.as_str()).collect();
