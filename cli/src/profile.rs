@@ -202,6 +202,8 @@ impl Profiles {
     /// Stores `connection` as profile `name` (its other fields kept) and
     /// makes it the active one.
     pub fn set_profile(&mut self, name: &str, connection: &Connection) {
+        // Active fields first, then the profile: the order Node's file has.
+        self.activate(connection);
         let entry = self
             .document
             .entry(name.to_string())
@@ -212,7 +214,6 @@ impl Profiles {
         if let Value::Object(object) = entry {
             connection.write_into(object);
         }
-        self.activate(connection);
     }
 
     /// Makes `connection` the active one (the top-level fields). Unlike
