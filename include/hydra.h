@@ -686,8 +686,8 @@ int32_t hydra_receive_message(struct hydra *hydra, uint64_t timeout_ms, char **o
 /**
  * Message counters since `hydra_new`, a JSON object: `received`, `handled`,
  * `failed`, `panicked`, `invalid`, `overflow`, `read_pauses`, `unhandled`,
- * `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions` (works
- * after shutdown).
+ * `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions`,
+ * `signature_rejected`, `unsigned_accepted` (works after shutdown).
  *
  * # Safety
  * `out_json` is NULL or writable.

@@ -13,6 +13,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::signing::Signing;
 
 /// Node Hydra's default Redis: db 15, so a Node service and ours meet with no config.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/15";
@@ -172,6 +173,7 @@ pub struct Config {
     pub(crate) command_timeout: Duration,
     pub(crate) presence_cache_ttl: Duration,
     pub(crate) messaging: Tuning,
+    pub(crate) signing: Option<Signing>,
     pub(crate) stored_config_label: Option<String>,
     pub(crate) document: Map<String, Value>,
 }
@@ -277,6 +279,7 @@ impl std::fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("presence_cache_ttl", &self.presence_cache_ttl)
+            .field("signing", &self.signing)
             .field("stored_config_label", &self.stored_config_label)
             .finish_non_exhaustive()
     }
@@ -297,8 +300,10 @@ pub struct ConfigBuilder {
     stored_config_label: Option<String>,
 }
 
-/// hydra-rs's own keys in the `hydra` branch (Node ignores them).
-const TUNING_KEYS: [&str; 7] = [
+/// hydra-rs's own keys in the `hydra` branch (Node ignores them); they carry
+/// over into a config loaded from Redis (`HYDRA_SERVICE` label), so a stored
+/// config need not hold the signing secret.
+const TUNING_KEYS: [&str; 10] = [
     "connectTimeout",
     "commandTimeout",
     "presenceCacheTTL",
@@ -306,6 +311,9 @@ const TUNING_KEYS: [&str; 7] = [
     "messageQueueCapacity",
     "maxQueuedMessageBytes",
     "maxMessageBytes",
+    "signatureSecret",
+    "signatureAlgorithm",
+    "acceptUnsignedMessages",
 ];
 
 impl std::fmt::Debug for ConfigBuilder {
@@ -468,8 +476,29 @@ impl ConfigBuilder {
         self.set("maxMessageBytes", bytes)
     }
 
-    /// Applies `HYDRA_REDIS_URL` and `HYDRA_SERVICE` from the process
-    /// environment, as Node does (they win over the file).
+    /// `signatureSecret`: sign every message this instance sends and refuse
+    /// incoming ones without a valid signature (see
+    /// [`accept_unsigned_messages`](ConfigBuilder::accept_unsigned_messages)).
+    /// Node's UMF HMAC, so Node senders that call `signMessage` with the same
+    /// secret are accepted.
+    pub fn signature_secret(self, secret: &str) -> ConfigBuilder {
+        self.set("signatureSecret", secret)
+    }
+
+    /// `signatureAlgorithm`: `sha256` (default, Node's) or `sha512`.
+    pub fn signature_algorithm(self, algorithm: &str) -> ConfigBuilder {
+        self.set("signatureAlgorithm", algorithm)
+    }
+
+    /// `acceptUnsignedMessages`: migration mode — sign, but let unsigned
+    /// messages in (counted in `MessageStats::unsigned_accepted`) while the
+    /// other senders are switched over. Wrong signatures are refused anyway.
+    pub fn accept_unsigned_messages(self, accept: bool) -> ConfigBuilder {
+        self.set("acceptUnsignedMessages", accept)
+    }
+
+    /// Applies `HYDRA_REDIS_URL`, `HYDRA_SIGNATURE_SECRET` and `HYDRA_SERVICE`
+    /// from the process environment; Node's two win over the file, as in Node.
     pub fn apply_env(self) -> Result<ConfigBuilder> {
         self.apply_env_from(|name| std::env::var(name).ok())
     }
@@ -479,6 +508,9 @@ impl ConfigBuilder {
     pub fn apply_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<ConfigBuilder> {
         if let Some(url) = lookup("HYDRA_REDIS_URL").filter(|u| !u.trim().is_empty()) {
             self = self.redis_url(url.trim());
+        }
+        if let Some(secret) = lookup("HYDRA_SIGNATURE_SECRET").filter(|s| !s.is_empty()) {
+            self = self.signature_secret(&secret);
         }
         let Some(service) = lookup("HYDRA_SERVICE").filter(|s| !s.trim().is_empty()) else {
             return Ok(self);
@@ -571,6 +603,7 @@ impl ConfigBuilder {
             command_timeout,
             presence_cache_ttl,
             messaging: tuning,
+            signing: Signing::from_settings(&hydra)?,
             stored_config_label: self.stored_config_label,
             document: self.document,
         })
@@ -908,6 +941,30 @@ mod tests {
         ] {
             assert_eq!(field_of(p(bad.clone()).unwrap_err()), "servicePort", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_signing_secret_comes_from_the_file_or_the_environment_and_is_never_printed() {
+        let from_file = ConfigBuilder::from_json(r#"{"hydra": {"serviceName": "a", "signatureSecret": "f1le"}}"#)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(from_file.signing.is_some());
+        let from_env = Config::builder()
+            .service_name("a")
+            .apply_env_from(|name| (name == "HYDRA_SIGNATURE_SECRET").then(|| "3nv".to_string()))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(from_env.signing.is_some());
+        assert!(!format!("{from_env:?}").contains("3nv"), "{from_env:?}");
+        assert!(Config::new("a").unwrap().signing.is_none());
+        let bad = Config::builder()
+            .service_name("a")
+            .signature_secret("s")
+            .signature_algorithm("md5")
+            .build();
+        assert!(matches!(bad, Err(Error::InvalidConfig { field, .. }) if field == "signatureAlgorithm"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::keys;
 use crate::mailbox::Mailboxes;
 use crate::messaging::{HandlerError, Identity, MessageStats, Messaging, MessagingSettings, instance_route};
 use crate::records::{HealthLogEntry, Instance, NodeTemplate, ServiceRecord};
-use crate::registry::{Registry, RegistrySnapshot, ServiceHealth};
+use crate::registry::{Registry, ServiceHealth};
 use crate::store::Store;
 use crate::umf::Umf;
 
@@ -140,6 +140,7 @@ impl Hydra {
                     store.clone(),
                     registry.clone(),
                     settings,
+                    config.signing.clone(),
                     make_handle,
                 )),
                 config,
@@ -530,7 +531,7 @@ impl Hydra {
         }
         message.validate()?;
         let key = crate::keys::stream(stream);
-        let body = message.to_short_json();
+        let body = crate::signing::wire_form(self.inner.config.signing.as_ref(), message)?;
         self.inner.store.run(|c| {
             redis::cmd("XADD")
                 .arg(&key)
@@ -605,15 +606,6 @@ impl Hydra {
     /// that is not `svc:version`.
     pub fn remove_config(&self, label: &str) -> Result<bool> {
         self.inner.registry.remove_config(label)
-    }
-
-    /// Every registered service, every `nodes` entry with whether its
-    /// instance is present now, and each service's route count, in two round
-    /// trips whatever their number: what a listing (`hydra-cli services`,
-    /// `nodes`) shows, without one lookup per service and without scanning
-    /// the keyspace as Node's `getServices` does.
-    pub fn get_registry_snapshot(&self) -> Result<RegistrySnapshot> {
-        self.inner.registry.snapshot()
     }
 }
 

@@ -27,6 +27,7 @@ use crate::listener::{Listener, QUEUED_MESSAGE_OVERHEAD, QueueLimits, Subscribed
 use crate::pool::Job;
 use crate::records::Instance;
 use crate::registry::Registry;
+use crate::signing::{self, Signing, Verdict};
 use crate::store::Store;
 use crate::umf::Umf;
 
@@ -94,6 +95,11 @@ pub struct MessageStats {
     /// Times the listener subscribed; more than 1 means it recovered from a
     /// lost or frozen connection.
     pub subscriptions: u64,
+    /// Messages refused because `signatureSecret` is set and they were
+    /// unsigned or wrongly signed (never delivered).
+    pub signature_rejected: u64,
+    /// Unsigned messages let in by migration mode (`acceptUnsignedMessages`).
+    pub unsigned_accepted: u64,
 }
 
 #[derive(Default)]
@@ -109,6 +115,8 @@ struct Counters {
     replies_matched: AtomicU64,
     replies_late: AtomicU64,
     sent: AtomicU64,
+    signature_rejected: AtomicU64,
+    unsigned_accepted: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) -> u64 {
@@ -129,6 +137,8 @@ pub(crate) struct Messaging {
     store: Arc<Store>,
     registry: Arc<Registry>,
     settings: MessagingSettings,
+    /// `signatureSecret`: sign what is sent, check what arrives.
+    signing: Option<Signing>,
     counters: Counters,
     pending: Mutex<HashMap<String, Sender<Umf>>>,
     expired: Mutex<ExpiredRequests>,
@@ -150,6 +160,7 @@ impl Messaging {
         store: Arc<Store>,
         registry: Arc<Registry>,
         settings: MessagingSettings,
+        signing: Option<Signing>,
         make_handle: HandleFactory,
     ) -> Messaging {
         // Unbounded as a channel (a bounded one allocates its capacity up
@@ -161,6 +172,7 @@ impl Messaging {
             store,
             registry,
             settings,
+            signing,
             counters: Counters::default(),
             pending: Mutex::new(HashMap::new()),
             expired: Mutex::new(ExpiredRequests::default()),
@@ -196,6 +208,8 @@ impl Messaging {
             replies_matched: get(&c.replies_matched),
             replies_late: get(&c.replies_late),
             sent: get(&c.sent),
+            signature_rejected: get(&c.signature_rejected),
+            unsigned_accepted: get(&c.unsigned_accepted),
             subscriptions: self.listener.subscriptions(),
             read_pauses: self.listener.read_pauses(),
         }
@@ -278,6 +292,25 @@ impl Messaging {
                 return None;
             }
         };
+        // Before a reply can reach its waiting request: a forged reply is refused too.
+        if let Some(signing) = &self.signing {
+            match signing.check(&umf) {
+                Verdict::Valid => {}
+                Verdict::UnsignedAccepted => {
+                    bump(&self.counters.unsigned_accepted);
+                }
+                Verdict::Rejected(why) => {
+                    let n = bump(&self.counters.signature_rejected);
+                    self.warnings.warn("signature", || {
+                        format!(
+                            "refused message {} from {} on {channel}: {why} ({n} refused so far)",
+                            umf.mid, umf.from
+                        )
+                    });
+                    return None;
+                }
+            }
+        }
         if let Some(rmid) = umf.rmid.as_deref() {
             let waiting = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(rmid);
             if let Some(caller) = waiting {
@@ -431,7 +464,7 @@ impl Messaging {
         let route = umf.to_route()?;
         self.remember_sent(umf);
         let service = route.service_name.to_lowercase();
-        let payload = umf.to_short_json();
+        let payload = signing::wire_form(self.signing.as_ref(), umf)?;
         if !route.instance.is_empty() {
             let instance = self.find_instance(&service, &route.instance)?;
             let receivers = self.publish(&keys::instance_channel(&service, &instance.instance_id), &payload)?;
@@ -480,7 +513,10 @@ impl Messaging {
             }
             return Err(Error::ServiceUnavailable(format!("Unavailable {service} instances")));
         }
-        self.publish(&keys::service_channel(&service), &umf.to_short_json())?;
+        self.publish(
+            &keys::service_channel(&service),
+            &signing::wire_form(self.signing.as_ref(), umf)?,
+        )?;
         Ok(())
     }
 

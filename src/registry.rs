@@ -10,7 +10,7 @@
 //! size of the database nor every instance ever registered (see
 //! [`node_index`](crate::node_index)).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,38 +40,6 @@ pub struct ServiceHealth {
     /// Present instances.
     pub presence: Vec<Instance>,
 }
-
-/// One `hydra:service:nodes` entry and whether its instance is present now
-/// (its presence key exists), as [`RegistrySnapshot`] reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
-    /// The entry.
-    pub instance: Instance,
-    /// True iff the instance's presence key exists (it beat within 3 s).
-    pub present: bool,
-}
-
-/// The registry as a listing shows it (`Hydra::get_registry_snapshot`):
-/// every service, every `nodes` entry with its presence, every route count.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RegistrySnapshot {
-    /// Registration records of the services named in the `nodes` hash or in
-    /// our index, sorted by name (as `get_services`).
-    pub services: Vec<ServiceRecord>,
-    /// Every `nodes` entry that parses, live or dead, in hash order.
-    pub nodes: Vec<NodeStatus>,
-    /// How many routes each of `services` registered (`SCARD` of its routes
-    /// set); services without routes are absent.
-    pub route_counts: BTreeMap<String, usize>,
-}
-
-/// Keys per `MGET` in a snapshot: one command stays short for Redis however
-/// many entries the `nodes` hash holds.
-const MGET_CHUNK: usize = 1000;
-
-/// `SCARD` of every key: the route counts of a snapshot in one command
-/// (a fraction of a millisecond of Redis time for a thousand services).
-const COUNT_ROUTES_LUA: &str = "local n = {} for i, k in ipairs(KEYS) do n[i] = redis.call('SCARD', k) end return n";
 
 /// Reads the registry. Shared by every clone of a `Hydra` handle.
 pub(crate) struct Registry {
@@ -128,99 +96,6 @@ impl Registry {
             }
         }
         Ok(names.into_iter().collect())
-    }
-
-    /// Everything a listing needs in two round trips whatever the size of the
-    /// registry: the `nodes` hash (`HVALS`) and our index, then one pipeline with the
-    /// service records, every entry's presence key (`MGET`s of 1,000 keys) and
-    /// every route count (one script).
-    pub(crate) fn snapshot(&self) -> Result<RegistrySnapshot> {
-        // HVALS, not HGETALL: the field is the instance ID, which the value
-        // holds too, and half as many replies parse faster.
-        let (entries, indexed): (Vec<String>, Vec<String>) = self
-            .store
-            .run(|c| redis::pipe().hvals(keys::NODES).smembers(keys::SERVICE_INDEX).query(c))?;
-        let instances: Vec<Instance> = entries
-            .iter()
-            .filter_map(|text| {
-                Instance::parse(text)
-                    .map_err(|reason| self.warned.warn(keys::NODES, text, &reason))
-                    .ok()
-            })
-            .collect();
-        drop(entries);
-        let names: Vec<String> = indexed
-            .into_iter()
-            .chain(instances.iter().map(|i| i.service_name.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if names.is_empty() {
-            return Ok(RegistrySnapshot::default());
-        }
-        let service_keys: Vec<String> = names.iter().map(|n| keys::service(n)).collect();
-        let presence_keys: Vec<String> = instances
-            .iter()
-            .map(|i| keys::presence(&i.service_name, &i.instance_id))
-            .collect();
-        let route_keys: Vec<String> = names.iter().map(|n| keys::routes(n)).collect();
-        let replies: Vec<redis::Value> = self.store.run(|c| {
-            let mut pipe = redis::pipe();
-            for chunk in service_keys.chunks(MGET_CHUNK) {
-                pipe.cmd("MGET").arg(chunk);
-            }
-            for chunk in presence_keys.chunks(MGET_CHUNK) {
-                pipe.cmd("MGET").arg(chunk);
-            }
-            // One command for every route count, not one per service: redis-rs
-            // waits the whole read timeout for each reply of a pipeline when the
-            // server stops answering, so the command count bounds the wait.
-            pipe.cmd("EVAL")
-                .arg(COUNT_ROUTES_LUA)
-                .arg(route_keys.len())
-                .arg(&route_keys);
-            pipe.query(c)
-        })?;
-        let mut replies = replies.into_iter();
-        let mut records: Vec<Option<String>> = Vec::with_capacity(service_keys.len());
-        for _ in service_keys.chunks(MGET_CHUNK) {
-            records.extend(decode::<Vec<Option<String>>>(replies.next())?);
-        }
-        let mut present: Vec<bool> = Vec::with_capacity(presence_keys.len());
-        for _ in presence_keys.chunks(MGET_CHUNK) {
-            present.extend(
-                decode::<Vec<Option<String>>>(replies.next())?
-                    .into_iter()
-                    .map(|p| p.is_some()),
-            );
-        }
-        let counts: Vec<usize> = decode(replies.next())?;
-        let route_counts: BTreeMap<String, usize> = names
-            .iter()
-            .zip(counts)
-            .filter(|(_, count)| *count > 0)
-            .map(|(name, count)| (name.clone(), count))
-            .collect();
-        let services = service_keys
-            .iter()
-            .zip(records)
-            .filter_map(|(key, text)| {
-                let text = text?;
-                ServiceRecord::parse(&text)
-                    .map_err(|reason| self.warned.warn(key, &text, &reason))
-                    .ok()
-            })
-            .collect();
-        let nodes = instances
-            .into_iter()
-            .zip(present)
-            .map(|(instance, present)| NodeStatus { instance, present })
-            .collect();
-        Ok(RegistrySnapshot {
-            services,
-            nodes,
-            route_counts,
-        })
     }
 
     /// The `:service` record of `name` (`findService`).

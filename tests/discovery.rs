@@ -420,15 +420,16 @@ fn remove_config_deletes_one_version() {
     assert!(matches!(admin.remove_config("no-version"), Err(Error::BadRequest(_))));
 }
 
-/// The snapshot a listing reads: services, every nodes entry with its
-/// presence (a dead entry is listed, not present), and route counts; two
-/// round trips however many services there are.
+/// The snapshot the listings read (`registry_snapshot`): services, every
+/// nodes entry with its presence (a dead entry is listed, not present) and
+/// the routes, in a constant number of commands (one HVALS, no SCAN, no
+/// command per entry) however many services there are.
 #[test]
-fn registry_snapshot_lists_services_nodes_presence_and_route_counts() {
+fn registry_snapshot_lists_services_nodes_presence_and_routes_in_few_commands() {
     let server = RedisServer::start();
     let mut conn = raw(&server);
     let reader = init(&server, "reader");
-    assert!(reader.get_registry_snapshot().unwrap().services.is_empty());
+    assert!(reader.registry_snapshot().unwrap().services.is_empty());
 
     let alive = register(&server, "snap-alive");
     alive.register_routes(&["[get]/v1/a".to_string()]).unwrap();
@@ -438,24 +439,45 @@ fn registry_snapshot_lists_services_nodes_presence_and_route_counts() {
     let _: () = conn.hset("hydra:service:nodes", gone_id, dead).unwrap();
     let record = r#"{"serviceName":"snap-gone","type":"t","registeredOn":"2020-01-01T00:00:00.000Z"}"#;
     let _: () = conn.set("hydra:service:snap-gone:service", record).unwrap();
+    // Many entries, to see that the command count does not follow them.
+    for i in 0..300 {
+        let id = format!("{i:032x}");
+        let entry = dead
+            .replace(gone_id, &id)
+            .replace("snap-gone", &format!("bulk-{}", i % 30));
+        let _: () = conn.hset("hydra:service:nodes", &id, entry).unwrap();
+    }
 
     let before = command_calls(&mut conn);
-    let snapshot = reader.get_registry_snapshot().unwrap();
+    let snapshot = reader.registry_snapshot().unwrap();
     let after = command_calls(&mut conn);
     let calls = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     assert_eq!(calls("hvals"), 1, "the nodes hash is read once");
     assert_eq!(calls("scan"), 0, "a snapshot never scans the keyspace");
+    assert_eq!(
+        calls("exists"),
+        0,
+        "presence is read with MGET, not one command per entry"
+    );
+    assert!(calls("mget") <= 2, "{} MGETs", calls("mget"));
 
     let names: Vec<&str> = snapshot.services.iter().map(|s| s.service_name.as_str()).collect();
-    assert_eq!(names, ["snap-alive", "snap-gone"]);
-    assert_eq!(snapshot.nodes.len(), 2);
-    let status = |id: &str| snapshot.nodes.iter().find(|n| n.instance.instance_id == id).unwrap();
+    assert_eq!(names, ["snap-alive", "snap-gone"], "bulk-* have no records");
+    assert_eq!(snapshot.instances.len(), 302);
+    let status = |id: &str| {
+        snapshot
+            .instances
+            .iter()
+            .find(|n| n.instance.instance_id == id)
+            .unwrap()
+    };
     assert!(status(alive.get_instance_id()).present);
     assert!(
         !status(gone_id).present,
         "a dead instance's entry is listed, not present"
     );
-    // Four routes: ours plus Node's three automatic ones.
-    assert_eq!(snapshot.route_counts.get("snap-alive"), Some(&4));
-    assert_eq!(snapshot.route_counts.get("snap-gone"), None);
+    // Our route plus Node's three automatic ones.
+    assert_eq!(snapshot.routes["snap-alive"].len(), 4);
+    assert!(snapshot.routes["snap-alive"].contains(&"[get]/v1/a".to_string()));
+    assert!(!snapshot.routes.contains_key("snap-gone"));
 }

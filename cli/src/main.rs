@@ -51,11 +51,13 @@ fn main() -> ExitCode {
             }
         },
         Err(error) => {
-            if style.json {
+            if let Some(report) = &error.report {
+                let _ = output::print(report, style, &mut stdout);
+            } else if style.json {
                 let _ = serde_json::to_writer_pretty(&mut stdout, &error.to_json());
                 let _ = writeln!(stdout);
-                let _ = stdout.flush();
             }
+            let _ = stdout.flush();
             eprintln!("hydra-cli: {error}");
             ExitCode::from(error.kind.exit_code())
         }

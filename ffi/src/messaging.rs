@@ -256,8 +256,8 @@ pub unsafe extern "C" fn hydra_receive_message(
 
 /// Message counters since `hydra_new`, a JSON object: `received`, `handled`,
 /// `failed`, `panicked`, `invalid`, `overflow`, `read_pauses`, `unhandled`,
-/// `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions` (works
-/// after shutdown).
+/// `looped`, `replies_matched`, `replies_late`, `sent`, `subscriptions`,
+/// `signature_rejected`, `unsigned_accepted` (works after shutdown).
 ///
 /// # Safety
 /// `out_json` is NULL or writable.

@@ -31,6 +31,7 @@ use crate::hydra::Hydra;
 use crate::js_json;
 use crate::keys;
 use crate::messaging::HandlerError;
+use crate::signing::{Signing, Verdict};
 use crate::timestamp;
 use crate::umf::{Umf, is_truthy};
 use claims::QueueKeys;
@@ -74,6 +75,21 @@ impl QueuedMessage {
     pub fn delivery_count(&self) -> u32 {
         self.delivery_count
     }
+}
+
+/// A message waiting in a service queue, as [`Hydra::peek_queue`] sees it
+/// (still waiting: nobody took it).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct WaitingMessage {
+    /// The message; `None` when the item is not UMF JSON (a consumer taking
+    /// it moves it to `mqincomplete` instead of delivering it).
+    pub message: Option<Umf>,
+    /// The item exactly as stored (invalid UTF-8 replaced).
+    pub raw: String,
+    /// Deliveries to queue workers that ended without completion so far
+    /// (failed handlers, consumers that died); 0 for a fresh message.
+    pub failed_deliveries: u32,
 }
 
 /// Settings of a [`Hydra::queue_worker_with`] worker.
@@ -165,7 +181,13 @@ impl Hydra {
         if route.service_name.is_empty() {
             return Err(Error::BadRequest(format!("route {:?} names no service", message.to)));
         }
-        let item = js_json::to_string(&message.to_short_value());
+        let mut item = js_json::to_string(&message.to_short_value());
+        if let Some(signing) = &self.config().signing {
+            // Sign what a consumer will parse back: the message as stored
+            // (JavaScript's JSON may round numbers), not the caller's copy.
+            let stored = Umf::parse(&item)?;
+            item = js_json::to_string(&signing.signed(&stored)?.to_short_value());
+        }
         let key = keys::queue_received(&route.service_name);
         self.store()
             .run(|c| redis::cmd("LPUSH").arg(&key).arg(&item).query::<()>(c))
@@ -261,7 +283,7 @@ impl Hydra {
     /// A message just moved to `mqinprogress` without a lease: decoded, or
     /// moved on to `mqincomplete` when it is not UMF.
     fn accept_untracked(&self, keys: &QueueKeys, raw: Vec<u8>) -> Result<Option<QueuedMessage>> {
-        match decode(&raw) {
+        match decode(&raw, self.config().signing.as_ref()) {
             Ok((text, message)) => Ok(Some(QueuedMessage {
                 message,
                 raw: text,
@@ -270,7 +292,7 @@ impl Hydra {
             })),
             Err(reason) => {
                 log::warn!(
-                    "queue {}: moved an item that is not a UMF message to mqincomplete ({reason})",
+                    "queue {}: moved an item that cannot be delivered to mqincomplete ({reason})",
                     keys.service
                 );
                 self.store().run(|c| {
@@ -283,7 +305,7 @@ impl Hydra {
                         .ignore()
                         .cmd("RPUSH")
                         .arg(&keys.incomplete)
-                        .arg(&raw)
+                        .arg(with_reason(&raw, &format!("not deliverable: {reason}")))
                         .ignore()
                         .query::<()>(c)
                 })?;
@@ -371,6 +393,37 @@ impl Hydra {
         }
     }
 
+    /// The next `count` messages waiting in `service`'s queue, in the order
+    /// consumers will take them (Node's `getQueuedMessage`, workers), without
+    /// taking them: one `LRANGE` of the end of `mqrecieved` consumers take
+    /// from, read atomically with each message's failed deliveries. Items that
+    /// are not UMF are listed too (with `message: None`).
+    pub fn peek_queue(&self, service: &str, count: usize) -> Result<Vec<WaitingMessage>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = QueueKeys::new(service);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let items: Vec<(Vec<u8>, u32)> = self.store().run(|c| {
+            scripts::PEEK
+                .key(&keys.received)
+                .key(&keys.deliveries)
+                .arg(count)
+                .invoke(c)
+        })?;
+        Ok(items
+            .into_iter()
+            .map(|(raw, failed_deliveries)| {
+                let raw = String::from_utf8_lossy(&raw).into_owned();
+                WaitingMessage {
+                    message: Umf::parse(&raw).ok(),
+                    raw,
+                    failed_deliveries,
+                }
+            })
+            .collect())
+    }
+
     /// Processes `service`'s queue on `concurrency` threads
     /// (`hydra-queue-<n>`) until [`QueueWorker::stop`] or
     /// [`shutdown`](Hydra::shutdown), with the default [`QueueOptions`]: see
@@ -434,10 +487,14 @@ impl Hydra {
     }
 }
 
-/// Stored bytes → (text, message), or why they are not a UMF message.
-fn decode(raw: &[u8]) -> std::result::Result<(String, Umf), String> {
+/// A stored item as a message, or why it cannot be delivered (not UMF, or
+/// refused by the signing policy: such items go to `mqincomplete`, kept).
+fn decode(raw: &[u8], signing: Option<&Signing>) -> std::result::Result<(String, Umf), String> {
     let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_string())?;
     let message = Umf::parse(text).map_err(|e| e.to_string())?;
+    if let Some(Verdict::Rejected(why)) = signing.map(|s| s.check(&message)) {
+        return Err(format!("signature check: {why}"));
+    }
     Ok((text.to_string(), message))
 }
 

@@ -26,6 +26,7 @@ use super::{QueueOptions, QueuedMessage, decode, with_reason};
 use crate::error::{Error, Result, describe_redis_error};
 use crate::hydra::{BackgroundTask, Hydra};
 use crate::messaging::HandlerError;
+use crate::signing::Signing;
 use crate::store::Store;
 use crate::threads::OwnedThread;
 
@@ -112,6 +113,8 @@ struct Core {
     options: QueueOptions,
     store: Arc<Store>,
     command_timeout: Duration,
+    /// `signatureSecret`: messages without a valid signature are buried unrun.
+    signing: Option<Signing>,
     handler: Box<QueueHandler>,
     slots: Vec<Slot>,
     /// Per slot: its thread has returned (its lease is no longer renewed).
@@ -184,6 +187,7 @@ pub(super) fn start(
         options,
         store: hydra.store().clone(),
         command_timeout: hydra.config().command_timeout(),
+        signing: hydra.config().signing.clone(),
         handler,
         exited: (0..concurrency).map(|_| AtomicBool::new(false)).collect(),
         client_ids: Mutex::new(vec![None; concurrency]),
@@ -539,12 +543,12 @@ impl Core {
     /// Runs the handler on a message and decides what to write.
     fn handle(&self, taken: Taken) -> Verdict {
         let Taken { raw, failures } = taken;
-        let (text, message) = match decode(&raw) {
+        let (text, message) = match decode(&raw, self.signing.as_ref()) {
             Ok(decoded) => decoded,
             Err(reason) => {
-                let reason = format!("not a UMF message: {reason}");
+                let reason = format!("not deliverable: {reason}");
                 return Verdict::Bury {
-                    dead_letter: raw.clone(),
+                    dead_letter: with_reason(&raw, &reason),
                     raw,
                     reason,
                 };

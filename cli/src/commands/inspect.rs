@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use hydra::{Hydra, NodeStatus, RegistrySnapshot};
+use hydra::{Hydra, InstanceState, RegistrySnapshot};
 use serde_json::{Value, json};
 
 use crate::context::Context;
@@ -104,7 +104,7 @@ fn no_such_service(name: &str) -> CliError {
 
 fn snapshot(ctx: &Context) -> CliResult<(&Hydra, RegistrySnapshot)> {
     let hydra = ctx.hydra()?;
-    let snapshot = hydra.get_registry_snapshot().map_err(registry_error)?;
+    let snapshot = hydra.registry_snapshot().map_err(registry_error)?;
     Ok((hydra, snapshot))
 }
 
@@ -122,7 +122,7 @@ fn is_registered(hydra: &Hydra, snapshot: Option<&RegistrySnapshot>, name: &str)
     }
 }
 
-fn node_json(node: &NodeStatus) -> Value {
+fn node_json(node: &InstanceState) -> Value {
     let i = &node.instance;
     let age = age_seconds(i);
     json!({
@@ -145,8 +145,8 @@ fn node_json(node: &NodeStatus) -> Value {
 pub fn nodes(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
     let (hydra, snapshot) = snapshot(ctx)?;
     let wanted = service.map(normalize);
-    let mut rows: Vec<&NodeStatus> = snapshot
-        .nodes
+    let mut rows: Vec<&InstanceState> = snapshot
+        .instances
         .iter()
         .filter(|n| wanted.as_ref().is_none_or(|w| &n.instance.service_name == w))
         .collect();
@@ -238,7 +238,7 @@ pub fn services(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
     }
     let mut live: BTreeMap<&str, usize> = BTreeMap::new();
     let mut entries: BTreeMap<&str, usize> = BTreeMap::new();
-    for node in &snapshot.nodes {
+    for node in &snapshot.instances {
         let name = node.instance.service_name.as_str();
         *entries.entry(name).or_default() += 1;
         if node.present {
@@ -251,7 +251,7 @@ pub fn services(ctx: &Context, service: Option<&str>) -> CliResult<Report> {
         let name = record.service_name.as_str();
         let live_count = live.get(name).copied().unwrap_or(0);
         let entry_count = entries.get(name).copied().unwrap_or(0);
-        let routes = snapshot.route_counts.get(name).copied().unwrap_or(0);
+        let routes = snapshot.routes.get(name).map_or(0, Vec::len);
         let tone = match (live_count, routes) {
             (0, 0) => Tone::Dim,
             (0, _) => Tone::Bad,
@@ -480,8 +480,8 @@ pub fn healthlog(ctx: &Context, service: &str) -> CliResult<Report> {
 pub fn refresh_node_list(ctx: &Context, older_than: Duration) -> CliResult<Report> {
     let (hydra, before) = snapshot(ctx)?;
     let limit = older_than.as_secs();
-    let candidates: Vec<&NodeStatus> = before
-        .nodes
+    let candidates: Vec<&InstanceState> = before
+        .instances
         .iter()
         .filter(|n| !n.present && age_seconds(&n.instance).is_none_or(|age| age >= limit))
         .collect();
@@ -494,7 +494,7 @@ pub fn refresh_node_list(ctx: &Context, older_than: Duration) -> CliResult<Repor
         .into_iter()
         .map(|i| i.instance_id)
         .collect();
-    let gone: Vec<&NodeStatus> = candidates
+    let gone: Vec<&InstanceState> = candidates
         .into_iter()
         .filter(|n| !after.contains(&n.instance.instance_id))
         .collect();

@@ -746,7 +746,8 @@ class Hydra(_Owned):
     def message_stats(self) -> Dict[str, int]:
         """``received``, ``handled``, ``failed``, ``panicked``, ``invalid``,
         ``overflow``, ``read_pauses``, ``unhandled``, ``looped``,
-        ``replies_matched``, ``replies_late``, ``sent``, ``subscriptions``."""
+        ``replies_matched``, ``replies_late``, ``sent``, ``subscriptions``,
+        ``signature_rejected``, ``unsigned_accepted``."""
         return _json_out(lambda out: lib.hydra_message_stats(self._handle, out))
 
     # -- HTTP ----------------------------------------------------------------
