@@ -599,6 +599,14 @@ impl Hydra {
     pub fn list_config(&self, service_name: &str) -> Result<Vec<String>> {
         self.inner.registry.list_config(service_name)
     }
+
+    /// Removes the config stored under `svc:version` (`HDEL`, what Node's
+    /// `hydra-cli cfg remove` does; Node Hydra has no call for it). Returns
+    /// false when nothing was stored there; [`Error::BadRequest`] for a label
+    /// that is not `svc:version`.
+    pub fn remove_config(&self, label: &str) -> Result<bool> {
+        self.inner.registry.remove_config(label)
+    }
 }
 
 impl std::fmt::Debug for Hydra {

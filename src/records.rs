@@ -2,7 +2,7 @@
 //! (spec §2.2–2.6, §8), with parsers that accept what Node writes (e.g. `port`
 //! as a string or a number) and reject garbage with a reason instead of panicking.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::timestamp;
@@ -71,6 +71,14 @@ impl Instance {
     /// Parses a `nodes` hash value. `port` may be a string or a number, as Node
     /// writes both.
     pub(crate) fn parse(text: &str) -> Result<Instance, String> {
+        // Listings parse every entry of the hash (10,000 and more): the typed
+        // fast path builds no JSON tree; anything unusual takes the general
+        // path below, which also words the errors.
+        if let Ok(entry) = serde_json::from_str::<NodeEntry<'_>>(text)
+            && let Some(instance) = entry.into_instance()
+        {
+            return Ok(instance);
+        }
         let map = parse_object(text)?;
         let updated_on = optional_string(&map, "updatedOn");
         let updated_on_ts = timestamp::parse_iso_ms(&updated_on).unwrap_or(0);
@@ -105,6 +113,78 @@ impl Instance {
             elapsed,
         })
     }
+}
+
+/// A `nodes` entry as Node and we write it, read without a JSON tree and
+/// without copying its strings (the fast path of [`Instance::parse`]; an
+/// escaped string cannot be borrowed and takes the general path).
+#[derive(Deserialize)]
+struct NodeEntry<'a> {
+    #[serde(rename = "serviceName")]
+    service_name: &'a str,
+    #[serde(rename = "serviceDescription", default)]
+    service_description: Option<&'a str>,
+    #[serde(default)]
+    version: Option<&'a str>,
+    #[serde(rename = "instanceID")]
+    instance_id: &'a str,
+    #[serde(rename = "updatedOn", default)]
+    updated_on: Option<&'a str>,
+    #[serde(rename = "processID", default)]
+    process_id: Option<u64>,
+    ip: &'a str,
+    #[serde(deserialize_with = "port_number_or_text")]
+    port: u16,
+    #[serde(rename = "hostName", default)]
+    host_name: Option<&'a str>,
+}
+
+impl NodeEntry<'_> {
+    /// None when a required field is empty (the general path says why).
+    fn into_instance(self) -> Option<Instance> {
+        if self.service_name.is_empty() || self.instance_id.is_empty() || self.ip.is_empty() {
+            return None;
+        }
+        let text = |field: Option<&str>| field.unwrap_or_default().to_string();
+        let updated_on = text(self.updated_on);
+        let updated_on_ts = timestamp::parse_iso_ms(&updated_on).unwrap_or(0);
+        let elapsed = if updated_on_ts > 0 {
+            u64::try_from((timestamp::now_ms() - updated_on_ts).max(0) / 1000).unwrap_or(0)
+        } else {
+            0
+        };
+        Some(Instance {
+            service_name: self.service_name.to_string(),
+            service_description: text(self.service_description),
+            version: text(self.version),
+            instance_id: self.instance_id.to_string(),
+            updated_on,
+            process_id: self.process_id.unwrap_or(0),
+            ip: self.ip.to_string(),
+            port: self.port,
+            host_name: text(self.host_name),
+            updated_on_ts,
+            elapsed,
+        })
+    }
+}
+
+/// `port` as Node writes it: a number, or a string of digits.
+fn port_number_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    struct PortVisitor;
+    impl serde::de::Visitor<'_> for PortVisitor {
+        type Value = u16;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a port number or a string of one")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom("port out of range"))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u16, E> {
+            v.trim().parse().map_err(|_| E::custom("not a port"))
+        }
+    }
+    deserializer.deserialize_any(PortVisitor)
 }
 
 /// What this instance writes into the `nodes` hash every second, in Node's key
@@ -234,6 +314,47 @@ mod tests {
         assert_eq!(a.updated_on_ts, 1_795_664_063_087);
         let b = Instance::parse(&NODE_ENTRY.replace("\"15555\"", "15555")).unwrap();
         assert_eq!(b.port, 15555);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_one() {
+        let general = |text: &str| {
+            let map = parse_object(text).unwrap();
+            (
+                required_string(&map, "serviceName").unwrap(),
+                optional_string(&map, "version"),
+                optional_string(&map, "hostName"),
+            )
+        };
+        for text in [
+            NODE_ENTRY.to_string(),
+            NODE_ENTRY.replace("\"15555\"", "15555"),
+            NODE_ENTRY.replace("\"version\":\"2.3.4\",", ""),
+        ] {
+            let fast = serde_json::from_str::<NodeEntry<'_>>(&text)
+                .unwrap()
+                .into_instance()
+                .unwrap();
+            let parsed = Instance::parse(&text).unwrap();
+            // `elapsed` is read against the clock, which may tick between the two.
+            assert_eq!(
+                Instance { elapsed: 0, ..parsed },
+                Instance {
+                    elapsed: 0,
+                    ..fast.clone()
+                }
+            );
+            let (name, version, host) = general(&text);
+            assert_eq!((fast.service_name, fast.version, fast.host_name), (name, version, host));
+        }
+        // Escaped strings and unusual types take the general path instead of failing.
+        let escaped = NODE_ENTRY.replace("\"vm\"", "\"v\\u006d\"");
+        assert!(serde_json::from_str::<NodeEntry<'_>>(&escaped).is_err());
+        assert_eq!(Instance::parse(&escaped).unwrap().host_name, "vm");
+        let odd = NODE_ENTRY.replace("\"processID\":8942", "\"processID\":\"8942\"");
+        assert_eq!(Instance::parse(&odd).unwrap().process_id, 8942);
+        let odd = NODE_ENTRY.replace("\"version\":\"2.3.4\"", "\"version\":7");
+        assert_eq!(Instance::parse(&odd).unwrap().version, "7");
     }
 
     #[test]

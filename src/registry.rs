@@ -367,6 +367,15 @@ impl Registry {
         Ok(versions.into_iter().map(|v| format!("{svc}:{v}")).collect())
     }
 
+    /// Removes the config stored under `svc:version`; false when there was none.
+    pub(crate) fn remove_config(&self, label: &str) -> Result<bool> {
+        let (svc, version) = parse_label(label).map_err(Error::BadRequest)?;
+        let removed: i64 = self
+            .store
+            .run(|c| redis::cmd("HDEL").arg(keys::configs(svc)).arg(version).query(c))?;
+        Ok(removed > 0)
+    }
+
     fn parse_instance(&self, field: &str, text: &str) -> Option<Instance> {
         Instance::parse(text)
             .map_err(|reason| {

@@ -406,3 +406,78 @@ fn long_dead_entries_are_pruned_automatically() {
     assert!(live.get_service_presence("old0").unwrap().is_empty());
     assert_eq!(live.get_service_presence("live").unwrap().len(), 1);
 }
+
+#[test]
+fn remove_config_deletes_one_version() {
+    let server = RedisServer::start();
+    let admin = init(&server, "admin");
+    admin.put_config("cfg-svc:1.0.0", &json!({"a": 1})).unwrap();
+    admin.put_config("cfg-svc:2.0.0", &json!({"a": 2})).unwrap();
+    assert!(admin.remove_config("cfg-svc:1.0.0").unwrap());
+    assert!(!admin.remove_config("cfg-svc:1.0.0").unwrap(), "already gone");
+    assert_eq!(admin.get_config("cfg-svc:1.0.0").unwrap(), None);
+    assert_eq!(admin.list_config("cfg-svc").unwrap(), ["cfg-svc:2.0.0"]);
+    assert!(matches!(admin.remove_config("no-version"), Err(Error::BadRequest(_))));
+}
+
+/// The snapshot the listings read (`registry_snapshot`): services, every
+/// nodes entry with its presence (a dead entry is listed, not present) and
+/// the routes, in a constant number of commands (one HVALS, no SCAN, no
+/// command per entry) however many services there are.
+#[test]
+fn registry_snapshot_lists_services_nodes_presence_and_routes_in_few_commands() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server);
+    let reader = init(&server, "reader");
+    assert!(reader.registry_snapshot().unwrap().services.is_empty());
+
+    let alive = register(&server, "snap-alive");
+    alive.register_routes(&["[get]/v1/a".to_string()]).unwrap();
+    // A crashed instance: its entry stays, its presence key is gone.
+    let gone_id = "0854153e6e78488f94dc5209441c9921";
+    let dead = r#"{"serviceName":"snap-gone","serviceDescription":"d","version":"1","instanceID":"0854153e6e78488f94dc5209441c9921","updatedOn":"2020-01-01T00:00:00.000Z","processID":1,"ip":"127.0.0.1","port":"1","hostName":"h"}"#;
+    let _: () = conn.hset("hydra:service:nodes", gone_id, dead).unwrap();
+    let record = r#"{"serviceName":"snap-gone","type":"t","registeredOn":"2020-01-01T00:00:00.000Z"}"#;
+    let _: () = conn.set("hydra:service:snap-gone:service", record).unwrap();
+    // Many entries, to see that the command count does not follow them.
+    for i in 0..300 {
+        let id = format!("{i:032x}");
+        let entry = dead
+            .replace(gone_id, &id)
+            .replace("snap-gone", &format!("bulk-{}", i % 30));
+        let _: () = conn.hset("hydra:service:nodes", &id, entry).unwrap();
+    }
+
+    let before = command_calls(&mut conn);
+    let snapshot = reader.registry_snapshot().unwrap();
+    let after = command_calls(&mut conn);
+    let calls = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(calls("hvals"), 1, "the nodes hash is read once");
+    assert_eq!(calls("scan"), 0, "a snapshot never scans the keyspace");
+    assert_eq!(
+        calls("exists"),
+        0,
+        "presence is read with MGET, not one command per entry"
+    );
+    assert!(calls("mget") <= 2, "{} MGETs", calls("mget"));
+
+    let names: Vec<&str> = snapshot.services.iter().map(|s| s.service_name.as_str()).collect();
+    assert_eq!(names, ["snap-alive", "snap-gone"], "bulk-* have no records");
+    assert_eq!(snapshot.instances.len(), 302);
+    let status = |id: &str| {
+        snapshot
+            .instances
+            .iter()
+            .find(|n| n.instance.instance_id == id)
+            .unwrap()
+    };
+    assert!(status(alive.get_instance_id()).present);
+    assert!(
+        !status(gone_id).present,
+        "a dead instance's entry is listed, not present"
+    );
+    // Our route plus Node's three automatic ones.
+    assert_eq!(snapshot.routes["snap-alive"].len(), 4);
+    assert!(snapshot.routes["snap-alive"].contains(&"[get]/v1/a".to_string()));
+    assert!(!snapshot.routes.contains_key("snap-gone"));
+}

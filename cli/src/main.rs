@@ -37,7 +37,9 @@ fn main() -> ExitCode {
     let style = Style::detect(cli.json);
     let context = Context::new(cli.redis.clone(), style, cli.connect_timeout);
     let outcome = commands::run(&context, cli.command);
-    let mut stdout = std::io::stdout().lock();
+    // Buffered: stdout's own line buffering made one write(2) per line, which
+    // dominated listing 10,000 nodes entries.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match outcome {
         Ok(report) => match output::print(&report, style, &mut stdout).and_then(|()| stdout.flush()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
                 let _ = serde_json::to_writer_pretty(&mut stdout, &error.to_json());
                 let _ = writeln!(stdout);
             }
+            let _ = stdout.flush();
             eprintln!("hydra-cli: {error}");
             ExitCode::from(error.kind.exit_code())
         }
