@@ -570,7 +570,7 @@ impl Shared {
                     }
                 }
                 self.note_lost(baton, &e);
-                self.sleep_unless_stopped(baton.backoff, baton.generation);
+                self.sleep_unless_stopped(baton.backoff, baton.generation, &source.store);
                 baton.backoff = (baton.backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -587,9 +587,15 @@ impl Shared {
         }
     }
 
-    fn sleep_unless_stopped(&self, total: Duration, generation: u64) {
+    /// Sleeps out a backoff, cut short by a stop or by a new master named by
+    /// the sentinels (resubscribing there at once).
+    fn sleep_unless_stopped(&self, total: Duration, generation: u64, store: &Store) {
         let until = Instant::now() + total;
-        while self.generation.load(Ordering::SeqCst) == generation && Instant::now() < until {
+        let epoch = store.master_epoch();
+        while self.generation.load(Ordering::SeqCst) == generation
+            && store.master_epoch() == epoch
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(25).min(until.saturating_duration_since(Instant::now())));
         }
     }
