@@ -498,8 +498,18 @@ pub(crate) fn at_address(template: &ConnectionInfo, host: &str, port: u16) -> Co
 /// Checks with `ROLE` that `conn` (to `host:port`, named by the sentinels)
 /// is a master: a replica (just demoted, or named by a sentinel whose view
 /// is stale) is refused with an error that says so.
+///
+/// A user whose ACL does not allow `ROLE` is let through (the sentinels'
+/// word is taken; a replica still shows itself by answering `READONLY`).
 pub(crate) fn verify_master(conn: &mut Connection, master_name: &str, host: &str, port: u16) -> RedisResult<()> {
-    let reply: Vec<redis::Value> = redis::cmd("ROLE").query(conn)?;
+    let reply: Vec<redis::Value> = match redis::cmd("ROLE").query(conn) {
+        Ok(reply) => reply,
+        Err(e) if e.code() == Some("NOPERM") => {
+            log::debug!("cannot check the role of {}: {e}", host_port(host, port));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let role = match reply.first() {
         Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         Some(redis::Value::SimpleString(text)) => text.clone(),

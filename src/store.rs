@@ -93,7 +93,10 @@ impl Store {
     /// gate closed by failures there must not keep callers off the new one.
     fn follow_switch(&self) {
         let epoch = self.master_epoch();
-        if self.followed_epoch.swap(epoch, Ordering::SeqCst) != epoch {
+        // Read first: the common case (no switch) writes nothing shared.
+        if self.followed_epoch.load(Ordering::SeqCst) != epoch
+            && self.followed_epoch.swap(epoch, Ordering::SeqCst) != epoch
+        {
             self.clear();
             *self.gate.lock().unwrap_or_else(|p| p.into_inner()) = ConnectGate::default();
         }
