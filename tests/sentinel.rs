@@ -53,6 +53,18 @@ fn work_goes_on_after_the_master_is_killed() {
         recovery.queue_lost_required
     );
 
+    // The new master has the service's HTTP routes (replicated, or re-created
+    // by the heartbeat with the rest of the registration).
+    let master = group.master_port().expect("a master after the failover");
+    let mut conn = group.data_connection(master).unwrap();
+    let _: () = redis::cmd("SELECT").arg(15).query(&mut conn).unwrap();
+    let routes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("hydra:service:{}:service:routes", failover::SERVICE))
+        .query(&mut conn)
+        .unwrap();
+    let route = format!("[get]/v1/{}/ping", failover::SERVICE);
+    assert!(routes.contains(&route), "{route} missing on the new master: {routes:?}");
+
     // After the failover, messages flow as before: every one arrives.
     let before = workload.seen.messages.arrived.lock().unwrap().len();
     for n in 1_000_000..1_000_020u64 {
