@@ -10,7 +10,10 @@
 //! record, the routes registered with `register_routes`, health and our index
 //! entries), at no cost in the steady state.
 //!
-//! With Redis Sentinel the thread also wakes when the sentinels name a new
+//! With Redis Sentinel the thread also asks the sentinels where the master
+//! is after every beat (on a kept connection), so that a switch that broke
+//! no connection (a manual failover, a partition) is noticed within a
+//! second, and it wakes when the sentinels name a new
 //! master, and beats at once: presence is back on the new master as soon as
 //! anyone in the process has found it, not up to a second later (and the GET
 //! above re-creates whatever the new master lacks). While beats fail it
@@ -321,7 +324,8 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
     loop {
         select! {
             recv(stop) -> _ => return,
-            recv(switches) -> _ => {}
+            // A new master: beat there now, then every second from now.
+            recv(switches) -> _ => next_beat = Instant::now(),
             default(next_beat.saturating_duration_since(Instant::now())) => {}
         }
         let now = Instant::now();
@@ -345,6 +349,8 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
                 if with_health {
                     next_health = now + HEALTH_INTERVAL;
                 }
+                // With Sentinel: notice a switch that broke no connection.
+                registration.store.check_master();
             }
             Err(e) => {
                 // Say it once per outage, not once per tick.

@@ -338,6 +338,9 @@ pub(crate) struct Resolver {
     settings: SentinelSettings,
     /// Indexes into `settings.sentinels`; the last one that answered first.
     order: Mutex<Vec<usize>>,
+    /// The connection to the sentinel that answered last, kept for the next
+    /// question (the heartbeat asks every second).
+    kept: Mutex<Option<(usize, Connection)>>,
     /// The address the sentinels named last.
     master: Mutex<Option<(String, u16)>>,
     /// Bumped at every switch.
@@ -351,6 +354,7 @@ impl Resolver {
         Resolver {
             settings,
             order: Mutex::new(order),
+            kept: Mutex::new(None),
             master: Mutex::new(None),
             epoch: AtomicU64::new(0),
             watchers: Mutex::new(Vec::new()),
@@ -386,7 +390,7 @@ impl Resolver {
         let mut failures = Vec::new();
         for index in order {
             let (host, port) = &self.settings.sentinels[index];
-            match self.ask(host, *port, connect_timeout, command_timeout) {
+            match self.ask(index, connect_timeout, command_timeout) {
                 Ok(Some(address)) => {
                     self.promote(index);
                     self.note(&address);
@@ -411,13 +415,72 @@ impl Resolver {
         )))
     }
 
+    /// The periodic check (the heartbeat's): asks only the first sentinel in
+    /// the order, once, within `timeout` (a slow sentinel must not delay a
+    /// beat); one that fails goes to the back, so the next check asks
+    /// another. `None` when it did not answer.
+    pub(crate) fn glance(&self, timeout: Duration) -> Option<(String, u16)> {
+        let index = *self.order.lock().unwrap_or_else(|p| p.into_inner()).first()?;
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(i, _)| *i == index);
+        let mut conn = match kept {
+            Some((_, conn)) => Some(conn),
+            None => self.connect(index, timeout, timeout).ok(),
+        };
+        let reply = conn.as_mut().map(|c| {
+            let _ = c.set_read_timeout(Some(timeout));
+            self.query(c)
+        });
+        match reply {
+            Some(Ok(Some(address))) => {
+                *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = conn.map(|c| (index, c));
+                self.note(&address);
+                Some(address)
+            }
+            _ => {
+                let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+                order.retain(|i| *i != index);
+                order.push(index);
+                None
+            }
+        }
+    }
+
+    /// Asks sentinel `index`, on the kept connection when it is that one's
+    /// (once more on a fresh one should the kept one have gone stale).
     fn ask(
         &self,
-        host: &str,
-        port: u16,
+        index: usize,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> RedisResult<Option<(String, u16)>> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(i, _)| *i == index);
+        let (mut conn, reused) = match kept {
+            Some((_, conn)) => (conn, true),
+            None => (self.connect(index, connect_timeout, command_timeout)?, false),
+        };
+        let mut reply = self.query(&mut conn);
+        if reply.is_err() && reused {
+            conn = self.connect(index, connect_timeout, command_timeout)?;
+            reply = self.query(&mut conn);
+        }
+        if reply.is_ok() {
+            *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, conn));
+        }
+        reply
+    }
+
+    fn connect(&self, index: usize, connect_timeout: Duration, command_timeout: Duration) -> RedisResult<Connection> {
+        let (host, port) = &self.settings.sentinels[index];
         let mut login = RedisConnectionInfo::default();
         if let Some(user) = &self.settings.username {
             login = login.set_username(user);
@@ -425,16 +488,20 @@ impl Resolver {
         if let Some(pass) = &self.settings.password {
             login = login.set_password(pass);
         }
-        let info = ConnectionAddr::Tcp(host.to_string(), port)
+        let info = ConnectionAddr::Tcp(host.clone(), *port)
             .into_connection_info()?
             .set_redis_settings(login);
-        let mut conn = Client::open(info)?.get_connection_with_timeout(connect_timeout)?;
+        let conn = Client::open(info)?.get_connection_with_timeout(connect_timeout)?;
         conn.set_read_timeout(Some(command_timeout))?;
         conn.set_write_timeout(Some(command_timeout))?;
+        Ok(conn)
+    }
+
+    fn query(&self, conn: &mut Connection) -> RedisResult<Option<(String, u16)>> {
         let reply: Option<(String, String)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.settings.master_name)
-            .query(&mut conn)?;
+            .query(conn)?;
         Ok(match reply {
             Some((ip, port)) => Some((
                 ip,

@@ -40,6 +40,8 @@ const MAX_RETRY_GAP: Duration = Duration::from_millis(500);
 /// With Sentinel the gate stays closed for less: the next attempt may find a
 /// master just promoted, and costs a sentinel round trip, not a timeout.
 const MAX_SENTINEL_RETRY_GAP: Duration = Duration::from_millis(100);
+/// Longest the heartbeat's periodic look at the sentinels may take.
+const GLANCE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A pool of Redis connections with timeouts.
 pub(crate) struct Store {
@@ -89,6 +91,19 @@ impl Store {
         self.sentinel.as_ref().map_or(0, Resolver::epoch)
     }
 
+    /// With Sentinel, asks the sentinels where the master is now, so that a
+    /// switch is noticed even while every connection to the old master still
+    /// works (a demoted node whose clients were not disconnected, a network
+    /// partition): the pool is dropped and the listener resubscribes. A
+    /// no-op for a single server; errors are left to the next connect.
+    pub(crate) fn check_master(&self) {
+        if let Some(resolver) = &self.sentinel
+            && resolver.glance(GLANCE_TIMEOUT.min(self.command_timeout)).is_some()
+        {
+            self.follow_switch();
+        }
+    }
+
     /// After a switch: the idle connections lead to the old master, and a
     /// gate closed by failures there must not keep callers off the new one.
     fn follow_switch(&self) {
@@ -116,11 +131,12 @@ impl Store {
     /// command may then run twice in the rare case the server executed it but
     /// the reply was lost; Hydra's writes are idempotent or at-least-once.
     pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let epoch = self.master_epoch();
         let (mut conn, reused) = self.checkout()?;
         let mut traced = Traced::new(&mut conn);
         match f(&mut traced) {
             Ok(value) => {
-                self.checkin(conn);
+                self.checkin(conn, epoch);
                 Ok(value)
             }
             // A server that says it is no longer the master ran nothing:
@@ -134,11 +150,11 @@ impl Store {
                 let mut traced = Traced::new(&mut fresh);
                 let result = f(&mut traced);
                 let request = traced.denied_request.take();
-                self.finish(fresh, result, request)
+                self.finish(fresh, result, request, epoch)
             }
             Err(e) => {
                 let request = traced.denied_request.take();
-                self.finish(conn, Err(e), request)
+                self.finish(conn, Err(e), request, epoch)
             }
         }
     }
@@ -147,17 +163,24 @@ impl Store {
     /// command that must not run twice and cannot be made idempotent (a
     /// blocking move). A dropped connection is reported, not retried.
     pub(crate) fn run_once<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let epoch = self.master_epoch();
         let (mut conn, _) = self.checkout()?;
         let mut traced = Traced::new(&mut conn);
         let result = f(&mut traced);
         let request = traced.denied_request.take();
-        self.finish(conn, result, request)
+        self.finish(conn, result, request, epoch)
     }
 
-    fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>, request: Option<Vec<u8>>) -> Result<T> {
+    fn finish<T>(
+        &self,
+        conn: Connection,
+        result: redis::RedisResult<T>,
+        request: Option<Vec<u8>>,
+        epoch: u64,
+    ) -> Result<T> {
         match result {
             Ok(value) => {
-                self.checkin(conn);
+                self.checkin(conn, epoch);
                 Ok(value)
             }
             Err(e) => {
@@ -165,7 +188,7 @@ impl Store {
                     log::warn!("{} is no longer the master ({e}); reconnecting", self.target);
                     self.clear();
                 } else if !is_connection_fault(&e) {
-                    self.checkin(conn);
+                    self.checkin(conn, epoch);
                 }
                 Err(explain(e, request))
             }
@@ -233,7 +256,12 @@ impl Store {
         }
     }
 
-    fn checkin(&self, conn: Connection) {
+    /// Returns a connection checked out at master epoch `epoch` to the pool,
+    /// unless the master has moved since (it leads to the old one).
+    fn checkin(&self, conn: Connection, epoch: u64) {
+        if self.master_epoch() != epoch {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);

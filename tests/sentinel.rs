@@ -16,7 +16,7 @@ use hydra_testkit::{SentinelGroup, SentinelOptions};
 use serde_json::json;
 
 use common::init_logging;
-use failover::{Workload, run_failover};
+use failover::{Switch, Workload, run_failover, run_switch};
 
 /// Generous: a failover takes a few seconds here, more on a loaded machine.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
@@ -78,6 +78,37 @@ fn work_goes_on_after_the_master_is_killed() {
         (now >= before + 20).then_some(now)
     });
     assert!(arrived.is_some(), "messages sent after the failover did not all arrive");
+    workload.shutdown();
+}
+
+/// `SENTINEL FAILOVER`: the old master stays up and becomes a replica
+/// (Sentinel disconnects its clients); the work moves to the new master.
+#[test]
+fn a_manual_failover_is_followed() {
+    init_logging();
+    let mut group = SentinelGroup::start(SentinelOptions::default());
+    let mut workload = Workload::start(&group);
+    let started = std::time::Instant::now();
+    assert!(
+        workload.wait_flowing(started, FAILOVER_DEADLINE),
+        "the work never flowed"
+    );
+    let recovery = run_switch(&mut group, &mut workload, FAILOVER_DEADLINE, Switch::Manual);
+    eprintln!("{recovery:#?}");
+    assert!(recovery.sentinel_promoted.is_some(), "Sentinel promoted no replica");
+    for (what, back) in [
+        ("presence", recovery.presence),
+        ("request–reply", recovery.requests),
+        ("HTTP", recovery.http),
+        ("the queue", recovery.queue),
+    ] {
+        assert!(back.is_some(), "{what} never came back");
+    }
+    assert!(
+        recovery.queue_lost_required.is_empty(),
+        "queue items lost: {:?}",
+        recovery.queue_lost_required
+    );
     workload.shutdown();
 }
 

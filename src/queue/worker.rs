@@ -421,15 +421,24 @@ impl Core {
         // lists without telling us; such orphans are given back first.
         let mut dirty = false;
         let switches = self.store.master_switches().unwrap_or_else(never);
+        // The master epoch `conn` was opened at: with Sentinel, a connection
+        // that outlived a switch leads to the old master and is replaced.
+        let mut conn_epoch = self.store.master_epoch();
         loop {
             let stopping = self.is_stopping();
             if stopping && verdict.is_none() {
                 break;
             }
+            if conn.is_some() && self.store.master_epoch() != conn_epoch {
+                conn = None;
+            }
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match self.connect(index) {
-                    Ok(c) => conn.insert(c),
+                    Ok(c) => {
+                        conn_epoch = self.store.master_epoch();
+                        conn.insert(c)
+                    }
                     Err(e) => {
                         bump(&self.counters.redis_errors);
                         let pause = trouble.failed(&e);

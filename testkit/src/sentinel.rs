@@ -356,6 +356,22 @@ impl SentinelGroup {
         port
     }
 
+    /// Asks a sentinel for a manual failover (`SENTINEL FAILOVER`): the
+    /// replica is promoted and the old master, alive, is made its replica.
+    /// Returns the old master's port.
+    pub fn failover(&self) -> u16 {
+        let port = self.master_port().expect("the sentinels name a master");
+        let mut conn = self
+            .sentinel_connection(self.sentinels[0].port)
+            .expect("connect to a sentinel");
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(&self.options.master_name)
+            .query(&mut conn)
+            .expect("SENTINEL FAILOVER");
+        port
+    }
+
     /// Waits until the sentinels name a master other than `old_port` and that
     /// node says it is a master; its port, or `None` after `timeout`.
     pub fn wait_for_new_master(&self, old_port: u16, timeout: Duration) -> Option<u16> {

@@ -335,19 +335,34 @@ pub struct Recovery {
     /// One-way messages acknowledged by Redis that never arrived.
     pub messages_lost: usize,
     pub messages_acked: usize,
-    /// Queue items acknowledged before the replica caught up, or after the
+    /// Queue items acknowledged before the replica caught up, or after a
     /// kill, that were never processed (must be none).
     pub queue_lost_required: Vec<u64>,
-    /// Queue items acknowledged between the replica catching up and the kill
-    /// that were never processed (what asynchronous replication may lose).
+    /// Queue items acknowledged after the replica caught up (and, with a
+    /// manual failover, by the old master before the switch was noticed)
+    /// that were never processed: what asynchronous replication may lose.
     pub queue_lost_in_lag: usize,
     pub queue_acked: usize,
+}
+
+/// How the master goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// SIGKILL.
+    Kill,
+    /// `SENTINEL FAILOVER`: the old master lives on as a replica.
+    Manual,
 }
 
 /// Runs one failover: waits until the replicas hold every queue item
 /// acknowledged so far, kills the master, waits for the work to flow again
 /// (at most `timeout`), then stops the client loops and checks what was lost.
 pub fn run_failover(group: &mut SentinelGroup, workload: &mut Workload, timeout: Duration) -> Recovery {
+    run_switch(group, workload, timeout, Switch::Kill)
+}
+
+/// [`run_failover`] with the master going as `how` says.
+pub fn run_switch(group: &mut SentinelGroup, workload: &mut Workload, timeout: Duration, how: Switch) -> Recovery {
     let caught_up_count = workload.seen.queue.acked_count();
     let offset = group
         .replication_offset()
@@ -362,15 +377,61 @@ pub fn run_failover(group: &mut SentinelGroup, workload: &mut Workload, timeout:
     }
     let old = group.master_port().expect("a master");
     let kill = Instant::now();
-    group.kill_master();
-    let promoted = group.wait_for_new_master(old, timeout).map(|_| kill.elapsed());
+    match how {
+        Switch::Kill => {
+            group.kill_master();
+        }
+        Switch::Manual => {
+            group.failover();
+        }
+    }
+    let new_master = group.wait_for_new_master(old, timeout);
+    let promoted = new_master.map(|_| kill.elapsed());
+    if how == Switch::Manual
+        && let Some(port) = new_master
+    {
+        // The old master still answers, so the work never stops: wait until
+        // the service writes its presence on the new master (a copy
+        // replicated before the switch has expired 3 s later).
+        let key = format!(
+            "hydra:service:{SERVICE}:{}:presence",
+            workload.service.get_instance_id()
+        );
+        let expired_copies = Instant::now() + Duration::from_millis(3500);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let written = group
+                .data_connection(port)
+                .and_then(|mut c| {
+                    redis::pipe()
+                        .cmd("SELECT")
+                        .arg(15)
+                        .ignore()
+                        .cmd("EXISTS")
+                        .arg(&key)
+                        .query::<(bool,)>(&mut c)
+                })
+                .is_ok_and(|(exists,)| exists);
+            if written && Instant::now() >= expired_copies {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let flowing = workload.wait_flowing(kill, timeout);
     // Let a few more items through on the new master, then stop sending.
     std::thread::sleep(Duration::from_millis(300));
     workload.stop_loops();
     let seen = workload.seen.clone();
     let since = |t: Option<Instant>| t.map(|at| at.saturating_duration_since(kill));
-    let required = seen.queue.missing(caught_up_count, kill);
+    // After a kill nothing can have gone to the old master; after a manual
+    // failover it takes writes until its clients notice the switch (or
+    // Sentinel converts it), and those are lost.
+    let no_later = kill + Duration::from_secs(24 * 3600);
+    let required = match how {
+        Switch::Kill => seen.queue.missing(caught_up_count, kill),
+        Switch::Manual => seen.queue.missing(caught_up_count, no_later),
+    };
     let queue_lost_required = workload.wait_processed(&required, timeout);
     let lost_messages = {
         // Stragglers: a message read just before the stop may still be in a handler.
