@@ -25,7 +25,7 @@
 //! of no unbounded waits), checks `ROLE` on a throw-away connection rather
 //! than on the one handed out (a demotion in between goes unseen, and every
 //! connect costs two), always starts with the first sentinel in the list, and
-//! pulls in `rand`. What we need is about a hundred lines.
+//! pulls in `rand`. What we need fits in a couple of hundred lines.
 //!
 //! A *switch* is the sentinels naming another address than they did last
 //! time. It bumps an epoch and wakes whoever asked to hear of it
