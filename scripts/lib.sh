@@ -49,6 +49,14 @@ ensure_redis_server() {
     command -v redis-server >/dev/null || die "redis-server still not found after installing"
 }
 
+# Debian's redis-sentinel for the Sentinel failover tests (tests/sentinel.rs,
+# ffi/python/tests/test_sentinel.py) and examples/bench_failover: installed
+# when missing and running as root, else a clear error.
+ensure_redis_sentinel() {
+    command -v redis-sentinel >/dev/null || apt_install redis-sentinel
+    command -v redis-sentinel >/dev/null || die "redis-sentinel still not found after installing"
+}
+
 # Headless Chromium for the router dashboard's browser test (Debian's
 # `chromium`): installed when missing and running as root, else the test
 # fails saying how to install it.

@@ -13,6 +13,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::sentinel::{self, SentinelSettings};
 use crate::signing::Signing;
 
 /// Node Hydra's default Redis: db 15, so a Node service and ours meet with no config.
@@ -54,16 +55,25 @@ pub enum PortSpec {
     Ranges(Vec<(u16, u16)>),
 }
 
-/// Where Redis is and how to log in.
+/// Where Redis is and how to log in: one server, or the master that Redis
+/// Sentinel names (`redis+sentinel://…`, or `redis.sentinels` in the config).
 #[derive(Clone)]
 pub struct RedisConfig {
     info: ConnectionInfo,
     display: String,
+    /// With Sentinel: the sentinels to ask; `info` then holds the data
+    /// nodes' login and database, its address only a placeholder.
+    sentinel: Option<SentinelSettings>,
 }
 
 impl RedisConfig {
-    /// Parses a `redis://[user][:password@]host[:port][/db]` URL.
+    /// Parses a `redis://[user][:password@]host[:port][/db]` URL, or the
+    /// Sentinel form
+    /// `redis+sentinel://[[user]:password@]host[:port][,host2[:port2]…]/name[/db][?sentinel_password=…]`.
     pub fn from_url(url: &str) -> Result<RedisConfig> {
+        if url.starts_with(sentinel::URL_SCHEME) {
+            return sentinel::config_from_url(url);
+        }
         let bad = |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
         if url.starts_with("rediss://") {
             return Err(bad("TLS (rediss://) is not supported yet"));
@@ -122,7 +132,54 @@ impl RedisConfig {
         RedisConfig {
             info: info.set_redis_settings(settings),
             display,
+            sentinel: None,
         }
+    }
+
+    /// The master named `settings.master_name` by the sentinels, with the
+    /// data nodes' database and login.
+    pub(crate) fn from_sentinel(
+        settings: SentinelSettings,
+        db: i64,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> RedisConfig {
+        let (host, port) = settings.sentinels[0].clone();
+        let mut login = RedisConnectionInfo::default().set_db(db);
+        if let Some(user) = &username {
+            login = login.set_username(user);
+        }
+        if let Some(pass) = &password {
+            login = login.set_password(pass);
+        }
+        let shown_login = match (username.as_deref(), password.is_some()) {
+            (None, false) => String::new(),
+            (None, true) => ":***@".to_string(),
+            (Some(user), false) => format!("{user}@"),
+            (Some(user), true) => format!("{user}:***@"),
+        };
+        let display = settings.display(&shown_login, db);
+        let login = login.set_lib_name("hydra-rs", env!("CARGO_PKG_VERSION"));
+        // The address is a placeholder: the store asks the sentinels.
+        let info = ConnectionAddr::Tcp(host, port)
+            .into_connection_info()
+            .unwrap_or_else(|_| unreachable!("a TCP address is always connection info"))
+            .set_redis_settings(login);
+        RedisConfig {
+            info,
+            display,
+            sentinel: Some(settings),
+        }
+    }
+
+    /// With Sentinel, the sentinels and the master's name.
+    pub(crate) fn sentinel(&self) -> Option<&SentinelSettings> {
+        self.sentinel.as_ref()
+    }
+
+    /// With Sentinel, the name of the master the sentinels are asked for.
+    pub fn sentinel_master_name(&self) -> Option<&str> {
+        self.sentinel.as_ref().map(|s| s.master_name.as_str())
     }
 
     /// The database number (Node's default is 15).
@@ -147,7 +204,11 @@ impl RedisConfig {
             Some((server, _)) => format!("{server}/{db}"),
             None => self.display.clone(),
         };
-        RedisConfig { info, display }
+        RedisConfig {
+            info,
+            display,
+            sentinel: self.sentinel.clone(),
+        }
     }
 }
 
@@ -760,6 +821,9 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
             ));
         }
     };
+    if map.get("sentinels").is_some_and(|v| !v.is_null()) {
+        return sentinel::config_from_object(map);
+    }
     let text = |key: &str| -> Result<Option<String>> {
         match map.get(key) {
             None | Some(Value::Null) => Ok(None),

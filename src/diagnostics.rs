@@ -223,6 +223,9 @@ pub fn redis_command_uses() -> Vec<CommandUse> {
     u.plain("CLIENT SETINFO", &["LIB-NAME", "hydra-rs"]).optional(
         "the client library goes unnamed in CLIENT LIST (redis-rs ignores the refusal; Redis before 7.2 has no SETINFO)",
     );
+    u.plain("ROLE", &[]).optional(
+        "with Sentinel, the node the sentinels name goes unchecked (a replica still shows itself by answering READONLY)",
+    );
     u.plain("MULTI", &[]);
     u.plain("EXEC", &[]);
     u.plain("SCRIPT LOAD", &["return 1"]);
@@ -956,6 +959,7 @@ mod tests {
                 "TIME",
                 "CLIENT ID",
                 "CLIENT UNBLOCK",
+                "ROLE",
             ];
             assert!(
                 !usage.keys.is_empty() || usage.channel.is_some() || keyless.contains(&usage.command.as_str()),

@@ -10,6 +10,15 @@
 //! record, the routes registered with `register_routes`, health and our index
 //! entries), at no cost in the steady state.
 //!
+//! With Redis Sentinel the thread also asks the sentinels where the master
+//! is after every beat (on a kept connection), so that a switch that broke
+//! no connection (a manual failover, a partition) is noticed within a
+//! second, and it wakes when the sentinels name a new
+//! master, and beats at once: presence is back on the new master as soon as
+//! anyone in the process has found it, not up to a second later (and the GET
+//! above re-creates whatever the new master lacks). While beats fail it
+//! retries four times a second, so it is often the one that finds it.
+//!
 //! Beats and deregistration are fenced by one lock: a beat that is late (Redis
 //! slow, the thread not joined in time) can never write presence after the
 //! instance has deregistered. Between beats the same thread prunes long-dead
@@ -19,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 use serde_json::{Map, Value, json};
 
 use crate::error::Result;
@@ -311,10 +320,13 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
     let mut next_beat = Instant::now() + PRESENCE_INTERVAL;
     let mut next_health = Instant::now() + HEALTH_INTERVAL;
     let mut failing_since: Option<Instant> = None;
+    let switches = registration.store.master_switches().unwrap_or_else(never);
     loop {
-        match stop.recv_timeout(next_beat.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        select! {
+            recv(stop) -> _ => return,
+            // A new master: beat there now, then every second from now.
+            recv(switches) -> _ => next_beat = Instant::now(),
+            default(next_beat.saturating_duration_since(Instant::now())) => {}
         }
         let now = Instant::now();
         let with_health = now >= next_health;
@@ -337,6 +349,8 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
                 if with_health {
                     next_health = now + HEALTH_INTERVAL;
                 }
+                // With Sentinel: notice a switch that broke no connection.
+                registration.store.check_master();
             }
             Err(e) => {
                 // Say it once per outage, not once per tick.
@@ -346,7 +360,7 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
                         registration.service_name,
                         registration.store.target(),
                         crate::error::describe(&e),
-                        PRESENCE_INTERVAL
+                        PRESENCE_INTERVAL / 4
                     );
                     failing_since = Some(now);
                 }
@@ -355,10 +369,11 @@ fn run(registration: &Registration, stop: &Receiver<()>) {
         if failing_since.is_none() && stop.is_empty() {
             pruner.tick(&index, &registration.store);
         }
-        // Keep a steady 1 s rhythm, but never try to catch up on missed beats.
+        // Keep a steady 1 s rhythm, but never try to catch up on missed beats;
+        // while failing, try again sooner (presence outlives three beats).
         next_beat += PRESENCE_INTERVAL;
         let now = Instant::now();
-        if next_beat < now {
+        if next_beat < now || failing_since.is_some() {
             next_beat = now + PRESENCE_INTERVAL / 4;
         }
     }

@@ -54,6 +54,7 @@ mod pool;
 mod queue;
 mod records;
 mod registry;
+mod sentinel;
 mod signing;
 mod store;
 mod subscription;
@@ -81,6 +82,7 @@ pub use messaging::{HandlerError, MessageStats};
 pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage, WaitingMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
+pub use sentinel::DEFAULT_SENTINEL_PORT;
 pub use signing::DEFAULT_SIGNATURE_ALGORITHM;
 pub use umf::{Route, Umf};
 

@@ -152,6 +152,9 @@ struct Baton {
     generation: u64,
     source: Arc<Source>,
     link: Option<Subscription>,
+    /// The store's master epoch when `link` was opened: with Sentinel, a
+    /// link that outlived a switch is on the old master and is replaced.
+    link_epoch: u64,
     last_heard: Instant,
     backoff: Duration,
     lost_since: Option<Instant>,
@@ -237,6 +240,7 @@ impl Listener {
             generation,
             source,
             link: None,
+            link_epoch: 0,
             last_heard: Instant::now(),
             backoff: FIRST_BACKOFF,
             lost_since: None,
@@ -465,6 +469,13 @@ impl Shared {
     /// for a message (pinging a quiet line) and returns its handler job, if
     /// any, with the bytes it counts for while it waits.
     fn read_one(&self, baton: &mut Baton) -> redis::RedisResult<Option<(Job, usize)>> {
+        if baton.link.is_some() && baton.source.store.master_epoch() != baton.link_epoch {
+            log::info!(
+                "pub/sub listener: the sentinels name a new master; resubscribing to {} there",
+                baton.source.channels.join(", ")
+            );
+            baton.link = None;
+        }
         let Baton {
             link: Some(link),
             source,
@@ -544,6 +555,7 @@ impl Shared {
             Ok(mut link) => {
                 link.set_max_payload(source.subscriber.max_payload());
                 baton.link = Some(link);
+                baton.link_epoch = source.store.master_epoch();
                 baton.last_heard = Instant::now();
                 baton.backoff = FIRST_BACKOFF;
                 if let Some(since) = baton.lost_since.take() {
@@ -570,7 +582,7 @@ impl Shared {
                     }
                 }
                 self.note_lost(baton, &e);
-                self.sleep_unless_stopped(baton.backoff, baton.generation);
+                self.sleep_unless_stopped(baton.backoff, baton.generation, &source.store);
                 baton.backoff = (baton.backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -587,9 +599,15 @@ impl Shared {
         }
     }
 
-    fn sleep_unless_stopped(&self, total: Duration, generation: u64) {
+    /// Sleeps out a backoff, cut short by a stop or by a new master named by
+    /// the sentinels (resubscribing there at once).
+    fn sleep_unless_stopped(&self, total: Duration, generation: u64, store: &Store) {
         let until = Instant::now() + total;
-        while self.generation.load(Ordering::SeqCst) == generation && Instant::now() < until {
+        let epoch = store.master_epoch();
+        while self.generation.load(Ordering::SeqCst) == generation
+            && store.master_epoch() == epoch
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(25).min(until.saturating_duration_since(Instant::now())));
         }
     }

@@ -5,18 +5,28 @@
 //! The store is a small pool of synchronous connections (`redis::Connection`),
 //! so callers on several threads do not queue behind one socket.
 //!
+//! With Redis Sentinel, every new connection goes to the master the sentinels
+//! name (see [`sentinel`](crate::sentinel)): when a connection fails, or a
+//! server answers `READONLY`/`MASTERDOWN` (it is, or has become, a replica),
+//! the idle connections are dropped and the next call resolves the master
+//! anew; when the sentinels name a new master, the connect gate opens at once.
+//!
 //! An ACL denial (`NOPERM`) of any command run through the store becomes
 //! [`Error::PermissionDenied`] naming the command and its key or channel: the
 //! connection handed to callers notes which command of the request Redis
 //! refused (Redis's own message names at most one of the two).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
 
 use redis::{Client, Connection, ConnectionLike, RedisError, Value};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
+use crate::sentinel::{self, Resolver};
 use crate::subscription::Subscription;
 
 /// Idle connections kept for reuse; more may be open while busy. Generous, so
@@ -27,6 +37,11 @@ const MAX_IDLE: usize = 64;
 /// doubling up to `MAX_RETRY_GAP`, so a dead Redis costs callers nothing.
 const FIRST_RETRY_GAP: Duration = Duration::from_millis(50);
 const MAX_RETRY_GAP: Duration = Duration::from_millis(500);
+/// With Sentinel the gate stays closed for less: the next attempt may find a
+/// master just promoted, and costs a sentinel round trip, not a timeout.
+const MAX_SENTINEL_RETRY_GAP: Duration = Duration::from_millis(100);
+/// Longest the heartbeat's periodic look at the sentinels may take.
+const GLANCE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A pool of Redis connections with timeouts.
 pub(crate) struct Store {
@@ -36,6 +51,10 @@ pub(crate) struct Store {
     command_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
     gate: Mutex<ConnectGate>,
+    /// With Sentinel: finds the master.
+    sentinel: Option<Resolver>,
+    /// The resolver's switch epoch that the pool and the gate have followed.
+    followed_epoch: AtomicU64,
 }
 
 /// Remembers the last connect failure so that calls during an outage fail fast.
@@ -56,7 +75,46 @@ impl Store {
             command_timeout,
             idle: Mutex::new(Vec::new()),
             gate: Mutex::new(ConnectGate::default()),
+            sentinel: redis.sentinel().cloned().map(Resolver::new),
+            followed_epoch: AtomicU64::new(0),
         })
+    }
+
+    /// With Sentinel, a receiver woken whenever the sentinels name a new
+    /// master (coalesced); `None` for a single server.
+    pub(crate) fn master_switches(&self) -> Option<Receiver<()>> {
+        self.sentinel.as_ref().map(Resolver::switches)
+    }
+
+    /// How many times the master has moved (always 0 without Sentinel).
+    pub(crate) fn master_epoch(&self) -> u64 {
+        self.sentinel.as_ref().map_or(0, Resolver::epoch)
+    }
+
+    /// With Sentinel, asks the sentinels where the master is now, so that a
+    /// switch is noticed even while every connection to the old master still
+    /// works (a demoted node whose clients were not disconnected, a network
+    /// partition): the pool is dropped and the listener resubscribes. A
+    /// no-op for a single server; errors are left to the next connect.
+    pub(crate) fn check_master(&self) {
+        if let Some(resolver) = &self.sentinel
+            && resolver.glance(GLANCE_TIMEOUT.min(self.command_timeout)).is_some()
+        {
+            self.follow_switch();
+        }
+    }
+
+    /// After a switch: the idle connections lead to the old master, and a
+    /// gate closed by failures there must not keep callers off the new one.
+    fn follow_switch(&self) {
+        let epoch = self.master_epoch();
+        // Read first: the common case (no switch) writes nothing shared.
+        if self.followed_epoch.load(Ordering::SeqCst) != epoch
+            && self.followed_epoch.swap(epoch, Ordering::SeqCst) != epoch
+        {
+            self.clear();
+            *self.gate.lock().unwrap_or_else(|p| p.into_inner()) = ConnectGate::default();
+        }
     }
 
     /// The Redis URL with the password masked.
@@ -73,24 +131,30 @@ impl Store {
     /// command may then run twice in the rare case the server executed it but
     /// the reply was lost; Hydra's writes are idempotent or at-least-once.
     pub(crate) fn run<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let epoch = self.master_epoch();
         let (mut conn, reused) = self.checkout()?;
         let mut traced = Traced::new(&mut conn);
         match f(&mut traced) {
             Ok(value) => {
-                self.checkin(conn);
+                self.checkin(conn, epoch);
                 Ok(value)
             }
-            Err(e) if reused && e.is_connection_dropped() && !e.is_timeout() => {
+            // A server that says it is no longer the master ran nothing:
+            // the pool goes, and the call runs on the master found anew.
+            Err(e) if reused && ((e.is_connection_dropped() && !e.is_timeout()) || is_not_master(&e)) => {
                 drop(conn);
+                if is_not_master(&e) {
+                    self.clear();
+                }
                 let mut fresh = self.connect()?;
                 let mut traced = Traced::new(&mut fresh);
                 let result = f(&mut traced);
                 let request = traced.denied_request.take();
-                self.finish(fresh, result, request)
+                self.finish(fresh, result, request, epoch)
             }
             Err(e) => {
                 let request = traced.denied_request.take();
-                self.finish(conn, Err(e), request)
+                self.finish(conn, Err(e), request, epoch)
             }
         }
     }
@@ -99,22 +163,32 @@ impl Store {
     /// command that must not run twice and cannot be made idempotent (a
     /// blocking move). A dropped connection is reported, not retried.
     pub(crate) fn run_once<T>(&self, mut f: impl FnMut(&mut Traced<'_>) -> redis::RedisResult<T>) -> Result<T> {
+        let epoch = self.master_epoch();
         let (mut conn, _) = self.checkout()?;
         let mut traced = Traced::new(&mut conn);
         let result = f(&mut traced);
         let request = traced.denied_request.take();
-        self.finish(conn, result, request)
+        self.finish(conn, result, request, epoch)
     }
 
-    fn finish<T>(&self, conn: Connection, result: redis::RedisResult<T>, request: Option<Vec<u8>>) -> Result<T> {
+    fn finish<T>(
+        &self,
+        conn: Connection,
+        result: redis::RedisResult<T>,
+        request: Option<Vec<u8>>,
+        epoch: u64,
+    ) -> Result<T> {
         match result {
             Ok(value) => {
-                self.checkin(conn);
+                self.checkin(conn, epoch);
                 Ok(value)
             }
             Err(e) => {
-                if !is_connection_fault(&e) {
-                    self.checkin(conn);
+                if is_not_master(&e) {
+                    log::warn!("{} is no longer the master ({e}); reconnecting", self.target);
+                    self.clear();
+                } else if !is_connection_fault(&e) {
+                    self.checkin(conn, epoch);
                 }
                 Err(explain(e, request))
             }
@@ -144,12 +218,17 @@ impl Store {
     /// Opens a pub/sub connection subscribed to `channels`, with the store's
     /// timeouts. Not gated: the listener has its own backoff.
     pub(crate) fn subscribe(&self, channels: &[String]) -> redis::RedisResult<Subscription> {
-        Subscription::open(
-            self.client.get_connection_info(),
-            self.connect_timeout,
-            self.command_timeout,
-            channels,
-        )
+        let resolved;
+        let info = match &self.sentinel {
+            None => self.client.get_connection_info(),
+            Some(resolver) => {
+                let (host, port) = resolver.master_address(self.connect_timeout, self.command_timeout)?;
+                self.follow_switch();
+                resolved = sentinel::at_address(self.client.get_connection_info(), &host, port);
+                &resolved
+            }
+        };
+        Subscription::open(info, self.connect_timeout, self.command_timeout, channels)
     }
 
     /// How long opening a connection may take.
@@ -169,6 +248,7 @@ impl Store {
 
     /// A connection, and whether it was reused from the pool.
     fn checkout(&self) -> Result<(Connection, bool)> {
+        self.follow_switch();
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(conn) => Ok((conn, true)),
@@ -176,7 +256,12 @@ impl Store {
         }
     }
 
-    fn checkin(&self, conn: Connection) {
+    /// Returns a connection checked out at master epoch `epoch` to the pool,
+    /// unless the master has moved since (it leads to the old one).
+    fn checkin(&self, conn: Connection, epoch: u64) {
+        if self.master_epoch() != epoch {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
@@ -196,14 +281,20 @@ impl Store {
                 ))));
             }
         }
-        let result = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
-            .and_then(|conn| {
-                conn.set_read_timeout(Some(self.command_timeout))?;
-                conn.set_write_timeout(Some(self.command_timeout))?;
-                Ok(conn)
-            });
+        let result = match &self.sentinel {
+            None => self.client.get_connection_with_timeout(self.connect_timeout),
+            Some(resolver) => self.connect_to_master(resolver),
+        }
+        .and_then(|conn| {
+            conn.set_read_timeout(Some(self.command_timeout))?;
+            conn.set_write_timeout(Some(self.command_timeout))?;
+            Ok(conn)
+        });
+        let max_gap = if self.sentinel.is_some() {
+            MAX_SENTINEL_RETRY_GAP
+        } else {
+            MAX_RETRY_GAP
+        };
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(conn) => {
@@ -211,7 +302,7 @@ impl Store {
                 Ok(conn)
             }
             Err(e) => {
-                gate.gap = (gate.gap * 2).clamp(FIRST_RETRY_GAP, MAX_RETRY_GAP);
+                gate.gap = (gate.gap * 2).clamp(FIRST_RETRY_GAP, max_gap);
                 gate.closed_until = Some(Instant::now() + gate.gap);
                 gate.last_error = Some(e.to_string());
                 Err(Error::Redis(self.explain_connect_error(e)))
@@ -221,6 +312,18 @@ impl Store {
 }
 
 impl Store {
+    /// A connection to the master the sentinels name, checked with `ROLE`.
+    fn connect_to_master(&self, resolver: &Resolver) -> redis::RedisResult<Connection> {
+        let (host, port) = resolver.master_address(self.connect_timeout, self.command_timeout)?;
+        self.follow_switch();
+        let info = sentinel::at_address(self.client.get_connection_info(), &host, port);
+        let mut conn = Client::open(info)?.get_connection_with_timeout(self.connect_timeout)?;
+        conn.set_read_timeout(Some(self.command_timeout))?;
+        conn.set_write_timeout(Some(self.command_timeout))?;
+        sentinel::verify_master(&mut conn, resolver.master_name(), &host, port)?;
+        Ok(conn)
+    }
+
     /// Names the target in socket-level connect errors ("Connection refused"
     /// alone does not say which Redis); other errors (auth, …) say enough.
     fn explain_connect_error(&self, e: RedisError) -> RedisError {
@@ -280,6 +383,24 @@ pub(crate) fn check_server_version(info: &str, target: &str) -> Result<()> {
 /// reply timed out (a late reply would be read as the answer to the next command).
 pub(crate) fn is_connection_fault(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+/// True when the server refused because it is not (or no longer) a usable
+/// master: `READONLY` (a replica, e.g. a master just demoted by Sentinel) or
+/// `MASTERDOWN` (a replica cut off from its master). Its connections are
+/// no use for Hydra's writes.
+pub(crate) fn is_not_master(e: &RedisError) -> bool {
+    let named = |code: &str, details: &str| {
+        matches!(code, "READONLY" | "MASTERDOWN") || details.contains("READONLY You can't write")
+    };
+    if e.code().is_some_and(|code| named(code, e.detail().unwrap_or_default())) {
+        return true;
+    }
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, se)| named(se.code(), se.details().unwrap_or_default()))
+    })
 }
 
 /// `e` as the library reports it: an ACL denial becomes

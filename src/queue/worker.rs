@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, never, select};
 use redis::{Connection, ConnectionLike};
 use serde::Serialize;
 
@@ -316,6 +316,16 @@ impl Core {
         matches!(self.stop_rx.recv_timeout(pause), Err(RecvTimeoutError::Disconnected)) || self.is_stopping()
     }
 
+    /// [`wait_stop`](Core::wait_stop), cut short when the sentinels name a
+    /// new master: a slot retries there at once instead of after its backoff.
+    fn wait_stop_or_switch(&self, pause: Duration, switches: &Receiver<()>) -> bool {
+        select! {
+            recv(self.stop_rx) -> message => message.is_err() || self.is_stopping(),
+            recv(switches) -> _ => self.is_stopping(),
+            default(pause) => self.is_stopping(),
+        }
+    }
+
     fn timing(&self) -> Keeping {
         let lease = self.options.visibility_timeout;
         Keeping {
@@ -410,19 +420,29 @@ impl Core {
         // Set when a take failed: it may have moved a message into the slot's
         // lists without telling us; such orphans are given back first.
         let mut dirty = false;
+        let switches = self.store.master_switches().unwrap_or_else(never);
+        // The master epoch `conn` was opened at: with Sentinel, a connection
+        // that outlived a switch leads to the old master and is replaced.
+        let mut conn_epoch = self.store.master_epoch();
         loop {
             let stopping = self.is_stopping();
             if stopping && verdict.is_none() {
                 break;
             }
+            if conn.is_some() && self.store.master_epoch() != conn_epoch {
+                conn = None;
+            }
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match self.connect(index) {
-                    Ok(c) => conn.insert(c),
+                    Ok(c) => {
+                        conn_epoch = self.store.master_epoch();
+                        conn.insert(c)
+                    }
                     Err(e) => {
                         bump(&self.counters.redis_errors);
                         let pause = trouble.failed(&e);
-                        if stopping || self.wait_stop(pause) {
+                        if stopping || self.wait_stop_or_switch(pause, &switches) {
                             break;
                         }
                         continue;
@@ -441,7 +461,7 @@ impl Core {
                     conn = None;
                     // Says what happened: out of memory, an ACL denial, a dead connection.
                     let pause = trouble.failed(&describe_redis_error(&e));
-                    if stopping || self.wait_stop(pause) {
+                    if stopping || self.wait_stop_or_switch(pause, &switches) {
                         // One more try for a pending verdict, then give up:
                         // the message is requeued once the lease runs out.
                         if !stopping && verdict.is_some() {

@@ -1,5 +1,6 @@
-//! Test support for hydra-rs: a private `redis-server` per test and real Node
-//! `hydra@1.9.3` peers. Used by the integration tests, the interop tests and the
+//! Test support for hydra-rs: a private `redis-server` per test, a Redis
+//! Sentinel group (master, replicas, sentinels) for failover tests, and real
+//! Node `hydra@1.9.3` peers. Used by the integration tests, the interop tests and the
 //! benchmark programs (whose shared measurement helpers are in
 //! [`bench`](mod@bench)); never by the library itself.
 #![deny(missing_docs)]
@@ -9,10 +10,12 @@ mod child;
 mod express_peer;
 mod node_peer;
 mod redis_server;
+mod sentinel;
 
 pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
 pub use redis_server::RedisServer;
+pub use sentinel::{SentinelGroup, SentinelOptions};
 
 /// For a test binary re-run as a child process: exits the process as soon as
 /// its stdin closes. The parent spawns it with `stdin(Stdio::piped())` and
