@@ -6,8 +6,7 @@
 //! prints it and turns errors into exit codes with a one-line hint.
 
 #![forbid(unsafe_code)]
-// Scaffolding while the commands are being built: the lead removes this at merge.
-#![allow(dead_code)]
+
 
 mod args;
 mod commands;
