@@ -58,6 +58,7 @@ mod store;
 mod subscription;
 mod threads;
 mod timestamp;
+mod tls;
 pub mod umf;
 
 pub use config::{

@@ -9,6 +9,7 @@ mod child;
 mod express_peer;
 mod node_peer;
 mod redis_server;
+pub mod tls;
 
 pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
