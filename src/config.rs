@@ -1006,7 +1006,9 @@ mod tests {
             (json!({"url": "http://x"}), "redis.url"),
             (json!({"url": "redis://"}), "redis.url"),
             (json!({"url": "redis://h:1/notadb"}), "redis.url"),
-            (json!({"url": "rediss://h:1/0"}), "redis.url"),
+            (json!({"url": "rediss://h:1/0#insecure"}), "redis.url"),
+            (json!({"url": "rediss://h:1/0", "tls": false}), "redis.tls"),
+            (json!({"tls": {"ca": "/nonexistent/ca.pem"}}), "redis.tls.ca"),
             (json!({"port": "x"}), "redis.port"),
             (json!({"port": 0}), "redis.port"),
             (json!({"db": -1}), "redis.db"),
@@ -1017,6 +1019,29 @@ mod tests {
             let err = ConfigBuilder::from_value(doc).unwrap().build().unwrap_err();
             assert_eq!(field_of(err), field, "{redis}");
         }
+    }
+
+    #[test]
+    fn rediss_urls_and_the_tls_setting_turn_tls_on() {
+        let config = Config::builder()
+            .service_name("a")
+            .redis_url("rediss://:pw@127.0.0.1:6380/2")
+            .build()
+            .unwrap();
+        assert!(config.redis().is_tls());
+        assert_eq!(config.redis().display_url(), "rediss://:***@127.0.0.1:6380/2");
+        assert!(config.redis().with_db(4).is_tls());
+        assert!(matches!(
+            config.redis().connection_info().addr(),
+            ConnectionAddr::Tcp(host, 6380) if host == "127.0.0.1"
+        ));
+        let doc = json!({"hydra": {"serviceName": "a", "redis": {"host": "localhost", "port": 6380, "tls": true}}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.redis().display_url(), "rediss://localhost:6380/0");
+        let doc = json!({"hydra": {"serviceName": "a", "redis": {"url": "redis://h:1/3", "tls": false}}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert!(!config.redis().is_tls());
+        assert!(!Config::new("a").unwrap().redis().is_tls());
     }
 
     #[test]
