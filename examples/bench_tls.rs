@@ -25,9 +25,9 @@
 //!   `queue_message`, then a `queue_worker` with `WORKERS` threads takes and
 //!   completes them all (two Lua scripts each); end-to-end msgs/s is messages
 //!   over both phases.
-//! - **connect**: `CONNECTS` fresh redis-rs connections (TCP, TLS handshake,
-//!   `CLIENT SETINFO`, `SELECT`) one after another, with the same settings the
-//!   library uses; the median.
+//! - **connect**: `CONNECTS` times `Hydra::init` one after another (a new
+//!   connection: TCP, the TLS handshake, `CLIENT SETINFO`, `SELECT`, then
+//!   `INFO server`); the median.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -180,7 +180,7 @@ fn run() -> BoxResult<bool> {
     ]);
     let (p, s) = (plain.connect_median(), secure.connect_median());
     table.row([
-        "new connection, median (ms)".to_string(),
+        "Hydra::init (new connection + INFO), median (ms)".to_string(),
         format!("{:.2}", p.as_secs_f64() * 1e3),
         format!("{:.2}", s.as_secs_f64() * 1e3),
         format!("{:.2}×", s.as_secs_f64() / p.as_secs_f64()),
@@ -302,34 +302,15 @@ fn queue(config: hydra::Config) -> BoxResult<(u64, Duration)> {
     Ok((right, took))
 }
 
-/// `CONNECTS` fresh connections, as the library opens them (same settings).
+/// `CONNECTS` times `Hydra::init` one after another: a new store, its first
+/// connection (TCP, the TLS handshake, `CLIENT SETINFO`, `SELECT`) and `INFO`.
 fn connects(config: &hydra::Config) -> BoxResult<Vec<Duration>> {
-    let url = config.redis().display_url().to_string();
-    let tls = config.redis().is_tls();
-    let ca = config.document()["hydra"]["redis"]["tls"]["ca"]
-        .as_str()
-        .map(str::to_string);
-    let client = if tls {
-        let root_cert = match ca {
-            Some(path) => Some(std::fs::read(path)?),
-            None => None,
-        };
-        redis::Client::build_with_tls(
-            url.as_str(),
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert,
-            },
-        )?
-    } else {
-        redis::Client::open(url.as_str())?
-    };
     let mut times = Vec::with_capacity(*CONNECTS);
     for _ in 0..*CONNECTS {
         let started = Instant::now();
-        let mut conn = client.get_connection_with_timeout(WAIT)?;
+        let hydra = Hydra::init(config.clone())?;
         times.push(started.elapsed());
-        let _: () = redis::cmd("PING").query(&mut conn)?;
+        hydra.shutdown()?;
     }
     Ok(times)
 }

@@ -434,7 +434,11 @@ pub(crate) fn client(info: &redis::ConnectionInfo, tls: Option<&RedisTls>) -> re
         insecure: false,
         tls_params: None,
     };
-    redis::Client::build_with_tls(info.clone().set_addr(addr), tls.certificates())
+    // TCP_NODELAY: the handshake's last flight and the first command are two
+    // small writes in a row, which Nagle's algorithm would hold back for an ACK.
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.clone().set_addr(addr).set_tcp_settings(tcp);
+    redis::Client::build_with_tls(info, tls.certificates())
 }
 
 /// What a failed redis-rs connect (`e`) means when it was over TLS: a TLS
