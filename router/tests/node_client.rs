@@ -4,13 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{RouterProcess, TestService, get, raw_redis, wait_until};
+use common::{RouterProcess, TestService, WAIT, get, wait_for_subscriber};
 use hydra_testkit::{NodePeer, RedisServer};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 /// A Node hydra on the router's Redis (db 0), initialised as `name`.
 fn node_peer(redis: &RedisServer, name: &str) -> NodePeer {
@@ -137,16 +133,7 @@ fn the_router_delivers_to_a_node_service() {
     let instance = node.call("getInstanceID", json!([])).expect("getInstanceID");
     let instance = instance.as_str().expect("instance ID").to_string();
     // Node's registerService resolves before its SUBSCRIBEs complete.
-    let mut connection = raw_redis(&redis);
-    let channel = format!("hydra:service:mc:node-svc:{instance}");
-    wait_until("the Node service to subscribe", WAIT, || {
-        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query(&mut connection)
-            .unwrap_or_default();
-        counts.first().is_some_and(|(_, n)| *n >= 1)
-    });
+    wait_for_subscriber(&redis, &format!("hydra:service:mc:node-svc:{instance}"));
     let message = json!({"to": "node-svc:/", "from": "web:/", "body": {"to": "node"}});
     let answer = common::send(
         "POST",

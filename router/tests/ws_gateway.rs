@@ -13,212 +13,14 @@
 
 mod common;
 
-use std::io::ErrorKind;
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
-use common::{RouterProcess, TestService, get, raw_redis, wait_until};
-use hydra::{Config, Hydra, Umf};
+use common::ws_client::{WsClient, body, hydra_on, responder};
+use common::{RouterProcess, TestService, WAIT, get, raw_redis, wait_until};
+use hydra::Hydra;
 use hydra_testkit::RedisServer;
 use serde_json::{Value, json};
-use tungstenite::protocol::WebSocket;
-use tungstenite::{Message, client::IntoClientRequest};
 
-/// Generous deadline for anything to arrive.
-const WAIT: Duration = Duration::from_secs(15);
 /// Node's key prefix of the offline queue (spec §1.11).
 const QUEUE_PREFIX: &str = "hydra-router:message:queue";
-
-// --- A WebSocket client -------------------------------------------------------
-
-/// What a read brought.
-#[derive(Debug)]
-enum Event {
-    /// A text frame, parsed as JSON (a frame that is not JSON fails the test).
-    Frame(Value),
-    /// The socket is closed (close frame, reset or EOF).
-    Closed,
-}
-
-/// A blocking tungstenite client on a TCP socket with a short read timeout,
-/// so every wait has a deadline.
-struct WsClient {
-    socket: WebSocket<TcpStream>,
-    /// The id the router gave it in its welcome (empty for a raw client).
-    id: String,
-    /// The welcome frame.
-    welcome: Value,
-}
-
-impl WsClient {
-    /// Connects to the router on `port` and reads its welcome.
-    fn connect(port: u16) -> WsClient {
-        WsClient::connect_with(port, &[])
-    }
-
-    /// As [`connect`](WsClient::connect), with extra upgrade request headers.
-    fn connect_with(port: u16, headers: &[(&str, &str)]) -> WsClient {
-        let mut client = WsClient::open(port, headers);
-        let welcome = client.next_frame("the welcome");
-        assert_eq!(
-            welcome["typ"], "connection",
-            "the first frame is the welcome: {welcome}"
-        );
-        client.id = welcome["bdy"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("welcome without bdy.id: {welcome}"))
-            .to_string();
-        client.welcome = welcome;
-        client
-    }
-
-    /// Opens the WebSocket without reading anything.
-    fn open(port: u16, headers: &[(&str, &str)]) -> WsClient {
-        WsClient::try_open(port, headers).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Opens the WebSocket; `Err` when the handshake is refused.
-    fn try_open(port: u16, headers: &[(&str, &str)]) -> Result<WsClient, String> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the router");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(30)))
-            .expect("write timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut request = format!("ws://127.0.0.1:{port}/")
-            .into_client_request()
-            .expect("request");
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-                value.parse().expect("header value"),
-            );
-        }
-        let (socket, response) = tungstenite::client(request, stream).map_err(|e| format!("handshake: {e}"))?;
-        assert_eq!(response.status(), 101);
-        Ok(WsClient {
-            socket,
-            id: String::new(),
-            welcome: Value::Null,
-        })
-    }
-
-    /// `<id>@client:/`: how this client names itself.
-    fn route(&self) -> String {
-        format!("{}@client:/", self.id)
-    }
-
-    /// Sends a text frame (false when the socket is already gone).
-    fn send_text(&mut self, text: &str) -> bool {
-        self.socket.send(Message::text(text)).is_ok()
-    }
-
-    /// Sends a UMF message in short form.
-    fn send(&mut self, message: &Umf) {
-        assert!(
-            self.send_text(&message.to_short_json()),
-            "send failed: the socket is closed"
-        );
-    }
-
-    /// The next frame or the close, within `wait`; `None` when nothing came.
-    fn next_event_within(&mut self, wait: Duration) -> Option<Event> {
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.socket.read() {
-                Ok(Message::Text(text)) => {
-                    let value = serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("a frame that is not JSON ({e}): {}", text.as_str()));
-                    return Some(Event::Frame(value));
-                }
-                Ok(Message::Binary(bytes)) => panic!("unexpected binary frame of {} bytes", bytes.len()),
-                Ok(Message::Close(_)) => return Some(Event::Closed),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if Instant::now() >= deadline {
-                        return None;
-                    }
-                }
-                Err(_) => return Some(Event::Closed),
-            }
-        }
-    }
-
-    /// The next event within [`WAIT`] (panics with `what` when none).
-    fn next_event(&mut self, what: &str) -> Event {
-        self.next_event_within(WAIT)
-            .unwrap_or_else(|| panic!("nothing came within {WAIT:?} (waiting for {what})"))
-    }
-
-    /// The next frame (panics on a close or a timeout).
-    fn next_frame(&mut self, what: &str) -> Value {
-        match self.next_event(what) {
-            Event::Frame(frame) => frame,
-            Event::Closed => panic!("the socket closed (waiting for {what})"),
-        }
-    }
-
-    /// Reads frames until one has `rmid` = `mid` (others are skipped).
-    fn reply_to(&mut self, mid: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_event_within(left) {
-                Some(Event::Frame(frame)) if frame["rmid"] == mid => return frame,
-                Some(Event::Frame(_)) => {}
-                Some(Event::Closed) => panic!("the socket closed (waiting for the reply to {mid})"),
-                None => panic!("no reply to {mid} within {WAIT:?}"),
-            }
-        }
-    }
-
-    /// Sends `message` and waits for its reply.
-    fn call(&mut self, message: &Umf) -> Value {
-        self.send(message);
-        self.reply_to(&message.mid)
-    }
-
-    /// A message from this client to `to`.
-    fn message(&self, to: &str, body: Value) -> Umf {
-        Umf::new(to, self.route(), body)
-    }
-
-    /// Reads until the router closes the socket; returns the frames before.
-    fn frames_until_closed(&mut self, what: &str) -> Vec<Value> {
-        let mut frames = Vec::new();
-        loop {
-            match self.next_event(what) {
-                Event::Frame(frame) => frames.push(frame),
-                Event::Closed => return frames,
-            }
-        }
-    }
-
-    /// Closes the socket cleanly (close frame, then waits for the router's).
-    fn close(mut self) {
-        let _ = self.socket.close(None);
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            match self.socket.read() {
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => return,
-            }
-        }
-        panic!("the router did not answer a close within {WAIT:?}");
-    }
-}
-
-/// `bdy` of a short-form frame, or `body` of a long-form one.
-fn body(frame: &Value) -> &Value {
-    if frame.get("bdy").is_some() {
-        &frame["bdy"]
-    } else {
-        &frame["body"]
-    }
-}
 
 // --- Routers and services ------------------------------------------------------
 
@@ -264,31 +66,6 @@ fn directory_size(directory: &Value) -> usize {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// A Rust Hydra service `name` on `redis` that answers every message with
-/// `{"echo": <its body>, "by": <name>}` through `reply` (to `via`).
-fn responder(redis: &RedisServer, name: &str) -> Hydra {
-    let hydra = hydra_on(redis, name);
-    hydra.register_service().expect("register");
-    let by = name.to_string();
-    hydra
-        .on_message(move |h, message| {
-            h.reply(&message, json!({"echo": message.body, "by": by}))?;
-            Ok(())
-        })
-        .expect("on_message");
-    hydra
-}
-
-fn hydra_on(redis: &RedisServer, name: &str) -> Hydra {
-    let config = Config::builder()
-        .service_name(name)
-        .service_ip("127.0.0.1")
-        .redis_url(&redis.url(0))
-        .build()
-        .expect("config");
-    Hydra::init(config).expect("init")
 }
 
 /// Length of the offline queue list `<client>:<which>` (`queued`, `processing`).
@@ -468,9 +245,7 @@ fn http_style_calls_router_api_and_ping() {
     );
 
     // ping → pong (short form), rmid = the ping's mid.
-    let mut ping = client.message("hydra-router:/", json!({}));
-    ping.message_type = Some("ping".into());
-    let pong = client.call(&ping);
+    let pong = client.ping();
     assert_eq!(pong["typ"], "pong", "{pong}");
     assert_eq!(pong["bdy"]["typ"], "pong", "{pong}");
     assert_eq!(pong["to"], client.route(), "{pong}");
@@ -529,9 +304,7 @@ fn bad_frames_get_an_error_frame_and_a_close() {
         );
     }
     let mut after = WsClient::connect(router.port());
-    let mut ping = after.message("hydra-router:/", json!({}));
-    ping.message_type = Some("ping".into());
-    assert_eq!(after.call(&ping)["typ"], "pong");
+    assert_eq!(after.ping()["typ"], "pong");
 }
 
 /// Bytes of padding in the oversized frame: beyond the router's default
@@ -549,24 +322,21 @@ fn signatures_are_enforced_when_required() {
 
     // Signed, long form: accepted (a ping answered).
     let mut client = WsClient::connect(router.port());
-    let mut ping = client.message("hydra-router:/", json!({"n": 1}));
-    ping.message_type = Some("ping".into());
+    let mut ping = client.router_message("ping", json!({"n": 1}));
     ping.sign("sha256", secret.as_bytes()).expect("sign");
     assert!(client.send_text(&ping.to_long_json()));
     let pong = client.reply_to(&ping.mid);
     assert_eq!(pong["typ"], "pong", "{pong}");
 
     // Signed, short form: the router checks the long form it rebuilds.
-    let mut ping = client.message("hydra-router:/", json!({"n": 2}));
-    ping.message_type = Some("ping".into());
+    let mut ping = client.router_message("ping", json!({"n": 2}));
     ping.sign("sha256", secret.as_bytes()).expect("sign");
     assert!(client.send_text(&ping.to_short_json()));
     let pong = client.reply_to(&ping.mid);
     assert_eq!(pong["typ"], "pong", "{pong}");
 
     // Signed with another secret: closed.
-    let mut forged = client.message("hydra-router:/", json!({"n": 3}));
-    forged.message_type = Some("ping".into());
+    let mut forged = client.router_message("ping", json!({"n": 3}));
     forged.sign("sha256", b"not the secret").expect("sign");
     assert!(client.send_text(&forged.to_long_json()));
     let frames = client.frames_until_closed("the close after a bad signature");
@@ -574,8 +344,7 @@ fn signatures_are_enforced_when_required() {
 
     // A body changed after signing: closed.
     let mut client = WsClient::connect(router.port());
-    let mut tampered = client.message("hydra-router:/", json!({"amount": 1}));
-    tampered.message_type = Some("ping".into());
+    let mut tampered = client.router_message("ping", json!({"amount": 1}));
     tampered.sign("sha256", secret.as_bytes()).expect("sign");
     tampered.body = json!({"amount": 1000});
     assert!(client.send_text(&tampered.to_long_json()));
@@ -584,8 +353,7 @@ fn signatures_are_enforced_when_required() {
 
     // Unsigned: an error frame, then closed.
     let mut client = WsClient::connect(router.port());
-    let mut ping = client.message("hydra-router:/", json!({}));
-    ping.message_type = Some("ping".into());
+    let ping = client.router_message("ping", json!({}));
     client.send(&ping);
     let frames = client.frames_until_closed("the close after an unsigned frame");
     assert!(frames.iter().all(|f| f["typ"] != "pong"), "{frames:?}");
@@ -610,8 +378,7 @@ fn a_client_that_never_reads_does_not_hold_up_the_others() {
         let pad = "f".repeat(64 * 1024);
         let mut sent = 0;
         for n in 0..400 {
-            let mut message = flooder.message("hydra-router:/", json!({"n": n, "pad": pad}));
-            message.forward = Some(target.clone());
+            let message = flooder.forward_message(&target, json!({"n": n, "pad": pad}));
             if !flooder.send_text(&message.to_short_json()) {
                 break;
             }
@@ -623,8 +390,7 @@ fn a_client_that_never_reads_does_not_hold_up_the_others() {
     // Meanwhile and after, another client's round trips are all answered.
     let mut other = WsClient::connect(router.port());
     for n in 0..100u32 {
-        let mut ping = other.message("hydra-router:/", json!({"n": n}));
-        ping.message_type = Some("ping".into());
+        let ping = other.router_message("ping", json!({"n": n}));
         assert_eq!(other.call(&ping)["typ"], "pong");
         if n.is_multiple_of(10) {
             let request = other.message("ws-busy:/", json!({"n": n}));
@@ -656,8 +422,7 @@ fn a_forward_reaches_a_client_on_another_router() {
     });
 
     for n in 0..3 {
-        let mut message = on_b.message("hydra-router:/", json!({"hello": "from B", "n": n}));
-        message.forward = Some(on_a.route());
+        let message = on_b.forward_message(&on_a.route(), json!({"hello": "from B", "n": n}));
         on_b.send(&message);
         let got = on_a.next_frame("the forward from router B");
         assert_eq!(body(&got)["hello"], "from B", "{got}");
@@ -668,13 +433,11 @@ fn a_forward_reaches_a_client_on_another_router() {
 
     // wsdir.loc: router B tells where A's client is, and that an unknown
     // client is nowhere.
-    let mut locate = on_b.message("hydra-router:/", json!({"clientID": id_a}));
-    locate.message_type = Some("wsdir.loc".into());
+    let locate = on_b.router_message("wsdir.loc", json!({"clientID": id_a}));
     let found = on_b.call(&locate);
     assert_eq!(body(&found)["routerID"], iid_a.as_str(), "{found}");
     assert_eq!(body(&found)["clientID"], id_a.as_str(), "{found}");
-    let mut locate = on_b.message("hydra-router:/", json!({"clientID": "nobody"}));
-    locate.message_type = Some("wsdir.loc".into());
+    let locate = on_b.router_message("wsdir.loc", json!({"clientID": "nobody"}));
     let found = on_b.call(&locate);
     assert_eq!(body(&found)["routerID"], "", "{found}");
 
@@ -684,8 +447,7 @@ fn a_forward_reaches_a_client_on_another_router() {
     wait_until("router A to learn of B's client", WAIT, || {
         holder(&wsdir(&router_a), &id_b).as_deref() == Some(iid_b.as_str())
     });
-    let mut message = on_a.message("hydra-router:/", json!({"hello": "from A"}));
-    message.forward = Some(on_b.route());
+    let message = on_a.forward_message(&on_b.route(), json!({"hello": "from A"}));
     on_a.send(&message);
     let got = on_b.next_frame("the forward from router A");
     assert_eq!(body(&got)["hello"], "from A", "{got}");
@@ -726,8 +488,7 @@ fn messages_queued_while_away_are_replayed_in_order_through_another_router() {
             push.forward = Some(to.clone());
             pusher.send_message(&push).expect("push through router A");
         } else {
-            let mut message = sender.message("hydra-router:/", json!({"seq": seq}));
-            message.forward = Some(to.clone());
+            let message = sender.forward_message(&to, json!({"seq": seq}));
             sender.send(&message);
         }
         wait_until(&format!("message {seq} to be queued under Node's key"), WAIT, || {
@@ -742,8 +503,7 @@ fn messages_queued_while_away_are_replayed_in_order_through_another_router() {
 
     // It comes back through router B and takes over its old id.
     let mut back = WsClient::connect(router_b.port());
-    let mut reconnect = back.message("hydra-router:/", json!({"id": id}));
-    reconnect.message_type = Some("reconnect".into());
+    let reconnect = back.router_message("reconnect", json!({"id": id}));
     back.send(&reconnect);
     let mut welcomed = false;
     let mut seqs = Vec::new();
@@ -772,8 +532,7 @@ fn messages_queued_while_away_are_replayed_in_order_through_another_router() {
         holder(&wsdir(&router_a), &id).as_deref() == Some(iid_b.as_str())
             && holder(&wsdir(&router_b), &id).as_deref() == Some(iid_b.as_str())
     });
-    let mut message = sender.message("hydra-router:/", json!({"live": true}));
-    message.forward = Some(to.clone());
+    let message = sender.forward_message(&to, json!({"live": true}));
     sender.send(&message);
     let got = back.next_frame("a forward to the old id");
     assert_eq!(body(&got)["live"], true, "{got}");
@@ -793,8 +552,7 @@ fn reconnection_is_accepted_as_the_documented_name() {
     });
     let mut sender = WsClient::connect(router.port());
     for seq in 0..3 {
-        let mut message = sender.message("hydra-router:/", json!({"seq": seq}));
-        message.forward = Some(format!("{id}@client:/"));
+        let message = sender.forward_message(&format!("{id}@client:/"), json!({"seq": seq}));
         sender.send(&message);
         wait_until("the message to be queued", WAIT, || {
             queue_len(&mut keys, &id, "queued") == seq + 1
@@ -802,8 +560,7 @@ fn reconnection_is_accepted_as_the_documented_name() {
     }
 
     let mut back = WsClient::connect(router.port());
-    let mut reconnect = back.message("hydra-router:/", json!({"id": id}));
-    reconnect.message_type = Some("reconnection".into());
+    let reconnect = back.router_message("reconnection", json!({"id": id}));
     back.send(&reconnect);
     let mut seqs = Vec::new();
     while seqs.len() < 3 {
@@ -853,9 +610,7 @@ fn a_thousand_connections_leave_no_trace() {
 
     // The router still serves.
     let mut client = WsClient::connect(router.port());
-    let mut ping = client.message("hydra-router:/", json!({}));
-    ping.message_type = Some("ping".into());
-    assert_eq!(client.call(&ping)["typ"], "pong");
+    assert_eq!(client.ping()["typ"], "pong");
 }
 
 #[test]

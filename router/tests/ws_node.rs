@@ -11,14 +11,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RouterProcess, TestService, get, wait_until};
+use common::ws_client::{body, responder};
+use common::{RouterProcess, TestService, WAIT, get, wait_for_subscriber, wait_until};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use hydra::{Config, Hydra, Umf};
+use hydra::Umf;
 use hydra_testkit::{NodePeer, RedisServer};
 use serde_json::{Value, json};
-
-/// Generous deadline for anything to arrive.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// A Node `ws` client in its own process (`node interop/ws-client.js <url>`).
 struct NodeWsClient {
@@ -122,25 +120,6 @@ impl Drop for NodeWsClient {
     }
 }
 
-/// A Rust service that answers every message with `{"echo": <body>}`.
-fn rust_responder(redis: &RedisServer, name: &str) -> Hydra {
-    let config = Config::builder()
-        .service_name(name)
-        .service_ip("127.0.0.1")
-        .redis_url(&redis.url(0))
-        .build()
-        .expect("config");
-    let hydra = Hydra::init(config).expect("init");
-    hydra.register_service().expect("register");
-    hydra
-        .on_message(|h, message| {
-            h.reply(&message, json!({"echo": message.body}))?;
-            Ok(())
-        })
-        .expect("on_message");
-    hydra
-}
-
 /// A Node hydra 1.9.3 service `name` that answers every message with
 /// `sendReplyMessage(msg, {body: {echo: <its body>}})` (peer.js's echo mode).
 fn node_responder(redis: &RedisServer, name: &str) -> NodePeer {
@@ -150,22 +129,18 @@ fn node_responder(redis: &RedisServer, name: &str) -> NodePeer {
     node.call("init", json!([config])).expect("Node hydra init");
     node.call("registerService", json!([])).expect("Node registerService");
     node.call("echo", json!([])).expect("echo mode");
+    let instance = node.call("getInstanceID", json!([])).expect("getInstanceID");
+    let instance = instance.as_str().expect("an instance ID");
+    // Node's registerService resolves before its SUBSCRIBEs complete.
+    wait_for_subscriber(redis, &format!("hydra:service:mc:{name}:{instance}"));
     node
-}
-
-fn body(frame: &Value) -> &Value {
-    if frame.get("bdy").is_some() {
-        &frame["bdy"]
-    } else {
-        &frame["body"]
-    }
 }
 
 #[test]
 fn a_node_ws_client_reaches_rust_and_node_services_the_router_and_ping() {
     let redis = RedisServer::start();
     let router = RouterProcess::start(&redis, json!({}));
-    let _rust = rust_responder(&redis, "ws-rust-echo");
+    let _rust = responder(&redis, "ws-rust-echo");
     let _node = node_responder(&redis, "ws-node-echo");
     let _http = TestService::start(&redis, "ws-http");
     let url = format!("{}/v1/ws-http/echo", router.base_url());

@@ -134,6 +134,62 @@ impl Routing {
         }
     }
 
+    /// Which messages [`on_service_message`](Routing::on_service_message)
+    /// must handle in the order received: those for one client (`via`, else
+    /// `forward`, as it picks them) share a key, as do one other router's
+    /// `wsdir.*` messages; anything else shares the empty key.
+    pub fn order_key(&self, message: &Umf) -> String {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            let router = message.body.get("routerID").and_then(Value::as_str).unwrap_or("");
+            return format!("router {router}");
+        }
+        let client = match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => frames::via_client(via),
+            None => message
+                .forward
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .and_then(frames::forward_client),
+        };
+        client.map(|id| format!("client {id}")).unwrap_or_default()
+    }
+
+    /// [`on_service_message`](Routing::on_service_message)'s cheap case,
+    /// for the thread that reads the router's channel: a reply or push for
+    /// a client connected here is queued on its socket (`None`); anything
+    /// else (another router's `wsdir.*`, a client not here, a full queue)
+    /// is given back untouched, for `on_service_message` (which may call
+    /// Redis).
+    pub fn deliver_now(&self, mut message: Umf) -> Option<Umf> {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            return Some(message);
+        }
+        match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => {
+                let Some(client) = frames::via_client(via) else {
+                    return Some(message);
+                };
+                let via = message.via.take();
+                if self.send(&client, &message) == Delivery::Queued {
+                    return None;
+                }
+                message.via = via;
+                Some(message)
+            }
+            None => {
+                let client = message
+                    .forward
+                    .as_deref()
+                    .filter(|f| !f.is_empty())
+                    .and_then(frames::forward_client);
+                match client {
+                    Some(client) if self.send(&client, &message) == Delivery::Queued => None,
+                    _ => Some(message),
+                }
+            }
+        }
+    }
+
     fn sockets(&self) -> Option<&Arc<dyn ClientSockets>> {
         self.sockets.get()
     }
@@ -1042,6 +1098,42 @@ mod tests {
         router.shutdown();
     }
 
+    /// Waits until a message to the Node service `name` can reach it: the
+    /// router sees its presence (a fresh read, which also refreshes the
+    /// router's routing cache) and the instance listens on its channel.
+    /// Node's `registerService` resolves after writing presence but before
+    /// its SUBSCRIBEs complete (a fresh connection each), so a message sent at
+    /// once is published to nobody and the client gets `Unavailable <svc>
+    /// instance named …` instead of the reply.
+    fn wait_until_node_service_reachable(
+        server: &RedisServer,
+        router: &Router,
+        node: &hydra_testkit::NodePeer,
+        name: &str,
+    ) {
+        let instance = node.call("getInstanceID", json!([])).expect("Node getInstanceID");
+        let instance = instance.as_str().expect("an instance ID").to_string();
+        let channel = format!("hydra:service:mc:{name}:{instance}");
+        let mut redis = redis::Client::open(server.url(0))
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect to redis");
+        assert!(
+            wait_for(|| {
+                let present = router
+                    .hydra()
+                    .get_service_presence(name)
+                    .is_ok_and(|found| found.iter().any(|i| i.instance_id == instance));
+                let listeners: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut redis)
+                    .unwrap_or_default();
+                present && listeners.first().is_some_and(|(_, n)| *n >= 1)
+            }),
+            "the Node service {name} ({instance}) was not present and subscribed within {WAIT:?}"
+        );
+    }
+
     #[test]
     fn node_hydra_services_answer_and_push_to_clients_and_nodes_wsdir_shapes_are_read() {
         let server = RedisServer::start();
@@ -1053,6 +1145,7 @@ mod tests {
         node.call("init", json!([config])).expect("Node hydra init");
         node.call("registerService", json!([])).expect("Node registerService");
         node.call("echo", json!([])).expect("Node echoes messages");
+        wait_until_node_service_reachable(&server, &router, &node, "node-svc");
         connect(&router, &recorder, "c1");
 
         // Node's sendReplyMessage addresses the reply to `via`.

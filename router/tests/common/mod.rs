@@ -2,6 +2,8 @@
 //! private Redis, and Rust services behind it that show what reached them.
 #![allow(dead_code)]
 
+pub mod ws_client;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 use hydra::{Config, HttpRequest, HttpResponse, HttpRoutes, Hydra};
 use hydra_testkit::RedisServer;
 use serde_json::{Value, json};
+
+/// Generous deadline for anything the tests wait for.
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// A `hydra-router` process; killed (and its log kept for failures) on drop.
 pub struct RouterProcess {
@@ -420,6 +425,21 @@ pub fn raw_redis(redis: &RedisServer) -> redis::Connection {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
     connection
+}
+
+/// Waits until someone listens on the pub/sub `channel` of db 0 of `redis`
+/// (Node's `registerService` resolves before its SUBSCRIBEs complete, so a
+/// message sent at once can reach nobody).
+pub fn wait_for_subscriber(redis: &RedisServer, channel: &str) {
+    let mut connection = raw_redis(redis);
+    wait_until(&format!("a subscriber on {channel}"), WAIT, || {
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query(&mut connection)
+            .unwrap_or_default();
+        counts.first().is_some_and(|(_, n)| *n >= 1)
+    });
 }
 
 /// Writes `request` (raw bytes) on a new connection to `port`, then reads
