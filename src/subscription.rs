@@ -111,6 +111,28 @@ impl Subscription {
             pending: VecDeque::new(),
             read_timeout: None,
         };
+        // With TLS 1.3 a server that refuses our client certificate says so after the handshake, in answer to the
+        // first command: explain it as a handshake failure.
+        match sub.log_in_and_subscribe(info, command_timeout, channels) {
+            Ok(()) => Ok(sub),
+            Err(e) => match tls.and_then(|tls| crate::tls::explain(&e, tls)) {
+                Some(explained) => Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("TLS handshake with {} failed: {explained}", info.addr()),
+                )
+                .into()),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// `AUTH` when the ConnectionInfo has a password, then `SUBSCRIBE`, waiting for every confirmation.
+    fn log_in_and_subscribe(
+        &mut self,
+        info: &ConnectionInfo,
+        command_timeout: Duration,
+        channels: &[String],
+    ) -> RedisResult<()> {
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
@@ -118,20 +140,20 @@ impl Subscription {
                 auth.arg(username);
             }
             auth.arg(password);
-            sub.send(&auth, command_timeout)?;
+            self.send(&auth, command_timeout)?;
             // Any reply but an error (which await_reply returns as the error) means we are in.
-            sub.await_reply("AUTH", command_timeout, |_| true)?;
+            self.await_reply("AUTH", command_timeout, |_| true)?;
         }
         let mut subscribe = redis::cmd("SUBSCRIBE");
         subscribe.arg(channels);
-        sub.send(&subscribe, command_timeout)?;
+        self.send(&subscribe, command_timeout)?;
         // One confirmation per channel named, duplicates included.
         for _ in channels {
-            sub.await_reply("SUBSCRIBE", command_timeout, |frame| {
+            self.await_reply("SUBSCRIBE", command_timeout, |frame| {
                 frame_kind(frame) == Some(b"subscribe")
             })?;
         }
-        Ok(sub)
+        Ok(())
     }
 
     /// Payloads longer than `bytes` are skipped from now on, without being read into memory.
@@ -883,6 +905,18 @@ mod tests {
         assert_message(&got[0], "c", &big);
         assert_message(&got[1], "c", b"after");
         assert!(sub.next_message(Duration::from_millis(20)).expect("quiet").is_none());
+    }
+
+    #[test]
+    fn over_tls_a_refused_client_certificate_is_explained() {
+        let certs = TestCertificates::generate();
+        let tls = TlsRedis::start(&certs, true);
+        let err = open_tls(&tls, &tls_settings(&certs), &["c"])
+            .err()
+            .expect("the server wants a client certificate");
+        let text = err.to_string();
+        assert!(text.contains("TLS handshake with"), "{text}");
+        assert!(text.contains("redis.tls.cert"), "{text}");
     }
 
     /// A TLS server of our own that sends one message's TLS record in two halves, with the subscriber timing out
