@@ -182,10 +182,17 @@ fn mutual_tls_works_with_the_client_certificate_and_fails_clearly_without() {
         "key": path(&certs.client_key()),
         "servername": "127.0.0.1",
     });
-    let service = init("mtls", &url, with_cert.clone()).expect("mutual TLS");
+    let service = init("mtls", &url, with_cert).expect("mutual TLS");
     common::echo(&service);
     service.register_service().unwrap();
-    let caller = init("mtls-caller", &url, with_cert).expect("mutual TLS");
+    // The caller gives the PEM contents instead of paths, as Node's tls.connect takes them.
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    let inline = json!({
+        "ca": read(certs.ca()),
+        "cert": read(certs.client_cert()),
+        "key": read(certs.client_key()),
+    });
+    let caller = init("mtls-caller", &url, inline).expect("mutual TLS with inline PEM");
     caller.register_service().unwrap();
     let reply = caller
         .request(&caller.create_umf_message("mtls:/", json!({"hello": 1})), WAIT)
