@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::sentinel::{self, SentinelSettings};
 use crate::signing::Signing;
+use crate::tls::RedisTls;
 
 /// Node Hydra's default Redis: db 15, so a Node service and ours meet with no config.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/15";
@@ -55,11 +56,15 @@ pub enum PortSpec {
     Ranges(Vec<(u16, u16)>),
 }
 
-/// Where Redis is and how to log in: one server, or the master that Redis
-/// Sentinel names (`redis+sentinel://…`, or `redis.sentinels` in the config).
+/// Where Redis is, how to log in, and whether (and how) to speak TLS: one
+/// server, or the master that Redis Sentinel names (`redis+sentinel://…`, or
+/// `redis.sentinels` in the config).
 #[derive(Clone)]
 pub struct RedisConfig {
+    /// The address is always `ConnectionAddr::Tcp` or `Unix`: TLS is `tls`,
+    /// applied when a connection is made (`tls::client`).
     info: ConnectionInfo,
+    tls: Option<RedisTls>,
     display: String,
     /// With Sentinel: the sentinels to ask; `info` then holds the data
     /// nodes' login and database, its address only a placeholder.
@@ -67,30 +72,22 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Parses a `redis://[user][:password@]host[:port][/db]` URL, or the
-    /// Sentinel form
+    /// Parses a `redis://[user][:password@]host[:port][/db]` URL, `rediss://…`
+    /// for TLS trusting the system's certificate store (a CA file or a client
+    /// certificate go in the `redis.tls` settings of a config document), or
+    /// the Sentinel form
     /// `redis+sentinel://[[user]:password@]host[:port][,host2[:port2]…]/name[/db][?sentinel_password=…]`.
     pub fn from_url(url: &str) -> Result<RedisConfig> {
         if url.starts_with(sentinel::URL_SCHEME) {
             return sentinel::config_from_url(url);
         }
-        let bad = |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
-        if url.starts_with("rediss://") {
-            return Err(bad("TLS (rediss://) is not supported yet"));
-        }
-        if !url.starts_with("redis://") {
-            return Err(bad("expected a redis://host:port/db URL"));
-        }
-        let parsed = redis::parse_redis_url(url).ok_or_else(|| bad("not a valid URL"))?;
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad("missing host"));
-        }
-        let path = parsed.path().trim_matches('/');
-        if !path.is_empty() && path.parse::<u32>().is_err() {
-            return Err(bad("the path must be a database number"));
-        }
-        let info = parsed.into_connection_info().map_err(|e| bad(&e.to_string()))?;
-        Ok(RedisConfig::from_info(info))
+        let (info, tls_scheme) = parse_url(url)?;
+        let tls = if tls_scheme {
+            Some(RedisTls::system_roots()?)
+        } else {
+            None
+        };
+        Ok(RedisConfig::from_info(info, tls))
     }
 
     /// Builds from Node's object form `{host, port, db, password}` (plus
@@ -102,23 +99,13 @@ impl RedisConfig {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<RedisConfig> {
-        if host.is_empty() {
-            return Err(Error::invalid_config("redis.host", "must not be empty"));
-        }
-        let info = ConnectionAddr::Tcp(host.to_string(), port)
-            .into_connection_info()
-            .map_err(|e| Error::invalid_config("redis.host", e.to_string()))?;
-        let mut settings = RedisConnectionInfo::default().set_db(db);
-        if let Some(user) = username.filter(|u| !u.is_empty()) {
-            settings = settings.set_username(user);
-        }
-        if let Some(pass) = password.filter(|p| !p.is_empty()) {
-            settings = settings.set_password(pass);
-        }
-        Ok(RedisConfig::from_info(info.set_redis_settings(settings)))
+        Ok(RedisConfig::from_info(
+            parts_info(host, port, db, username, password)?,
+            None,
+        ))
     }
 
-    fn from_info(info: ConnectionInfo) -> RedisConfig {
+    fn from_info(info: ConnectionInfo, tls: Option<RedisTls>) -> RedisConfig {
         let settings = info.redis_settings();
         let user = settings.username().unwrap_or("");
         let login = match (user.is_empty(), settings.password().is_some()) {
@@ -127,10 +114,12 @@ impl RedisConfig {
             (false, false) => format!("{user}@"),
             (false, true) => format!("{user}:***@"),
         };
-        let display = format!("redis://{login}{}/{}", info.addr(), settings.db());
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
+        let display = format!("{scheme}://{login}{}/{}", info.addr(), settings.db());
         let settings = settings.clone().set_lib_name("hydra-rs", env!("CARGO_PKG_VERSION"));
         RedisConfig {
             info: info.set_redis_settings(settings),
+            tls,
             display,
             sentinel: None,
         }
@@ -167,6 +156,7 @@ impl RedisConfig {
             .set_redis_settings(login);
         RedisConfig {
             info,
+            tls: None,
             display,
             sentinel: Some(settings),
         }
@@ -187,13 +177,25 @@ impl RedisConfig {
         self.info.redis_settings().db()
     }
 
+    /// Whether connections use TLS (`rediss://` or `redis.tls`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The connection URL with the password masked, for logs and errors.
     pub fn display_url(&self) -> &str {
         &self.display
     }
 
+    /// Where to connect and how to log in; the address is plain TCP or Unix
+    /// (see [`RedisConfig::tls`]).
     pub(crate) fn connection_info(&self) -> &ConnectionInfo {
         &self.info
+    }
+
+    /// The TLS settings, when connections use TLS.
+    pub(crate) fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_ref()
     }
 
     /// The same server and login, database `db`.
@@ -206,10 +208,63 @@ impl RedisConfig {
         };
         RedisConfig {
             info,
+            tls: self.tls.clone(),
             display,
             sentinel: self.sentinel.clone(),
         }
     }
+}
+
+/// A `redis://` or `rediss://` URL's connection info (address as plain TCP),
+/// and whether it asked for TLS.
+fn parse_url(url: &str) -> Result<(ConnectionInfo, bool)> {
+    let bad = |reason: &str| Error::invalid_config("redis.url", format!("{reason}: {}", redact(url)));
+    let tls_scheme = url.starts_with("rediss://");
+    if !tls_scheme && !url.starts_with("redis://") {
+        return Err(bad("expected a redis://host:port/db (or rediss://) URL"));
+    }
+    let parsed = redis::parse_redis_url(url).ok_or_else(|| bad("not a valid URL"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("missing host"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(bad(
+            "a #fragment (such as #insecure) is not supported: hydra-rs always verifies the server's certificate",
+        ));
+    }
+    let path = parsed.path().trim_matches('/');
+    if !path.is_empty() && path.parse::<u32>().is_err() {
+        return Err(bad("the path must be a database number"));
+    }
+    let info = parsed.into_connection_info().map_err(|e| bad(&e.to_string()))?;
+    let info = match info.addr().clone() {
+        ConnectionAddr::TcpTls { host, port, .. } => info.set_addr(ConnectionAddr::Tcp(host, port)),
+        _ => info,
+    };
+    Ok((info, tls_scheme))
+}
+
+fn parts_info(
+    host: &str,
+    port: u16,
+    db: i64,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<ConnectionInfo> {
+    if host.is_empty() {
+        return Err(Error::invalid_config("redis.host", "must not be empty"));
+    }
+    let info = ConnectionAddr::Tcp(host.to_string(), port)
+        .into_connection_info()
+        .map_err(|e| Error::invalid_config("redis.host", e.to_string()))?;
+    let mut settings = RedisConnectionInfo::default().set_db(db);
+    if let Some(user) = username.filter(|u| !u.is_empty()) {
+        settings = settings.set_username(user);
+    }
+    if let Some(pass) = password.filter(|p| !p.is_empty()) {
+        settings = settings.set_password(pass);
+    }
+    Ok(info.set_redis_settings(settings))
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -483,11 +538,31 @@ impl ConfigBuilder {
         self.set("serviceVersion", version)
     }
 
-    /// `redis.url`, replacing any other Redis settings.
+    /// `redis.url`, replacing the other Redis settings (host, port, db,
+    /// password) but keeping `redis.tls`, so that a URL from the environment
+    /// (`HYDRA_REDIS_URL`) still uses the CA and certificates of the file.
     pub fn redis_url(mut self, url: &str) -> ConfigBuilder {
         let mut redis = Map::new();
         redis.insert("url".into(), url.into());
+        if let Some(tls) = self.hydra().get("redis").and_then(|r| r.get("tls")).cloned() {
+            redis.insert("tls".into(), tls);
+        }
         self.hydra().insert("redis".into(), Value::Object(redis));
+        self
+    }
+
+    /// `redis.tls`: `true` (TLS trusting the system's certificate store), or
+    /// `{"ca": path, "cert": path, "key": path, "servername": host}` (PEM
+    /// files; `cert` and `key` for mutual TLS). Files are read by
+    /// [`build`](ConfigBuilder::build).
+    pub fn redis_tls(mut self, tls: Value) -> ConfigBuilder {
+        let redis = self.hydra().entry("redis").or_insert_with(|| Value::Object(Map::new()));
+        if !redis.is_object() {
+            *redis = Value::Object(Map::new());
+        }
+        if let Value::Object(redis) = redis {
+            redis.insert("tls".into(), tls);
+        }
         self
     }
 
@@ -810,6 +885,18 @@ pub(crate) fn parse_port_spec(value: Option<&Value>) -> Result<PortSpec> {
     Ok(PortSpec::Ranges(ranges))
 }
 
+/// TLS to sentinel-named masters is not built yet: refuse the combination
+/// rather than fall back to plain text when TLS was asked for.
+fn refuse_tls_with_sentinels(map: &Map<String, Value>) -> Result<()> {
+    if map.get("tls").is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
+        return Err(Error::invalid_config(
+            "redis.tls",
+            "TLS together with sentinels is not supported yet (use one or the other)",
+        ));
+    }
+    Ok(())
+}
+
 fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
     let map = match value {
         None | Some(Value::Null) => return RedisConfig::from_url(DEFAULT_REDIS_URL),
@@ -822,6 +909,7 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
         }
     };
     if map.get("sentinels").is_some_and(|v| !v.is_null()) {
+        refuse_tls_with_sentinels(map)?;
         return sentinel::config_from_object(map);
     }
     let text = |key: &str| -> Result<Option<String>> {
@@ -836,45 +924,70 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
         }
     };
     // Node merges {db: 0} <- URL parts <- explicit keys (spec §13).
-    let base = match text("url")? {
-        Some(url) => Some(RedisConfig::from_url(&url)?),
-        None => None,
+    let url = text("url")?;
+    if let Some(url) = url.as_deref().filter(|u| u.starts_with(sentinel::URL_SCHEME)) {
+        refuse_tls_with_sentinels(map)?;
+        return sentinel::config_from_url(url);
+    }
+    let (base, tls_scheme) = match url {
+        Some(url) => {
+            let (info, tls_scheme) = parse_url(&url)?;
+            (Some(info), tls_scheme)
+        }
+        // An empty redis branch means db 0 on localhost in Node.
+        None => (None, false),
     };
     let explicit = ["host", "port", "db", "password", "username"]
         .iter()
         .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
-    if !explicit {
-        return match base {
-            Some(base) => Ok(base),
-            // An empty redis branch means db 0 on localhost in Node.
-            None => RedisConfig::from_parts("127.0.0.1", 6379, 0, None, None),
-        };
-    }
-    let (base_host, base_port) = match base.as_ref().map(|b| b.info.addr()) {
-        Some(ConnectionAddr::Tcp(host, port)) => (host.clone(), *port),
-        _ => ("127.0.0.1".to_string(), 6379),
+    let info = match base {
+        Some(base) if !explicit => base,
+        base => {
+            let (base_host, base_port) = match base.as_ref().map(ConnectionInfo::addr) {
+                Some(ConnectionAddr::Tcp(host, port)) => (host.clone(), *port),
+                _ => ("127.0.0.1".to_string(), 6379),
+            };
+            let settings = base.as_ref().map(|b| b.redis_settings().clone());
+            let host = text("host")?.unwrap_or(base_host);
+            let port = match text("port")? {
+                Some(p) => p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| Error::invalid_config("redis.port", format!("{p:?} is not a port number")))?,
+                None => base_port,
+            };
+            let db = match text("db")? {
+                Some(d) => d
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|d| *d >= 0)
+                    .ok_or_else(|| Error::invalid_config("redis.db", format!("{d:?} is not a database number")))?,
+                None => settings.as_ref().map_or(0, |s| s.db()),
+            };
+            let username = text("username")?.or_else(|| settings.as_ref().and_then(|s| s.username().map(String::from)));
+            let password = text("password")?.or_else(|| settings.as_ref().and_then(|s| s.password().map(String::from)));
+            parts_info(&host, port, db, username.as_deref(), password.as_deref())?
+        }
     };
-    let settings = base.as_ref().map(|b| b.info.redis_settings().clone());
-    let host = text("host")?.unwrap_or(base_host);
-    let port = match text("port")? {
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| Error::invalid_config("redis.port", format!("{p:?} is not a port number")))?,
-        None => base_port,
+    // `tls` (Node passes it to tls.connect) wins over the URL's scheme; a
+    // rediss:// URL alone trusts the system's store.
+    let host = match info.addr() {
+        ConnectionAddr::Tcp(host, _) => host.clone(),
+        _ => String::new(),
     };
-    let db = match text("db")? {
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| *d >= 0)
-            .ok_or_else(|| Error::invalid_config("redis.db", format!("{d:?} is not a database number")))?,
-        None => settings.as_ref().map_or(0, |s| s.db()),
+    let tls = match map.get("tls").filter(|v| !v.is_null()) {
+        Some(Value::Bool(false)) if tls_scheme => {
+            return Err(Error::invalid_config(
+                "redis.tls",
+                "is false, but redis.url asks for TLS (rediss://)",
+            ));
+        }
+        Some(setting) => RedisTls::from_setting(setting, &host)?,
+        None if tls_scheme => Some(RedisTls::system_roots()?),
+        None => None,
     };
-    let username = text("username")?.or_else(|| settings.as_ref().and_then(|s| s.username().map(String::from)));
-    let password = text("password")?.or_else(|| settings.as_ref().and_then(|s| s.password().map(String::from)));
-    RedisConfig::from_parts(&host, port, db, username.as_deref(), password.as_deref())
+    Ok(RedisConfig::from_info(info, tls))
 }
 
 /// Masks the password in a URL for messages.
@@ -973,7 +1086,9 @@ mod tests {
             (json!({"url": "http://x"}), "redis.url"),
             (json!({"url": "redis://"}), "redis.url"),
             (json!({"url": "redis://h:1/notadb"}), "redis.url"),
-            (json!({"url": "rediss://h:1/0"}), "redis.url"),
+            (json!({"url": "rediss://h:1/0#insecure"}), "redis.url"),
+            (json!({"url": "rediss://h:1/0", "tls": false}), "redis.tls"),
+            (json!({"tls": {"ca": "/nonexistent/ca.pem"}}), "redis.tls.ca"),
             (json!({"port": "x"}), "redis.port"),
             (json!({"port": 0}), "redis.port"),
             (json!({"db": -1}), "redis.db"),
@@ -984,6 +1099,29 @@ mod tests {
             let err = ConfigBuilder::from_value(doc).unwrap().build().unwrap_err();
             assert_eq!(field_of(err), field, "{redis}");
         }
+    }
+
+    #[test]
+    fn rediss_urls_and_the_tls_setting_turn_tls_on() {
+        let config = Config::builder()
+            .service_name("a")
+            .redis_url("rediss://:pw@127.0.0.1:6380/2")
+            .build()
+            .unwrap();
+        assert!(config.redis().is_tls());
+        assert_eq!(config.redis().display_url(), "rediss://:***@127.0.0.1:6380/2");
+        assert!(config.redis().with_db(4).is_tls());
+        assert!(matches!(
+            config.redis().connection_info().addr(),
+            ConnectionAddr::Tcp(host, 6380) if host == "127.0.0.1"
+        ));
+        let doc = json!({"hydra": {"serviceName": "a", "redis": {"host": "localhost", "port": 6380, "tls": true}}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert_eq!(config.redis().display_url(), "rediss://localhost:6380/0");
+        let doc = json!({"hydra": {"serviceName": "a", "redis": {"url": "redis://h:1/3", "tls": false}}});
+        let config = ConfigBuilder::from_value(doc).unwrap().build().unwrap();
+        assert!(!config.redis().is_tls());
+        assert!(!Config::new("a").unwrap().redis().is_tls());
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //! discovery without keyspace scans; UMF messaging over pub/sub (send, reply,
 //! broadcast, request–reply with a timeout); HTTP calls with load balancing and
 //! failover, and an embedded HTTP server for a service's routes; Node-compatible
-//! service queues plus leased, crash-safe queue workers.
+//! service queues plus leased, crash-safe queue workers. Every Redis
+//! connection can use TLS (`rediss://`, the `redis.tls` settings: CA, client
+//! certificate for mutual TLS), over rustls.
 //!
 //! Threads (all named, owned and joined on `shutdown`): `register_service`
 //! starts `hydra-heartbeat` and `hydra-msg-0`, which reads the subscription;
@@ -60,6 +62,7 @@ mod store;
 mod subscription;
 mod threads;
 mod timestamp;
+mod tls;
 pub mod umf;
 
 pub use config::{

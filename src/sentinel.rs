@@ -647,6 +647,13 @@ mod tests {
     }
 
     #[test]
+    fn tls_with_sentinels_is_refused_rather_than_ignored() {
+        let err = redis_of(json!({"sentinels": [{"host": "h"}], "name": "m", "tls": true})).unwrap_err();
+        assert_eq!(field_of(err), "redis.tls");
+        assert!(redis_of(json!({"sentinels": [{"host": "h"}], "name": "m", "tls": false})).is_ok());
+    }
+
+    #[test]
     fn the_url_form_is_read() {
         let config = RedisConfig::from_url(
             "redis+sentinel://:p%40ss@127.0.0.1:26379,[::1],sentinel-3:26381/mymaster/15?sentinel_password=sp",

@@ -28,6 +28,7 @@ use crate::config::RedisConfig;
 use crate::error::{Error, Result};
 use crate::sentinel::{self, Resolver};
 use crate::subscription::Subscription;
+use crate::tls::{self, RedisTls};
 
 /// Idle connections kept for reuse; more may be open while busy. Generous, so
 /// that many threads sharing one handle do not open and close a connection per
@@ -46,6 +47,8 @@ const GLANCE_TIMEOUT: Duration = Duration::from_millis(250);
 /// A pool of Redis connections with timeouts.
 pub(crate) struct Store {
     client: Client,
+    /// TLS settings (also for the subscription socket, which is ours, not redis-rs's).
+    tls: Option<RedisTls>,
     target: String,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -67,9 +70,10 @@ struct ConnectGate {
 
 impl Store {
     pub(crate) fn new(redis: &RedisConfig, connect_timeout: Duration, command_timeout: Duration) -> Result<Store> {
-        let client = Client::open(redis.connection_info().clone())?;
+        let client = tls::client(redis.connection_info(), redis.tls())?;
         Ok(Store {
             client,
+            tls: redis.tls().cloned(),
             target: redis.display_url().to_string(),
             connect_timeout,
             command_timeout,
@@ -228,7 +232,13 @@ impl Store {
                 &resolved
             }
         };
-        Subscription::open(info, self.connect_timeout, self.command_timeout, channels)
+        Subscription::open(
+            info,
+            self.tls.as_ref(),
+            self.connect_timeout,
+            self.command_timeout,
+            channels,
+        )
     }
 
     /// How long opening a connection may take.
@@ -326,7 +336,17 @@ impl Store {
 
     /// Names the target in socket-level connect errors ("Connection refused"
     /// alone does not say which Redis); other errors (auth, …) say enough.
+    /// TLS failures say what to check (`tls::explain`).
     fn explain_connect_error(&self, e: RedisError) -> RedisError {
+        if let Some(tls) = &self.tls
+            && let Some(explained) = tls::explain_connect_error(&e, tls, self.connect_timeout)
+        {
+            let kind = tls::as_io_error(&e).map_or(std::io::ErrorKind::Other, std::io::Error::kind);
+            return RedisError::from(std::io::Error::new(
+                kind,
+                format!("cannot connect to Redis at {}: {explained}", self.target),
+            ));
+        }
         match e.kind() {
             redis::ErrorKind::Io => {
                 let kind = if e.is_timeout() {

@@ -16,9 +16,13 @@
 //!   buffer grows only as far as the largest frame accepted, and shrinks back after one larger than
 //!   [`KEPT_BUFFER`].
 //!
-//! It supports TCP and Unix sockets, `AUTH` with a password or an ACL user, `SUBSCRIBE` to a fixed set of channels,
-//! and `PING`. Not supported: TLS, RESP3, patterns, changing the channels after `open` (reconnect instead), and
-//! `SELECT` (pub/sub ignores the database).
+//! It supports TCP, TLS over TCP (rustls, the settings of [`crate::tls`]) and Unix sockets, `AUTH` with a password or
+//! an ACL user, `SUBSCRIBE` to a fixed set of channels, and `PING`. Not supported: RESP3, patterns, changing the
+//! channels after `open` (reconnect instead), and `SELECT` (pub/sub ignores the database).
+//!
+//! One socket does both reading and writing (a TLS stream cannot be split): `&mut self` already means one thread at a
+//! time. Over TLS a read timeout loses nothing either: rustls keeps the part of a TLS record read so far and completes
+//! it on the next read, as this type does with a part of a RESP frame.
 
 use std::collections::VecDeque;
 use std::fmt::Display;
@@ -29,6 +33,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, Msg, RedisError, RedisResult, Value};
+
+use crate::tls::{RedisTls, TlsStream};
 
 /// Sockets reject a zero timeout; the shortest wait still lets an already buffered frame through.
 const MIN_WAIT: Duration = Duration::from_millis(1);
@@ -55,9 +61,7 @@ pub(crate) enum Incoming {
 
 /// A subscribed connection. Reading and writing need `&mut self`, so one thread uses it at a time; it is `Send`.
 pub(crate) struct Subscription {
-    reader: Socket,
-    /// A clone of the reader's socket, so commands can be written while the reader holds a partial frame.
-    writer: Socket,
+    socket: Socket,
     /// Bytes read and not yet consumed: `buffer[start..end]`. Holds any partial frame between calls, so a timeout
     /// never loses data. The whole vector stays initialized, so reads need no zeroing but when it grows.
     buffer: Vec<u8>,
@@ -75,12 +79,16 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    /// Connects within `connect_timeout` (each resolved address, like redis-rs; TCP_NODELAY on), authenticates when the
-    /// ConnectionInfo has a password (`AUTH [username] password`), subscribes to `channels` and waits for every
-    /// subscribe confirmation, all within `command_timeout` per reply. Server errors (e.g. WRONGPASS) come back as
-    /// the RedisError from `Value::extract_error`, so the message is clear.
+    /// Connects within `connect_timeout` (each resolved address, like redis-rs; TCP_NODELAY on; with `tls`, the TLS
+    /// handshake too), authenticates when the ConnectionInfo has a password (`AUTH [username] password`), subscribes
+    /// to `channels` and waits for every subscribe confirmation, all within `command_timeout` per reply. Server errors
+    /// (e.g. WRONGPASS) come back as the RedisError from `Value::extract_error`, so the message is clear.
+    ///
+    /// TLS is `tls`: the address (TCP, or redis-rs's TLS address, which carries no settings this type can read) only
+    /// says where to connect. A TLS address without `tls` is refused.
     pub(crate) fn open(
         info: &ConnectionInfo,
+        tls: Option<&RedisTls>,
         connect_timeout: Duration,
         command_timeout: Duration,
         channels: &[String],
@@ -92,11 +100,9 @@ impl Subscription {
             )
                 .into());
         }
-        let socket = Socket::connect(info.addr(), connect_timeout)?;
-        let writer = socket.try_clone()?;
+        let socket = Socket::connect(info.addr(), tls, connect_timeout)?;
         let mut sub = Subscription {
-            reader: socket,
-            writer,
+            socket,
             buffer: Vec::new(),
             start: 0,
             end: 0,
@@ -105,6 +111,28 @@ impl Subscription {
             pending: VecDeque::new(),
             read_timeout: None,
         };
+        // With TLS 1.3 a server that refuses our client certificate says so after the handshake, in answer to the
+        // first command: explain it as a handshake failure.
+        match sub.log_in_and_subscribe(info, command_timeout, channels) {
+            Ok(()) => Ok(sub),
+            Err(e) => match tls.and_then(|tls| crate::tls::explain(&e, tls)) {
+                Some(explained) => Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("TLS handshake with {} failed: {explained}", info.addr()),
+                )
+                .into()),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// `AUTH` when the ConnectionInfo has a password, then `SUBSCRIBE`, waiting for every confirmation.
+    fn log_in_and_subscribe(
+        &mut self,
+        info: &ConnectionInfo,
+        command_timeout: Duration,
+        channels: &[String],
+    ) -> RedisResult<()> {
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
@@ -112,20 +140,20 @@ impl Subscription {
                 auth.arg(username);
             }
             auth.arg(password);
-            sub.send(&auth, command_timeout)?;
+            self.send(&auth, command_timeout)?;
             // Any reply but an error (which await_reply returns as the error) means we are in.
-            sub.await_reply("AUTH", command_timeout, |_| true)?;
+            self.await_reply("AUTH", command_timeout, |_| true)?;
         }
         let mut subscribe = redis::cmd("SUBSCRIBE");
         subscribe.arg(channels);
-        sub.send(&subscribe, command_timeout)?;
+        self.send(&subscribe, command_timeout)?;
         // One confirmation per channel named, duplicates included.
         for _ in channels {
-            sub.await_reply("SUBSCRIBE", command_timeout, |frame| {
+            self.await_reply("SUBSCRIBE", command_timeout, |frame| {
                 frame_kind(frame) == Some(b"subscribe")
             })?;
         }
-        Ok(sub)
+        Ok(())
     }
 
     /// Payloads longer than `bytes` are skipped from now on, without being read into memory.
@@ -178,8 +206,10 @@ impl Subscription {
     /// Writes one command. A write that times out may leave half a command on the wire: the caller must reconnect,
     /// as after any error.
     fn send(&mut self, cmd: &redis::Cmd, timeout: Duration) -> RedisResult<()> {
-        self.writer.set_write_timeout(Some(timeout.max(MIN_WAIT)))?;
-        self.writer.write_all(&cmd.get_packed_command())?;
+        self.socket.set_write_timeout(Some(timeout.max(MIN_WAIT)))?;
+        self.socket.write_all(&cmd.get_packed_command())?;
+        // A TLS stream may keep part of what was written until flushed.
+        self.socket.flush()?;
         Ok(())
     }
 
@@ -222,7 +252,7 @@ impl Subscription {
     fn read_frame(&mut self, wait: Duration) -> RedisResult<Frame> {
         let wait = Some(wait.max(MIN_WAIT));
         if self.read_timeout != wait {
-            self.reader.set_read_timeout(wait)?;
+            self.socket.set_read_timeout(wait)?;
             self.read_timeout = wait;
         }
         loop {
@@ -288,7 +318,7 @@ impl Subscription {
                 self.buffer.resize(self.end + READ_CHUNK, 0);
             }
         }
-        match self.reader.read(&mut self.buffer[self.end..]) {
+        match self.socket.read(&mut self.buffer[self.end..]) {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "Redis closed the connection",
@@ -464,23 +494,34 @@ fn at(addr: impl Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot connect to Redis at {addr}: {e}"))
 }
 
+/// The subscription's one socket: reads and writes go through it.
 enum Socket {
     Tcp(TcpStream),
+    /// Boxed: rustls's connection state is large, and the variants should not all pay for it.
+    Tls(Box<TlsStream>),
     #[cfg(unix)]
     Unix(UnixStream),
 }
 
 impl Socket {
-    fn connect(addr: &ConnectionAddr, timeout: Duration) -> RedisResult<Socket> {
+    fn connect(addr: &ConnectionAddr, tls: Option<&RedisTls>, timeout: Duration) -> RedisResult<Socket> {
         match addr {
-            ConnectionAddr::Tcp(host, port) => {
+            // A redis-rs TLS address (the store's client) names the server; the settings are `tls`.
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. }
+                if tls.is_some() || matches!(addr, ConnectionAddr::Tcp(..)) =>
+            {
+                let deadline = Instant::now() + timeout;
                 // Like redis-rs: each resolved address gets the whole timeout; the last error is reported.
                 let mut last_error = None;
                 for resolved in (host.as_str(), *port).to_socket_addrs().map_err(|e| at(addr, e))? {
                     match TcpStream::connect_timeout(&resolved, timeout) {
                         Ok(tcp) => {
                             tcp.set_nodelay(true)?;
-                            return Ok(Socket::Tcp(tcp));
+                            return match tls {
+                                None => Ok(Socket::Tcp(tcp)),
+                                // The handshake gets what is left of the connect timeout.
+                                Some(tls) => Ok(Socket::Tls(Box::new(tls.handshake(host, tcp, deadline)?))),
+                            };
                         }
                         Err(e) => last_error = Some(at(resolved, e)),
                     }
@@ -494,34 +535,27 @@ impl Socket {
                 Err(last_error.unwrap_or_else(none).into())
             }
             #[cfg(unix)]
-            ConnectionAddr::Unix(path) => Ok(Socket::Unix(
+            ConnectionAddr::Unix(path) if tls.is_none() => Ok(Socket::Unix(
                 UnixStream::connect(path).map_err(|e| at(path.display(), e))?,
             )),
             ConnectionAddr::TcpTls { .. } => Err((
                 ErrorKind::InvalidClientConfig,
-                "TLS (rediss://) is not supported by this build",
+                "a rediss:// address without TLS settings (they come as the subscription's own)",
             )
                 .into()),
             _ => Err((
                 ErrorKind::InvalidClientConfig,
-                "unsupported Redis address for a subscription",
+                "unsupported Redis address for a subscription (TLS needs a TCP address)",
             )
                 .into()),
         }
     }
 
-    fn try_clone(&self) -> io::Result<Socket> {
-        Ok(match self {
-            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
-            #[cfg(unix)]
-            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
-        })
-    }
-
-    /// Applies to the socket itself, so to every clone of it.
+    /// The TCP or Unix socket underneath.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Tls(s) => s.get_ref().set_read_timeout(timeout),
             #[cfg(unix)]
             Socket::Unix(s) => s.set_read_timeout(timeout),
         }
@@ -530,6 +564,7 @@ impl Socket {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => s.set_write_timeout(timeout),
+            Socket::Tls(s) => s.get_ref().set_write_timeout(timeout),
             #[cfg(unix)]
             Socket::Unix(s) => s.set_write_timeout(timeout),
         }
@@ -540,6 +575,7 @@ impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.read(buf),
+            Socket::Tls(s) => s.read(buf),
             #[cfg(unix)]
             Socket::Unix(s) => s.read(buf),
         }
@@ -550,6 +586,7 @@ impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.write(buf),
+            Socket::Tls(s) => s.write(buf),
             #[cfg(unix)]
             Socket::Unix(s) => s.write(buf),
         }
@@ -558,6 +595,7 @@ impl Write for Socket {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => s.flush(),
+            Socket::Tls(s) => s.flush(),
             #[cfg(unix)]
             Socket::Unix(s) => s.flush(),
         }
@@ -568,6 +606,7 @@ impl Write for Socket {
 mod tests {
     use super::*;
     use hydra_testkit::RedisServer;
+    use hydra_testkit::tls::{TestCertificates, TlsRedis};
     use redis::IntoConnectionInfo;
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
@@ -577,7 +616,7 @@ mod tests {
     fn open(url: &str, channels: &[&str]) -> RedisResult<Subscription> {
         let info = url.into_connection_info().expect("valid URL");
         let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-        Subscription::open(&info, WAIT, WAIT, &channels)
+        Subscription::open(&info, None, WAIT, WAIT, &channels)
     }
 
     fn publisher(url: &str) -> redis::Connection {
@@ -775,7 +814,7 @@ mod tests {
         let open_at = |addr: std::net::SocketAddr| {
             let info = format!("redis://{addr}/").into_connection_info().expect("valid URL");
             let started = Instant::now();
-            let err = Subscription::open(&info, timeout, WAIT, &["c".to_string()])
+            let err = Subscription::open(&info, None, timeout, WAIT, &["c".to_string()])
                 .err()
                 .expect("unreachable");
             let took = started.elapsed();
@@ -807,7 +846,7 @@ mod tests {
 
     #[test]
     fn tls_is_a_clear_error() {
-        // redis-rs itself refuses to parse rediss:// URLs in this build, so build the address directly.
+        // TLS comes as our own settings (tests/tls.rs); a redis-rs TLS address carries none we can read.
         let tls = ConnectionAddr::TcpTls {
             host: "127.0.0.1".into(),
             port: 1,
@@ -815,10 +854,142 @@ mod tests {
             tls_params: None,
         };
         let info = tls.into_connection_info().expect("a TLS address");
-        let err = Subscription::open(&info, WAIT, WAIT, &["c".to_string()])
+        let err = Subscription::open(&info, None, WAIT, WAIT, &["c".to_string()])
             .err()
             .expect("no TLS");
         assert!(err.to_string().contains("TLS"), "{err}");
+    }
+
+    fn tls_settings(certs: &TestCertificates) -> RedisTls {
+        let setting = serde_json::json!({"ca": certs.ca().to_str().expect("UTF-8 path")});
+        RedisTls::from_setting(&setting, "127.0.0.1")
+            .expect("valid settings")
+            .expect("TLS on")
+    }
+
+    fn open_tls(tls: &TlsRedis, settings: &RedisTls, channels: &[&str]) -> RedisResult<Subscription> {
+        let info = format!("redis://127.0.0.1:{}/", tls.tls_port)
+            .into_connection_info()
+            .expect("valid URL");
+        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        Subscription::open(&info, Some(settings), WAIT, WAIT, &channels)
+    }
+
+    #[test]
+    fn over_tls_short_read_timeouts_lose_nothing() {
+        let certs = TestCertificates::generate();
+        let tls = TlsRedis::start(&certs, false);
+        let settings = tls_settings(&certs);
+        let mut sub = open_tls(&tls, &settings, &["c"]).expect("open over TLS");
+        let mut publisher = publisher(&tls.server.url(0));
+        sub.ping(WAIT).expect("ping over TLS");
+        // Messages of many TLS records each, read with 1 ms timeouts: reads stop in the middle of records.
+        let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        publish(&mut publisher, "c", &big);
+        publish(&mut publisher, "c", b"after");
+        let mut timeouts = 0;
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match sub
+                .next_message(Duration::from_millis(1))
+                .expect("a timeout is not an error")
+            {
+                Some(Incoming::Message(msg)) => got.push(msg),
+                Some(other) => panic!("unexpected {other:?}"),
+                None => {
+                    timeouts += 1;
+                    assert!(timeouts < 100_000, "no message after {timeouts} timeouts");
+                }
+            }
+        }
+        assert_message(&got[0], "c", &big);
+        assert_message(&got[1], "c", b"after");
+        assert!(sub.next_message(Duration::from_millis(20)).expect("quiet").is_none());
+    }
+
+    #[test]
+    fn over_tls_a_refused_client_certificate_is_explained() {
+        let certs = TestCertificates::generate();
+        let tls = TlsRedis::start(&certs, true);
+        let err = open_tls(&tls, &tls_settings(&certs), &["c"])
+            .err()
+            .expect("the server wants a client certificate");
+        let text = err.to_string();
+        assert!(text.contains("TLS handshake with"), "{text}");
+        assert!(text.contains("redis.tls.cert"), "{text}");
+    }
+
+    /// A TLS server of our own that sends one message's TLS record in two halves, with the subscriber timing out
+    /// in between: rustls keeps the half record, and the message arrives whole.
+    #[test]
+    fn over_tls_a_record_cut_by_a_timeout_is_completed() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certs = TestCertificates::generate();
+        let settings = tls_settings(&certs);
+        let chain = CertificateDer::pem_file_iter(certs.server_cert())
+            .expect("server cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("PEM");
+        let key = PrivateKeyDer::from_pem_file(certs.server_key()).expect("server key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (half_sent, wait_half) = mpsc::channel();
+        let (send_rest, rest) = mpsc::channel::<()>();
+        let server = std::thread::spawn(move || -> io::Result<()> {
+            let (tcp, _) = listener.accept()?;
+            let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).map_err(io::Error::other)?;
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut request = Vec::new();
+            while !request.ends_with(b"$1\r\nc\r\n") {
+                let mut buf = [0u8; 64];
+                let n = tls.read(&mut buf)?;
+                assert!(n > 0, "client hung up");
+                request.extend_from_slice(&buf[..n]);
+            }
+            tls.write_all(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")?;
+            tls.flush()?;
+            // One record holding a whole message, written to the socket in two halves.
+            tls.conn
+                .writer()
+                .write_all(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$10\r\nhelloworld\r\n")?;
+            let mut record = Vec::new();
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut record)?;
+            }
+            let (first, second) = record.split_at(record.len() / 2);
+            tls.sock.write_all(first)?;
+            half_sent.send(()).expect("test alive");
+            rest.recv().expect("test alive");
+            tls.sock.write_all(second)?;
+            // Wait for the client to hang up.
+            let _ = tls.sock.read(&mut [0u8; 16]);
+            Ok(())
+        });
+        let info = format!("redis://127.0.0.1:{port}/")
+            .into_connection_info()
+            .expect("valid URL");
+        let mut sub = Subscription::open(&info, Some(&settings), WAIT, WAIT, &["c".to_string()]).expect("open");
+        wait_half.recv().expect("server alive");
+        for _ in 0..3 {
+            assert!(
+                sub.next_message(Duration::from_millis(20))
+                    .expect("half a record is not an error")
+                    .is_none()
+            );
+        }
+        send_rest.send(()).expect("server alive");
+        assert_message(&receive(&mut sub), "c", b"helloworld");
+        drop(sub);
+        server.join().expect("server thread").expect("server I/O");
     }
 
     /// A scripted server: partial frames across a timeout, junk frames, a server error and garbage.

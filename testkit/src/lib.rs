@@ -11,6 +11,7 @@ mod express_peer;
 mod node_peer;
 mod redis_server;
 mod sentinel;
+pub mod tls;
 
 pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
