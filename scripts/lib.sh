@@ -87,6 +87,13 @@ ensure_go() {
     fi
 }
 
+# python3's venv module (Debian splits it out as python3-venv) for the Python
+# packaging tests, which install into fresh virtual environments.
+ensure_venv() {
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && return 0
+    apt_install python3-venv
+}
+
 # "<passed> <failed> <skipped>" summed over JUnit XML files (pytest's --junitxml).
 junit_counts() {
     python3 - "$@" <<'PY'

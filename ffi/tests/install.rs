@@ -401,6 +401,9 @@ fn the_go_example_talks_to_rust_and_node() {
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
         .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
+        // Caches of its own under target/: no dependence on $HOME.
+        .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
+        .env("GOPATH", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-path"))
         .env("CGO_ENABLED", "1"));
 
     let echo = RustEcho::start();
