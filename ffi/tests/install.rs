@@ -27,6 +27,9 @@ use serde_json::{Value, json};
 
 /// Building and running a program (cmake, go build, a request) may take this long.
 const DEADLINE: Duration = Duration::from_secs(300);
+/// `make install` from a cold target is a release build of every dependency:
+/// minutes on a busy 2-core machine (7 min 45 s seen).
+const INSTALL_DEADLINE: Duration = Duration::from_secs(1800);
 const WAIT: Duration = Duration::from_secs(20);
 
 fn workspace() -> PathBuf {
@@ -66,7 +69,11 @@ fn require(tool: &str, package: &str) {
 /// Runs a command to its end (at most DEADLINE) and returns its output;
 /// panics with the output when it fails.
 fn run(command: &mut Command) -> Output {
-    let output = output_of(command);
+    run_within(command, DEADLINE)
+}
+
+fn run_within(command: &mut Command, deadline: Duration) -> Output {
+    let output = output_of(command, deadline);
     assert!(
         output.status.success(),
         "{command:?} failed ({}):\n{}{}",
@@ -77,8 +84,8 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
-/// Runs a command to its end (killed after DEADLINE), success or not.
-fn output_of(command: &mut Command) -> Output {
+/// Runs a command to its end (killed after `deadline`), success or not.
+fn output_of(command: &mut Command, deadline: Duration) -> Output {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -94,15 +101,15 @@ fn output_of(command: &mut Command) -> Output {
         })
     };
     let (stdout, stderr) = (read(Box::new(stdout)), read(Box::new(stderr)));
-    let deadline = Instant::now() + DEADLINE;
+    let limit = Instant::now() + deadline;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if Instant::now() > deadline {
+        if Instant::now() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command:?} ran past {DEADLINE:?}");
+            panic!("{command:?} ran past {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -123,11 +130,14 @@ fn prefix() -> &'static Path {
     PREFIX.get_or_init(|| {
         require("make", "make");
         let prefix = scratch("prefix");
-        run(Command::new("make")
-            .arg("-C")
-            .arg(workspace().join("ffi"))
-            .arg("install")
-            .arg(format!("PREFIX={}", prefix.display())));
+        run_within(
+            Command::new("make")
+                .arg("-C")
+                .arg(workspace().join("ffi"))
+                .arg("install")
+                .arg(format!("PREFIX={}", prefix.display())),
+            INSTALL_DEADLINE,
+        );
         prefix
     })
 }
@@ -300,6 +310,7 @@ fn programs_built_with_cmake_find_package_talk_to_rust() {
                 .arg(&build)
                 .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix().display()))
                 .arg(format!("-DHYDRA_VERSION={version}")),
+            DEADLINE,
         )
     };
     // The version file refuses what this library cannot be.
