@@ -32,6 +32,7 @@ refuse_weakening_in_ci() {
     local hatches=()
     [ "${HYDRA_FFI_VALGRIND:-}" = 0 ] && hatches+=("HYDRA_FFI_VALGRIND=0 (the C tests would skip valgrind)")
     [ -n "${HYDRA_UPDATE_HEADER+set}" ] && hatches+=("HYDRA_UPDATE_HEADER (include/hydra.h would be rewritten, not checked)")
+    [ "${HYDRA_NO_TMUX:-}" = 1 ] && hatches+=("HYDRA_NO_TMUX=1 (hydra-cli watch would not be tested in a terminal)")
     [ "${#hatches[@]}" -eq 0 ] && return 0
     local hatch
     if in_ci; then
@@ -58,6 +59,19 @@ ensure_chromium() {
     else
         echo "error: chromium missing: the dashboard test (cargo test -p hydra-router --test dashboard) will fail;" \
             "install it (e.g. 'sudo apt-get install chromium')" >&2
+    fi
+}
+
+# tmux for hydra-cli's `watch` test (a real terminal): Debian's `tmux`,
+# installed when missing and running as root, else the test fails saying how
+# to install it (HYDRA_NO_TMUX=1 skips it knowingly; refused when CI is set).
+ensure_tmux() {
+    command -v tmux >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt_install tmux
+    else
+        echo "error: tmux missing: the watch test (cargo test -p hydra-cli --test watch) will fail;" \
+            "install it (e.g. 'sudo apt-get install tmux'), or set HYDRA_NO_TMUX=1 to skip it" >&2
     fi
 }
 

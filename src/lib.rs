@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod diagnostics;
 mod error;
 mod heartbeat;
 mod host;
@@ -65,6 +66,10 @@ pub use config::{
     DEFAULT_MAX_QUEUED_MESSAGE_BYTES, DEFAULT_MESSAGE_QUEUE_CAPACITY, DEFAULT_MESSAGE_WORKERS,
     DEFAULT_PRESENCE_CACHE_TTL, DEFAULT_REDIS_URL, PortSpec, RedisConfig,
 };
+pub use diagnostics::{
+    AclCheck, AclFinding, CommandUse, InfoSection, InstanceState, Latency, RedisInfo, RegistrySnapshot,
+    SAMPLE_INSTANCE, SAMPLE_SERVICE, least_privilege_acl_rules, redis_command_uses,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use heartbeat::{HEALTH_INTERVAL, HEALTH_LOG_TTL_SECS, HEALTH_TTL_SECS, PRESENCE_INTERVAL, PRESENCE_TTL_SECS};
 pub use http::{
@@ -73,7 +78,7 @@ pub use http::{
 pub use hydra::{Hydra, ServiceInfo};
 pub use mailbox::{DEFAULT_MAILBOX_TTL, Mailboxes};
 pub use messaging::{HandlerError, MessageStats};
-pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage};
+pub use queue::{QueueOptions, QueueStats, QueueWorker, QueueWorkerStats, QueuedMessage, WaitingMessage};
 pub use records::{HealthLogEntry, Instance, ServiceRecord};
 pub use registry::ServiceHealth;
 pub use signing::DEFAULT_SIGNATURE_ALGORITHM;

@@ -329,6 +329,72 @@ fn redrive_puts_dead_letters_back_in_order() {
 }
 
 #[test]
+fn peek_shows_the_next_messages_in_take_order_and_leaves_them() {
+    let server = RedisServer::start();
+    let hydra = init(&server, "jobs");
+    assert!(hydra.peek_queue("jobs", 10).unwrap().is_empty());
+    for n in 0..5 {
+        hydra.queue_message(&message("jobs:/", json!({"n": n}))).unwrap();
+    }
+    let mut conn = raw(&server);
+    let _: () = conn.lpush(q("jobs", "mqrecieved"), "not json").unwrap();
+    let bodies = |peeked: &[hydra::WaitingMessage]| -> Vec<Value> {
+        peeked
+            .iter()
+            .map(|w| w.message.as_ref().map_or(Value::Null, |m| m.body.clone()))
+            .collect()
+    };
+    let first_three = hydra.peek_queue("jobs", 3).unwrap();
+    assert_eq!(
+        bodies(&first_three),
+        vec![json!({"n": 0}), json!({"n": 1}), json!({"n": 2})]
+    );
+    assert_eq!(first_three[0].raw, hydra.peek_queue("jobs", 1).unwrap()[0].raw);
+    assert!(first_three.iter().all(|w| w.failed_deliveries == 0));
+    // More than there are: all of them, the item that is not UMF last.
+    let all = hydra.peek_queue("jobs", 100).unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[5].raw, "not json");
+    assert_eq!(all[5].message, None);
+    assert!(hydra.peek_queue("jobs", 0).unwrap().is_empty());
+    // Nothing moved: the takes come in the order peek showed.
+    assert_eq!(hydra.queue_stats("jobs").unwrap().waiting, 6);
+    for expected in &bodies(&all)[..5] {
+        let taken = hydra.get_queued_message("jobs").unwrap().unwrap();
+        assert_eq!(&taken.message.body, expected);
+    }
+
+    // A message a worker failed waits again (at the back of the line) with
+    // its failed delivery; the worker holds the next one meanwhile.
+    let (holding_tx, holding_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded::<()>();
+    let failed_once = Arc::new(AtomicU32::new(0));
+    let worker = hydra
+        .queue_worker_with("retries", 1, fast(60_000, 5), move |m: &QueuedMessage| {
+            if m.message.body["r"] == 1 && failed_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err("broken".into());
+            }
+            if m.message.body["r"] == 2 {
+                holding_tx.send(()).unwrap();
+                let _ = go_rx.recv_timeout(WAIT);
+            }
+            Ok(())
+        })
+        .unwrap();
+    hydra.queue_message(&message("retries:/", json!({"r": 1}))).unwrap();
+    hydra.queue_message(&message("retries:/", json!({"r": 2}))).unwrap();
+    holding_rx
+        .recv_timeout(WAIT)
+        .expect("the worker took the second message");
+    let peeked = hydra.peek_queue("retries", 10).unwrap();
+    go_tx.send(()).unwrap();
+    worker.stop();
+    assert_eq!(peeked.len(), 1, "{peeked:?}");
+    assert_eq!(peeked[0].message.as_ref().unwrap().body, json!({"r": 1}));
+    assert_eq!(peeked[0].failed_deliveries, 1);
+}
+
+#[test]
 fn queue_stats_reports_lengths_and_the_oldest_waiting_age() {
     let server = RedisServer::start();
     let hydra = init(&server, "jobs");

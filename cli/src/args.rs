@@ -99,13 +99,23 @@ pub enum Command {
     #[command(subcommand)]
     Queue(QueueCommand),
     /// A live table of services and instances with heartbeat ages, refreshed in place until Ctrl-C.
+    ///
+    /// On a terminal the table is redrawn in place (alternate screen, restored on
+    /// exit). When stdout is not a terminal, one plain snapshot is printed per
+    /// refresh; with --json, one JSON document per line per refresh. Redis
+    /// going away is shown and retried; Ctrl-C exits with status 0.
     Watch {
         /// Time between refreshes.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
         interval: Duration,
     },
-    /// Check Redis and the registry, and say what to fix.
-    Doctor,
+    /// Check Redis and the registry, and say what to fix (exit 1 when a check fails).
+    Doctor {
+        /// Check this Redis user's ACL permissions instead of the connection's own
+        /// (needs a connection whose user may run ACL DRYRUN, e.g. an administrator).
+        #[arg(long, value_name = "USER")]
+        acl_user: Option<String>,
+    },
     /// Print the redis-cli command line for the active profile.
     Shell,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).

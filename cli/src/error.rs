@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
+use crate::output::Report;
+
 /// Which exit status an error gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -47,6 +49,10 @@ pub struct CliError {
     pub message: String,
     /// What to do about it, in one line (may be empty).
     pub hint: String,
+    /// What to print anyway, in place of the error document (e.g. the 500 a
+    /// service answered `rest` with): the command failed, but its output is
+    /// what the person needs to see.
+    pub report: Option<Box<Report>>,
 }
 
 impl CliError {
@@ -56,6 +62,7 @@ impl CliError {
             kind: ErrorKind::Failed,
             message: message.into(),
             hint: hint.into(),
+            report: None,
         }
     }
 
@@ -65,6 +72,7 @@ impl CliError {
             kind: ErrorKind::Usage,
             message: message.into(),
             hint: hint.into(),
+            report: None,
         }
     }
 
@@ -74,6 +82,7 @@ impl CliError {
             kind: ErrorKind::Connection,
             message: message.into(),
             hint: hint.into(),
+            report: None,
         }
     }
 
@@ -95,6 +104,12 @@ impl CliError {
             }
             _ => CliError::failed(format!("{what}: {error}"), ""),
         }
+    }
+
+    /// This error, printing `report` (in either form) before the message.
+    pub fn with_report(mut self, report: Report) -> CliError {
+        self.report = Some(Box::new(report));
+        self
     }
 
     /// The error as the JSON document printed with --json:

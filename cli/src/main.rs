@@ -49,7 +49,9 @@ fn main() -> ExitCode {
             }
         },
         Err(error) => {
-            if style.json {
+            if let Some(report) = &error.report {
+                let _ = output::print(report, style, &mut stdout);
+            } else if style.json {
                 let _ = serde_json::to_writer_pretty(&mut stdout, &error.to_json());
                 let _ = writeln!(stdout);
             }

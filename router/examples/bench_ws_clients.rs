@@ -1,319 +1,455 @@
-//! 10,000 concurrent WebSocket clients on one router process: the router's
-//! RSS and threads with every client connected, and how long connecting
-//! them all took.
+//! 10,000 concurrent WebSocket clients on one `hydra-router` process, through
+//! the real gateway: each client gets the router's `connection` welcome, then
+//! sends a `ping` (answered by the router) and a message to a Rust echo
+//! service (answered by the service through `via`, back through the router's
+//! Redis channel); both answers must arrive and be right. Reported: the
+//! router's memory (VmRSS and its peak VmHWM, from `/proc`) idle, with every
+//! client connected, after the replies, and after every client left; its
+//! threads; the time to connect all; the time until every reply arrived.
 //!
-//! The router runs in a child process (this program re-run with `--serve`):
-//! the in-process `Router` with the WebSocket gateway and a minimal frame
-//! handler standing in for the routing layer (a welcome frame on `connected`,
-//! `echo:` frames answered), so its RSS is the connection layer's alone. The
-//! clients are blocking tungstenite clients with small buffers, connected by
-//! a few threads; each counts as connected once its welcome frame arrived.
+//! ```text
+//! cargo build --release -p hydra-router --bins --example bench_ws_clients
+//! target/release/examples/bench_ws_clients
+//! ```
 //!
-//! `cargo run --release -p hydra-router --example bench_ws_clients`
-//! (`HYDRA_BENCH_SMOKE=1`: 200 clients).
+//! Target (hydra-router issue 11): ≤ 200 MB router RSS with 10,000 clients.
+//! The program is a report: it exits 0 whether or not the target is met, and
+//! non-zero only when a client was not welcomed or an answer was missing or
+//! wrong. `HYDRA_BENCH_SMOKE=1`: 200 clients.
+//!
+//! Processes, as in production:
+//!
+//! - **echo**: this program started again as `bench_ws_clients --serve-echo
+//!   <redis-url>`, a Hydra service `ws-echo` on a private `redis-server`
+//!   answering every message with `reply(msg, {"echo": <its body>})` (to
+//!   `via`). It stops when its stdin closes.
+//! - **router**: the `hydra-router` binary next to this program's `examples/`
+//!   directory (the same profile), with a config naming the same Redis and
+//!   its default settings; its connected count is read from
+//!   `/v1/router/metrics` (`hydra_router_ws_clients`).
+//! - **clients** (this process): tungstenite clients on blocking sockets,
+//!   held by 8 threads (1,250 each). A thread connects its clients one after
+//!   another (handshake, then the welcome read); then, all threads together,
+//!   it sends every client's two frames, then reads each client's two
+//!   answers (those of the other clients wait in their socket buffers
+//!   meanwhile). Half the clients leave with a close handshake, half drop
+//!   the socket.
+//!
+//! The open-file limit is raised for this process (10,000 sockets), and the
+//! router inherits it.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/process.rs"]
+mod support;
+
+use std::error::Error;
+use std::io::{self, Write};
 use std::net::TcpStream;
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
+use std::process::{Command, ExitCode};
+use std::sync::Barrier;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use hydra_router::config::RouterConfig;
-use hydra_router::gateway::{Router, Shared};
-use hydra_router::log_ring::LogRing;
-use hydra_router::ws::connections::WsSettings;
-use hydra_router::ws::{ClientInfo, ClientSockets, FrameHandler};
+use hydra::{Config, Hydra};
 use hydra_testkit::RedisServer;
-use hydra_testkit::bench::{self, Table};
-use serde_json::json;
+use hydra_testkit::bench::{self, Table, verdict};
+use serde_json::{Value, json};
+use support::{Process, TempDir, router_binary};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-const CONNECTING_THREADS: usize = 8;
-const TARGET_RSS_MIB: f64 = 200.0;
+/// The echo service's name.
+const ECHO_SERVICE: &str = "ws-echo";
+/// The child mode that serves the echo.
+const SERVE_ECHO_FLAG: &str = "--serve-echo";
+/// Threads holding the clients.
+const CLIENT_THREADS: usize = 8;
+/// Target: router RSS with every client connected.
+const TARGET_RSS_MB: f64 = 200.0;
+/// Deadline of one socket read or write, and of the router's count to fall.
+const WAIT: Duration = Duration::from_secs(60);
+
+type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--serve") {
-        return serve(args.get(2).cloned().unwrap_or_default());
+    if args.get(1).map(String::as_str) == Some(SERVE_ECHO_FLAG) {
+        return match serve_echo(args.get(2).map(String::as_str).unwrap_or_default()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench_ws_clients echo: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     bench::exit_code("bench_ws_clients", run())
 }
 
-/// The welcome and echo a routing layer would give, nothing more.
-struct WelcomeHandler {
-    sockets: Arc<dyn ClientSockets>,
+/// The echo service: registers `ws-echo` in `redis_url`, answers every
+/// message with `{"echo": <body>}`, prints `ready`, stops when stdin closes.
+fn serve_echo(redis_url: &str) -> BoxResult<()> {
+    let hydra = Hydra::init(
+        Config::builder()
+            .service_name(ECHO_SERVICE)
+            .service_ip("127.0.0.1")
+            .redis_url(redis_url)
+            .build()?,
+    )?;
+    hydra.register_service()?;
+    hydra.on_message(|h, message| {
+        h.reply(&message, json!({ "echo": message.body }))?;
+        Ok(())
+    })?;
+    println!("ready");
+    io::stdout().flush()?;
+    io::copy(&mut io::stdin(), &mut io::sink())?;
+    hydra.shutdown()?;
+    Ok(())
 }
 
-impl FrameHandler for WelcomeHandler {
-    fn connected(&self, client: &ClientInfo) {
-        self.sockets
-            .send(&client.id, format!("{{\"welcome\":\"{}\"}}", client.id));
-    }
-    fn frame(&self, client_id: &str, text: String) {
-        if let Some(echo) = text.strip_prefix("echo:") {
-            self.sockets.send(client_id, echo.to_string());
-        }
-        if text == "broadcast" {
-            for id in self.sockets.client_ids() {
-                self.sockets.send(&id, "news".to_string());
-            }
-        }
-    }
-    fn disconnected(&self, _: &str) {}
+/// A process's memory and threads, from `/proc/<pid>/status`.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss_kb: u64,
+    peak_kb: u64,
+    threads: u64,
 }
 
-/// The child: a router with the WebSocket gateway; prints its port, runs
-/// until stdin closes.
-fn serve(redis_url: String) -> ExitCode {
-    let _ = rlimit::increase_nofile_limit(65_536);
-    let config = match RouterConfig::from_document(
-        json!({"hydra": {"serviceName": "hydra-router", "servicePort": 0, "serviceIP": "127.0.0.1",
-                         "redis": {"url": redis_url}}}),
-        &[],
-    ) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("config: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let make = Box::new(|_: &hydra::Hydra, _: &Arc<Shared>, sockets: Arc<dyn ClientSockets>| {
-        Arc::new(WelcomeHandler { sockets }) as Arc<dyn FrameHandler>
-    });
-    let router = match Router::start_with_ws(config, LogRing::new(), Some((WsSettings::default(), make))) {
-        Ok(router) => router,
-        Err(e) => {
-            eprintln!("router: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("port {}", router.port());
-    // Each line on stdin asks for the connected count; end of file stops.
-    let mut line = String::new();
-    while matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
-        let connected = router.ws_counts().map_or(0, |counts| counts.connected);
-        println!("connected {connected}");
-        line.clear();
-    }
-    router.shutdown();
-    ExitCode::SUCCESS
-}
-
-/// `VmRSS` (KiB) and `Threads` of a process.
-fn rss_and_threads(pid: u32) -> Result<(u64, u64), String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or(format!("no {name} in /proc/{pid}/status"))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
     };
-    Ok((field("VmRSS:")?, field("Threads:")?))
+    Memory {
+        rss_kb: field("VmRSS"),
+        peak_kb: field("VmHWM"),
+        threads: field("Threads"),
+    }
 }
 
-type Client = WebSocket<TcpStream>;
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
 
-fn connect(port: u16) -> Result<(Client, String), String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
+/// A connected client and the id its welcome gave it.
+struct Client {
+    socket: WebSocket<TcpStream>,
+    id: String,
+}
+
+/// The next text frame, parsed (pings are answered by tungstenite).
+fn read_frame(socket: &mut WebSocket<TcpStream>) -> BoxResult<Value> {
+    loop {
+        match socket.read()? {
+            Message::Text(text) => return Ok(serde_json::from_str(text.as_str())?),
+            Message::Close(frame) => return Err(format!("closed by the router: {frame:?}").into()),
+            _ => {}
+        }
+    }
+}
+
+/// Connects, and checks the router's welcome: `{to: "<id>@client:/",
+/// typ: "connection", bdy: {id, ip}}`.
+fn connect(port: u16) -> BoxResult<Client> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.set_write_timeout(Some(WAIT))?;
+    stream.set_nodelay(true)?;
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let url = format!("ws://127.0.0.1:{port}/");
-    let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
-        .map_err(|e| format!("handshake: {e}"))?;
-    loop {
-        match ws.read().map_err(|e| format!("welcome: {e}"))? {
-            Message::Text(text) => return Ok((ws, text.as_str().to_owned())),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => return Err(format!("expected the welcome, got {other:?}")),
-        }
+    let (mut socket, _) = tungstenite::client::client_with_config(url.as_str(), stream, Some(config))
+        .map_err(|e| format!("WebSocket handshake: {e}"))?;
+    let welcome = read_frame(&mut socket)?;
+    let id = welcome["bdy"]["id"].as_str().unwrap_or_default().to_string();
+    if welcome["typ"] != "connection" || id.is_empty() || welcome["to"] != format!("{id}@client:/") {
+        return Err(format!("not the router's welcome: {welcome}").into());
     }
+    Ok(Client { socket, id })
 }
 
-/// Connects `clients` clients from a few threads; each with its welcome.
-fn connect_all(port: u16, clients: usize) -> Result<Vec<(Client, String)>, String> {
-    let per_thread = clients / CONNECTING_THREADS;
-    let workers: Vec<_> = (0..CONNECTING_THREADS)
-        .map(|t| {
-            let count = if t == 0 {
-                clients - per_thread * (CONNECTING_THREADS - 1)
-            } else {
-                per_thread
+/// What one thread's clients got in the reply round.
+#[derive(Default)]
+struct Replies {
+    pongs: usize,
+    echoes: usize,
+    wrong: Vec<String>,
+}
+
+/// Sends every client's `ping` and echo request, then reads each client's
+/// two answers.
+fn ask_and_read(clients: &mut [Client], first: usize) -> Replies {
+    let mut replies = Replies::default();
+    let mut asked = Vec::with_capacity(clients.len());
+    for (n, client) in clients.iter_mut().enumerate() {
+        let from = format!("{}@client:/", client.id);
+        let ping =
+            json!({"to": "hydra-router:/", "frm": from, "mid": format!("p{}", first + n), "typ": "ping", "bdy": {}});
+        let body = json!({ "n": first + n });
+        let call =
+            json!({"to": format!("{ECHO_SERVICE}:/"), "frm": from, "mid": format!("e{}", first + n), "bdy": body});
+        let sent = client
+            .socket
+            .send(Message::text(ping.to_string()))
+            .and_then(|()| client.socket.send(Message::text(call.to_string())));
+        match sent {
+            Ok(()) => asked.push(true),
+            Err(e) => {
+                replies.wrong.push(format!("client {}: send: {e}", client.id));
+                asked.push(false);
+            }
+        }
+    }
+    for (n, client) in clients.iter_mut().enumerate() {
+        if !asked[n] {
+            continue;
+        }
+        let (ping_mid, echo_mid) = (format!("p{}", first + n), format!("e{}", first + n));
+        let (mut pong, mut echo) = (false, false);
+        while !(pong && echo) {
+            let frame = match read_frame(&mut client.socket) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    replies.wrong.push(format!("client {}: {e}", client.id));
+                    break;
+                }
             };
-            std::thread::spawn(move || (0..count).map(|_| connect(port)).collect::<Result<Vec<_>, String>>())
-        })
-        .collect();
-    let mut connected: Vec<(Client, String)> = Vec::with_capacity(clients);
-    for worker in workers {
-        connected.extend(worker.join().map_err(|_| "a connecting thread panicked")??);
-    }
-    Ok(connected)
-}
-
-/// Asks the router (the child) for its connected count until it is 0 (or a
-/// minute passed); what is left.
-fn wait_all_gone(stdin: &mut impl std::io::Write, stdout: &mut impl BufRead) -> Result<u64, String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut line = String::new();
-    loop {
-        writeln!(stdin, "count").map_err(|e| e.to_string())?;
-        line.clear();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        let left: u64 = line
-            .trim()
-            .strip_prefix("connected ")
-            .and_then(|n| n.parse().ok())
-            .ok_or(format!("unexpected answer {line:?}"))?;
-        if left == 0 || Instant::now() >= deadline {
-            return Ok(left);
+            let rmid = frame["rmid"].as_str().unwrap_or_default();
+            if rmid == ping_mid && frame["typ"] == "pong" && !pong {
+                pong = true;
+                replies.pongs += 1;
+            } else if rmid == echo_mid && frame["bdy"]["echo"]["n"] == json!(first + n) && !echo {
+                echo = true;
+                replies.echoes += 1;
+            } else {
+                replies
+                    .wrong
+                    .push(format!("client {}: unexpected frame {frame}", client.id));
+                break;
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
+    }
+    replies
+}
+
+/// The router's `hydra_router_ws_clients` gauge.
+fn connected_count(port: u16) -> BoxResult<u64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/v1/router/metrics"))
+        .call()?
+        .body_mut()
+        .read_to_string()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("hydra_router_ws_clients "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| "no hydra_router_ws_clients in /v1/router/metrics".into())
+}
+
+/// Waits until the router counts `wanted` clients (or `WAIT` passed); the
+/// last count.
+fn wait_for_count(port: u16, wanted: u64) -> BoxResult<u64> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let count = connected_count(port)?;
+        if count == wanted || Instant::now() >= deadline {
+            return Ok(count);
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn run() -> Result<bool, String> {
+/// What the client threads measured.
+struct Round {
+    welcomed: usize,
+    connect_time: Duration,
+    connected: Memory,
+    pongs: usize,
+    echoes: usize,
+    reply_time: Duration,
+    replied: Memory,
+    wrong: Vec<String>,
+}
+
+/// Connects `clients` clients on `CLIENT_THREADS` threads, reads the
+/// router's memory, runs the reply round, reads it again; the clients are
+/// returned so that they stay connected until the caller drops them.
+fn connect_and_ask(port: u16, router_pid: u32, clients: usize) -> BoxResult<(Round, Vec<Vec<Client>>)> {
+    let connected_all = Barrier::new(CLIENT_THREADS + 1);
+    let measured = Barrier::new(CLIENT_THREADS + 1);
+    let replied_all = Barrier::new(CLIENT_THREADS + 1);
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENT_THREADS)
+            .map(|t| {
+                let first = clients * t / CLIENT_THREADS;
+                let count = clients * (t + 1) / CLIENT_THREADS - first;
+                let (connected_all, measured, replied_all) = (&connected_all, &measured, &replied_all);
+                scope.spawn(move || {
+                    let mut held = Vec::with_capacity(count);
+                    let mut failed = Vec::new();
+                    for _ in 0..count {
+                        match connect(port) {
+                            Ok(client) => held.push(client),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    connected_all.wait();
+                    measured.wait();
+                    let replies = ask_and_read(&mut held, first);
+                    replied_all.wait();
+                    (held, failed, replies)
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        connected_all.wait();
+        let connect_time = started.elapsed();
+        let connected = memory(router_pid);
+        let started = Instant::now();
+        measured.wait();
+        replied_all.wait();
+        let reply_time = started.elapsed();
+        let replied = memory(router_pid);
+        let mut round = Round {
+            welcomed: 0,
+            connect_time,
+            connected,
+            pongs: 0,
+            echoes: 0,
+            reply_time,
+            replied,
+            wrong: Vec::new(),
+        };
+        let mut all = Vec::new();
+        for worker in workers {
+            let (held, failed, replies) = worker.join().map_err(|_| "a client thread panicked")?;
+            round.welcomed += held.len();
+            round.wrong.extend(failed);
+            round.pongs += replies.pongs;
+            round.echoes += replies.echoes;
+            round.wrong.extend(replies.wrong);
+            all.push(held);
+        }
+        Ok((round, all))
+    })
+}
+
+/// Half the clients close with a close handshake, half drop the socket.
+fn leave(all: Vec<Vec<Client>>) {
+    for (n, mut client) in all.into_iter().flatten().enumerate() {
+        if n % 2 == 0 {
+            let _ = client.socket.close(None);
+            let _ = client.socket.flush();
+        }
+    }
+}
+
+fn run() -> BoxResult<bool> {
     let clients: usize = bench::scaled(10_000, 200);
     let wanted = clients as u64 + 1_000;
-    let limit = rlimit::increase_nofile_limit(wanted).map_err(|e| e.to_string())?;
+    let limit = rlimit::increase_nofile_limit(wanted)?;
     if limit < wanted {
-        return Err(format!(
-            "{clients} clients need {wanted} open files; the limit is {limit}"
-        ));
+        return Err(format!("{clients} clients need {wanted} open files; the limit is {limit}").into());
     }
-    let redis = RedisServer::start();
-    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["--serve", &redis.url(0)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the router: {e}"))?;
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-    let port: u16 = line
-        .trim()
-        .strip_prefix("port ")
-        .and_then(|p| p.parse().ok())
-        .ok_or(format!("the router did not say its port: {line:?}"))?;
-    let (idle_rss, idle_threads) = rss_and_threads(pid)?;
+    let router_binary = router_binary()?;
+    let redis_server = RedisServer::start();
+    let redis_url = redis_server.url(0);
 
-    let started = Instant::now();
-    let mut connected = connect_all(port, clients)?;
-    let connect_time = started.elapsed();
-    let welcomed = connected
-        .iter()
-        .filter(|(_, welcome)| welcome.starts_with("{\"welcome\":"))
-        .count();
-    let (full_rss, full_threads) = rss_and_threads(pid)?;
+    let mut echo_command = Command::new(std::env::current_exe()?);
+    echo_command.arg(SERVE_ECHO_FLAG).arg(&redis_url);
+    let (mut echo, _) = Process::start("echo", echo_command, "ready")?;
 
-    // One round trip per client, all connected.
-    let started = Instant::now();
-    let mut echoed = 0;
-    for (n, (ws, _)) in connected.iter_mut().enumerate() {
-        ws.send(Message::text(format!("echo:{n}"))).map_err(|e| e.to_string())?;
-        loop {
-            match ws.read().map_err(|e| e.to_string())? {
-                Message::Text(text) if text.as_str() == n.to_string() => {
-                    echoed += 1;
-                    break;
-                }
-                Message::Ping(_) | Message::Pong(_) => {}
-                other => return Err(format!("unexpected answer {other:?}")),
-            }
-        }
-    }
-    let echo_time = started.elapsed();
+    let dir = TempDir::new()?;
+    let config_path = dir.0.join("config.json");
+    let config = json!({
+        "hydra": { "serviceIP": "127.0.0.1", "servicePort": 0, "redis": { "url": redis_url } }
+    });
+    std::fs::write(&config_path, config.to_string())?;
+    let mut router_command = Command::new(&router_binary);
+    router_command
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("HYDRA_REDIS_URL");
+    let (mut router, port) = Process::start("router", router_command, "hydra-router listening on port ")?;
+    let port: u16 = port.parse()?;
+    println!(
+        "bench_ws_clients: redis-server on 127.0.0.1:{}; echo `{ECHO_SERVICE}` (pid {}); {} (pid {}) on port {port}; \
+         {clients} clients on {CLIENT_THREADS} threads; {} CPUs",
+        redis_server.port(),
+        echo.pid(),
+        router_binary.display(),
+        router.pid(),
+        thread::available_parallelism().map_or(0, |n| n.get()),
+    );
 
-    // One frame pushed to every client (the loop writes 10,000 sockets).
+    let idle = memory(router.pid());
+    let (round, all) = connect_and_ask(port, router.pid(), clients)?;
+    let counted = connected_count(port)?;
     let started = Instant::now();
-    connected[0]
-        .0
-        .send(Message::text("broadcast"))
-        .map_err(|e| e.to_string())?;
-    let mut reached = 0;
-    for (ws, _) in &mut connected {
-        loop {
-            match ws.read().map_err(|e| e.to_string())? {
-                Message::Text(text) if text.as_str() == "news" => {
-                    reached += 1;
-                    break;
-                }
-                Message::Ping(_) | Message::Pong(_) => {}
-                other => return Err(format!("unexpected frame {other:?}")),
-            }
-        }
-    }
-    let broadcast_time = started.elapsed();
-
-    // Every client leaves (half with a close handshake, half dropping the
-    // socket); the router's count returns to 0.
-    let started = Instant::now();
-    for (n, (mut ws, _)) in connected.into_iter().enumerate() {
-        if n % 2 == 0 {
-            let _ = ws.close(None);
-            let _ = ws.flush();
-        }
-    }
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let left = wait_all_gone(&mut stdin, &mut stdout)?;
+    leave(all);
+    let left = wait_for_count(port, 0)?;
     let leave_time = started.elapsed();
-    let (after_rss, after_threads) = rss_and_threads(pid)?;
-    // A second round: memory freed by the first is reused, not added to.
-    drop(connect_all(port, clients)?);
-    let left_again = wait_all_gone(&mut stdin, &mut stdout)?;
-    let (again_rss, _) = rss_and_threads(pid)?;
-    drop(stdin);
-    let _ = child.wait();
+    let after = memory(router.pid());
 
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let rss_met = mib(full_rss) <= TARGET_RSS_MIB;
+    let peak_mb = mb(round.connected.peak_kb.max(round.replied.peak_kb));
     let mut table = Table::new(&[
         "clients",
-        "welcomed",
+        "welcomed (`connection`)",
         "time to connect all",
-        "router RSS idle",
-        "router RSS all connected",
-        "per client",
+        "ping → pong",
+        "echo service → reply (via)",
+        "time until all replies",
+        "router RSS, all connected",
         "target ≤ 200 MB",
-        "router threads idle / connected",
-        "one echo each, sequential",
     ]);
     table.row([
         clients.to_string(),
-        welcomed.to_string(),
-        format!("{:.2} s", connect_time.as_secs_f64()),
-        format!("{:.1} MiB", mib(idle_rss)),
-        format!("{:.1} MiB", mib(full_rss)),
-        format!("{:.1} KiB", (full_rss.saturating_sub(idle_rss)) as f64 / clients as f64),
-        bench::verdict(rss_met).to_string(),
-        format!("{idle_threads} / {full_threads}"),
-        format!(
-            "{:.2} s ({:.0} µs each)",
-            echo_time.as_secs_f64(),
-            echo_time.as_micros() as f64 / clients as f64
-        ),
+        round.welcomed.to_string(),
+        format!("{:.2} s", round.connect_time.as_secs_f64()),
+        round.pongs.to_string(),
+        round.echoes.to_string(),
+        format!("{:.2} s", round.reply_time.as_secs_f64()),
+        format!("{:.1} MB (peak {peak_mb:.1} MB)", mb(round.replied.rss_kb)),
+        verdict(peak_mb <= TARGET_RSS_MB).to_string(),
     ]);
     table.print();
-    let mut after = Table::new(&[
-        "clients",
-        "one frame to every client",
-        "all gone (router count 0)",
-        "router RSS after",
-        "router threads after",
-        "router RSS after a 2nd round",
-    ]);
-    after.row([
-        clients.to_string(),
-        format!("{:.0} ms ({reached} reached)", broadcast_time.as_secs_f64() * 1e3),
-        format!("{:.2} s ({left} left)", leave_time.as_secs_f64()),
-        format!("{:.1} MiB", mib(after_rss)),
-        after_threads.to_string(),
-        format!("{:.1} MiB ({left_again} left)", mib(again_rss)),
-    ]);
-    after.print();
-    Ok(welcomed == clients && echoed == clients && reached == clients && left == 0 && left_again == 0)
+
+    let mut memory_table = Table::new(&["router", "VmRSS", "VmHWM (peak)", "threads", "clients (router's count)"]);
+    let phases = [
+        ("idle, before", idle, "0".to_string()),
+        ("all connected", round.connected, counted.to_string()),
+        ("after the replies", round.replied, counted.to_string()),
+        (
+            "all gone",
+            after,
+            format!("{left} (after {:.2} s)", leave_time.as_secs_f64()),
+        ),
+    ];
+    for (phase, memory, count) in phases {
+        memory_table.row([
+            phase.to_string(),
+            format!("{:.1} MB", mb(memory.rss_kb)),
+            format!("{:.1} MB", mb(memory.peak_kb)),
+            memory.threads.to_string(),
+            count,
+        ]);
+    }
+    memory_table.print();
+    println!("(MB = MiB; VmHWM is the router's peak RSS since it started.)");
+
+    for wrong in round.wrong.iter().take(5) {
+        eprintln!("bench_ws_clients: {wrong}");
+    }
+    let all_right = round.welcomed == clients
+        && round.pongs == clients
+        && round.echoes == clients
+        && round.wrong.is_empty()
+        && counted == clients as u64
+        && left == 0;
+    if !all_right {
+        eprintln!("bench_ws_clients: router stderr:\n{}", router.stderr_tail());
+    }
+    router.stop(true);
+    echo.stop(false);
+    Ok(all_right)
 }

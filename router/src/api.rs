@@ -61,7 +61,12 @@ pub fn answer(shared: &Shared, hydra: &Hydra, request: &HttpRequest) -> HttpResp
         },
         ("log", None) => ok(json!({ "logs": shared.log.entries() })),
         // Written as text: a `Value` of 3600 numbers per service is slow to build.
-        ("stats", None) => HttpResponse::bytes(200, "application/json", shared.stats.node_envelope_text().into_bytes()),
+        ("stats", None) => {
+            // Node's three sets, and this router's WebSocket counters (ours).
+            let ws = shared.ws_counts().map(|counts| json!(counts)).unwrap_or(Value::Null);
+            let text = shared.stats.node_envelope_text_with(&[("wsClients", ws)]);
+            HttpResponse::bytes(200, "application/json", text.into_bytes())
+        }
         ("metrics", None) => metrics(shared, hydra),
         ("message", None) => message(hydra, shared, request),
         ("send", None) => counted_message(shared, request, |umf| {
@@ -195,7 +200,10 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn metrics(shared: &Shared, hydra: &Hydra) -> HttpResponse {
-    let extra = crate::stats::server_metrics(&hydra.http_stats(), shared.started.elapsed());
+    let mut extra = crate::stats::server_metrics(&hydra.http_stats(), shared.started.elapsed());
+    if let Some(counts) = shared.ws_counts() {
+        extra.extend(crate::stats::ws_metrics(&counts));
+    }
     let text = shared.stats.prometheus(&extra);
     HttpResponse::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

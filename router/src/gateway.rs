@@ -10,13 +10,13 @@
 //! per-attempt timeout fires, so the pool is sized for that (`workers`).
 
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use hydra::{Error, HttpRequest, HttpResponse, HttpRoutes, HttpSettings, Hydra, RequestOptions, ServiceRequest};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::access::{self, Access, OwnPath};
 use crate::api;
@@ -25,10 +25,11 @@ use crate::dashboard;
 use crate::external::{ExternalClient, ExternalTarget, parse_base_url};
 use crate::forward::{self, AnswerHeaders};
 use crate::log_ring::LogRing;
+use crate::messages::Inbox;
 use crate::route_book::RouteBook;
 use crate::short_id::short_id;
 use crate::stats::Stats;
-use crate::ws::connections::{WsCounts, WsGateway, WsSettings};
+use crate::ws::connections::{WsCounters, WsCounts, WsGateway, WsSettings};
 use crate::ws::directory::Directory;
 use crate::ws::routing::Routing;
 use crate::ws::{ClientSockets, FrameHandler};
@@ -47,8 +48,17 @@ pub struct Shared {
     pub started: Instant,
     /// Where WebSocket clients are connected, across routers.
     pub ws_directory: Directory,
+    /// The WebSocket gateway's counters, once it runs.
+    ws_counters: OnceLock<WsCounters>,
     external: ExternalClient,
     external_targets: Vec<(String, ExternalTarget)>,
+}
+
+impl Shared {
+    /// The WebSocket gateway's counters now (`None` before it started).
+    pub fn ws_counts(&self) -> Option<WsCounts> {
+        self.ws_counters.get().map(WsCounters::counts)
+    }
 }
 
 /// A running router; [`shutdown`](Router::shutdown) stops it.
@@ -61,6 +71,7 @@ pub struct Router {
     refresher: Option<std::thread::JoinHandle<()>>,
     ws_routing: Arc<Routing>,
     ws: Option<WsGateway>,
+    inbox: Option<Inbox>,
 }
 
 /// Builds the WebSocket gateway's routing layer from the router's Hydra
@@ -100,6 +111,7 @@ impl Router {
                 log,
                 started: Instant::now(),
                 ws_directory: Directory::new(hydra.get_instance_id()),
+                ws_counters: OnceLock::new(),
                 external: ExternalClient::new(config.request_timeout, hydra::http::DEFAULT_MAX_RESPONSE_BYTES),
                 external_targets,
                 config,
@@ -113,17 +125,9 @@ impl Router {
             let (refresh_tx, refresh_rx) = bounded::<()>(1);
             let on_refresh = refresh_tx.clone();
             let ws_routing = Arc::new(Routing::new(hydra.clone(), shared.clone())?);
-            // Weak: the handler lives inside the Hydra handle the routing layer holds.
-            let ws_messages = Arc::downgrade(&ws_routing);
-            hydra.on_message(move |_, message| {
-                if message.body.get("action").and_then(Value::as_str) == Some("refresh") {
-                    // A full queue means a rebuild is already due.
-                    let _ = on_refresh.try_send(());
-                } else if let Some(ws) = ws_messages.upgrade() {
-                    ws.on_service_message(message);
-                }
-                Ok(())
-            })?;
+            // Refreshes, and messages for WebSocket clients in order per client.
+            let inbox = Inbox::start(&hydra, ws_routing.clone(), on_refresh)
+                .map_err(|e| Error::InvalidState(format!("cannot start the message inbox: {e}")))?;
             let routes = api::OWN_ROUTES
                 .iter()
                 .fold(HttpRoutes::new(), |routes, route| routes.advertise(route));
@@ -141,6 +145,7 @@ impl Router {
             let ws = gateway
                 .map(|(gateway, _)| gateway)
                 .map_err(|e| Error::InvalidState(format!("cannot start the WebSocket gateway: {e}")))?;
+            let _ = shared.ws_counters.set(ws.counters());
             let routes = routes.on_upgrade(ws.upgrade_handler());
             let mut settings = HttpSettings::default();
             settings.workers = shared.config.workers;
@@ -171,6 +176,7 @@ impl Router {
                 refresher: Some(refresher),
                 ws_routing,
                 ws: Some(ws),
+                inbox: Some(inbox),
             })
         })();
         if started.is_err() {
@@ -218,6 +224,9 @@ impl Router {
         self.ws_routing.announce_stop();
         if let Err(e) = self.hydra.shutdown() {
             log::warn!("hydra-router shutdown: {e}");
+        }
+        if let Some(inbox) = self.inbox.take() {
+            inbox.join();
         }
         if let Some(refresher) = self.refresher.take() {
             let _ = refresher.join();

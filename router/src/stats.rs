@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::ws::connections::WsCounts;
+
 /// Length of the per-second window: one hour, like Node's.
 pub const WINDOW_SECONDS: usize = 3600;
 
@@ -187,6 +189,9 @@ pub struct ExtraMetric {
     pub kind: MetricKind,
     /// The value.
     pub value: f64,
+    /// The sample's labels (`name="value"`), none for most. Metrics of one
+    /// name given one after another share one `# HELP`/`# TYPE`.
+    pub labels: Vec<(String, String)>,
 }
 
 impl ExtraMetric {
@@ -197,6 +202,7 @@ impl ExtraMetric {
             help: help.to_owned(),
             kind: MetricKind::Gauge,
             value,
+            labels: Vec::new(),
         }
     }
 
@@ -207,8 +213,67 @@ impl ExtraMetric {
             help: help.to_owned(),
             kind: MetricKind::Counter,
             value: value as f64,
+            labels: Vec::new(),
         }
     }
+
+    /// The same metric with one more label.
+    pub fn with_label(mut self, name: &str, value: &str) -> ExtraMetric {
+        self.labels.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// The WebSocket gateway's counters as metrics for [`Stats::prometheus`].
+pub fn ws_metrics(counts: &WsCounts) -> Vec<ExtraMetric> {
+    let closed_by_router = "WebSocket clients the router closed, by reason: send queue full (a client that does not read), \
+         silent past the dead-peer timeout, a frame or message over the size limit, a binary frame.";
+    vec![
+        ExtraMetric::gauge(
+            "hydra_router_ws_clients",
+            "WebSocket clients connected to this router now.",
+            counts.connected as f64,
+        ),
+        ExtraMetric::counter(
+            "hydra_router_ws_connections_total",
+            "WebSocket handshakes accepted.",
+            counts.accepted,
+        ),
+        ExtraMetric::counter(
+            "hydra_router_ws_disconnections_total",
+            "WebSocket clients gone, whatever the reason (closed by either side, dropped, timed out).",
+            counts.closed,
+        ),
+        ExtraMetric::counter(
+            "hydra_router_ws_refused_handshakes_total",
+            "WebSocket upgrade requests refused (a bad handshake, or the router shutting down).",
+            counts.refused_handshakes,
+        ),
+        ExtraMetric::counter(
+            "hydra_router_ws_closed_by_router_total",
+            closed_by_router,
+            counts.closed_overflow,
+        )
+        .with_label("reason", "send_queue_full"),
+        ExtraMetric::counter(
+            "hydra_router_ws_closed_by_router_total",
+            closed_by_router,
+            counts.closed_timeout,
+        )
+        .with_label("reason", "dead_peer"),
+        ExtraMetric::counter(
+            "hydra_router_ws_closed_by_router_total",
+            closed_by_router,
+            counts.oversized_frames,
+        )
+        .with_label("reason", "frame_too_large"),
+        ExtraMetric::counter(
+            "hydra_router_ws_closed_by_router_total",
+            closed_by_router,
+            counts.binary_frames,
+        )
+        .with_label("reason", "binary_frame"),
+    ]
 }
 
 /// The embedded HTTP server's counters and the router's uptime and memory, as
@@ -322,12 +387,23 @@ impl Stats {
     /// The whole `/v1/router/stats` answer body: Hydra's 200 envelope with
     /// [`Stats::node_json_text`] as `result`.
     pub fn node_envelope_text(&self) -> String {
+        self.node_envelope_text_with(&[])
+    }
+
+    /// [`Stats::node_envelope_text`] with more fields in `result`, after
+    /// Node's three (the router adds `wsClients`).
+    pub fn node_envelope_text_with(&self, fields: &[(&str, Value)]) -> String {
+        let mut result = self.node_json_text();
+        result.pop(); // the closing brace
+        for (name, value) in fields {
+            let _ = write!(result, ",{}:{value}", Value::from(*name));
+        }
+        result.push('}');
         let (message, description) = hydra::http::status_text(200);
         format!(
-            "{{\"statusCode\":200,\"statusMessage\":{},\"statusDescription\":{},\"result\":{}}}",
+            "{{\"statusCode\":200,\"statusMessage\":{},\"statusDescription\":{},\"result\":{result}}}",
             Value::from(message),
             Value::from(description),
-            self.node_json_text()
         )
     }
 
@@ -391,9 +467,22 @@ impl Stats {
         );
         let _ = writeln!(out, "hydra_router_tracked_services {}", snapshot.len());
 
+        let mut previous: Option<&str> = None;
         for metric in extra {
-            header(&mut out, &metric.name, &metric.help, metric.kind);
-            let _ = writeln!(out, "{} {}", metric.name, format_value(metric.value));
+            if previous != Some(metric.name.as_str()) {
+                header(&mut out, &metric.name, &metric.help, metric.kind);
+            }
+            previous = Some(&metric.name);
+            out.push_str(&metric.name);
+            if !metric.labels.is_empty() {
+                let labels: Vec<String> = metric
+                    .labels
+                    .iter()
+                    .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+                    .collect();
+                let _ = write!(out, "{{{}}}", labels.join(","));
+            }
+            let _ = writeln!(out, " {}", format_value(metric.value));
         }
         out
     }
@@ -929,6 +1018,59 @@ mod tests {
             body = body.strip_prefix(',').unwrap_or(body);
         }
         labels
+    }
+
+    #[test]
+    fn websocket_counters_are_one_family_per_name_with_reason_labels() {
+        let counts = WsCounts {
+            connected: 3,
+            accepted: 5,
+            closed: 2,
+            refused_handshakes: 1,
+            closed_overflow: 4,
+            closed_timeout: 6,
+            oversized_frames: 7,
+            binary_frames: 8,
+        };
+        let text = Stats::new().prometheus(&ws_metrics(&counts));
+        let samples = parse_exposition(&text);
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|(n, l, _)| {
+                    n == name
+                        && l.len() == labels.len()
+                        && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+                })
+                .map(|(_, _, value)| *value)
+        };
+        assert_eq!(find("hydra_router_ws_clients", &[]), Some(3.0), "{text}");
+        assert_eq!(find("hydra_router_ws_connections_total", &[]), Some(5.0));
+        assert_eq!(find("hydra_router_ws_disconnections_total", &[]), Some(2.0));
+        assert_eq!(find("hydra_router_ws_refused_handshakes_total", &[]), Some(1.0));
+        let closed = "hydra_router_ws_closed_by_router_total";
+        assert_eq!(find(closed, &[("reason", "send_queue_full")]), Some(4.0));
+        assert_eq!(find(closed, &[("reason", "dead_peer")]), Some(6.0));
+        assert_eq!(find(closed, &[("reason", "frame_too_large")]), Some(7.0));
+        assert_eq!(find(closed, &[("reason", "binary_frame")]), Some(8.0));
+        assert!(text.contains("# TYPE hydra_router_ws_clients gauge\n"), "{text}");
+    }
+
+    #[test]
+    fn extra_fields_follow_nodes_three_sets_in_the_stats_answer() {
+        let stats = Stats::new();
+        stats.record_ws("chat");
+        let text = stats.node_envelope_text_with(&[("wsClients", serde_json::json!({"connected": 2}))]);
+        let envelope: Value = serde_json::from_str(&text).expect("JSON");
+        let keys: Vec<&str> = envelope["result"]
+            .as_object()
+            .expect("result")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["httpStats", "wsStats", "errorStats", "wsClients"]);
+        assert_eq!(envelope["result"]["wsClients"]["connected"], 2);
+        assert_eq!(window(&envelope["result"], "wsStats", "chat")[WINDOW_SECONDS - 1], 1);
     }
 
     #[test]

@@ -401,8 +401,11 @@ fn the_page_shows_every_service_and_marks_the_late_instance() {
         ("hydra-router", router_id),
     ];
 
+    // A WebSocket client: the page shows this router's live count.
+    let (_ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{}/", router.port)).expect("a WebSocket client");
     let dom = rendered(&router.url("/"), |dom| {
         dom.contains("data-nodes=\"loaded\"")
+            && dom.contains("<dd id=\"ws-clients-local\">1</dd>")
             && dom.contains("data-service=\"crashed-svc\"")
             && live
                 .iter()

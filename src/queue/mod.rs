@@ -77,6 +77,21 @@ impl QueuedMessage {
     }
 }
 
+/// A message waiting in a service queue, as [`Hydra::peek_queue`] sees it
+/// (still waiting: nobody took it).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct WaitingMessage {
+    /// The message; `None` when the item is not UMF JSON (a consumer taking
+    /// it moves it to `mqincomplete` instead of delivering it).
+    pub message: Option<Umf>,
+    /// The item exactly as stored (invalid UTF-8 replaced).
+    pub raw: String,
+    /// Deliveries to queue workers that ended without completion so far
+    /// (failed handlers, consumers that died); 0 for a fresh message.
+    pub failed_deliveries: u32,
+}
+
 /// Settings of a [`Hydra::queue_worker_with`] worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -376,6 +391,37 @@ impl Hydra {
                 return Ok(total);
             }
         }
+    }
+
+    /// The next `count` messages waiting in `service`'s queue, in the order
+    /// consumers will take them (Node's `getQueuedMessage`, workers), without
+    /// taking them: one `LRANGE` of the end of `mqrecieved` consumers take
+    /// from, read atomically with each message's failed deliveries. Items that
+    /// are not UMF are listed too (with `message: None`).
+    pub fn peek_queue(&self, service: &str, count: usize) -> Result<Vec<WaitingMessage>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = QueueKeys::new(service);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let items: Vec<(Vec<u8>, u32)> = self.store().run(|c| {
+            scripts::PEEK
+                .key(&keys.received)
+                .key(&keys.deliveries)
+                .arg(count)
+                .invoke(c)
+        })?;
+        Ok(items
+            .into_iter()
+            .map(|(raw, failed_deliveries)| {
+                let raw = String::from_utf8_lossy(&raw).into_owned();
+                WaitingMessage {
+                    message: Umf::parse(&raw).ok(),
+                    raw,
+                    failed_deliveries,
+                }
+            })
+            .collect())
     }
 
     /// Processes `service`'s queue on `concurrency` threads

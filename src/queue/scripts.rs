@@ -284,3 +284,22 @@ return moved
 ",
     )
 });
+
+/// The next `ARGV[1]` waiting messages, in the order they will be taken
+/// (from the far end of mqrecieved), each with its failed deliveries so far;
+/// nothing moves.
+///
+/// KEYS: mqrecieved, deliveries. Returns {message, failed deliveries, …}.
+pub(crate) static PEEK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local waiting = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+local out = {}
+for i = #waiting, 1, -1 do
+  out[#out + 1] = waiting[i]
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[2], redis.sha1hex(waiting[i])) or 0)
+end
+return out
+",
+    )
+});

@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, command: Command) -> CliResult<Report> {
         Command::Queue(QueueCommand::Peek { service, count }) => queue::peek(ctx, &service, count),
         Command::Queue(QueueCommand::Redrive { service }) => queue::redrive(ctx, &service),
         Command::Watch { interval } => watch::watch(ctx, interval),
-        Command::Doctor => doctor::doctor(ctx),
+        Command::Doctor { acl_user } => doctor::doctor(ctx, acl_user.as_deref()),
         Command::Completions { shell } => Ok(completions(shell)),
     }
 }

@@ -402,8 +402,17 @@
     byId('traffic-rows').replaceChildren(
       ...(rows.length ? rows : [el('tr', {}, el('td', { colspan: 10, class: 'muted' }, 'No traffic through this router in the last hour.'))]),
     );
+    renderWsCounts(result.wsClients);
   }
 
+  /** This router's live WebSocket counters (`wsClients` of /v1/router/stats). */
+  function renderWsCounts(counts) {
+    const known = counts && typeof counts === 'object';
+    byId('ws-clients-local').textContent = known ? String(number(counts.connected)) : 'n/a';
+    byId('ws-accepted').textContent = known ? String(number(counts.accepted)) : 'n/a';
+  }
+
+  /** Clients in the directory the routers share (wsdir), on every router. */
   function renderWsDirectory(directory) {
     let clients = 0;
     if (directory && typeof directory === 'object') {

@@ -99,6 +99,9 @@ pub struct WsCounts {
     pub connected: u64,
     /// Handshakes accepted since start.
     pub accepted: u64,
+    /// Clients gone since start, whatever the reason (each accepted client
+    /// counts once, when it leaves the directory).
+    pub closed: u64,
     /// Upgrade requests refused (bad handshake, or shutting down).
     pub refused_handshakes: u64,
     /// Clients closed because their send queue was full.
@@ -111,10 +114,28 @@ pub struct WsCounts {
     pub binary_frames: u64,
 }
 
+/// Reads a gateway's [`WsCounts`] (cheap to clone).
+#[derive(Clone)]
+pub struct WsCounters(Arc<Shared>);
+
+impl WsCounters {
+    /// The counters now.
+    pub fn counts(&self) -> WsCounts {
+        self.0.counts()
+    }
+}
+
+impl std::fmt::Debug for WsCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WsCounters").field(&self.counts()).finish()
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     connected: AtomicU64,
     accepted: AtomicU64,
+    closed: AtomicU64,
     refused_handshakes: AtomicU64,
     closed_overflow: AtomicU64,
     closed_timeout: AtomicU64,
@@ -224,6 +245,7 @@ impl Shared {
         WsCounts {
             connected: get(&c.connected),
             accepted: get(&c.accepted),
+            closed: get(&c.closed),
             refused_handshakes: get(&c.refused_handshakes),
             closed_overflow: get(&c.closed_overflow),
             closed_timeout: get(&c.closed_timeout),
@@ -383,6 +405,12 @@ impl WsGateway {
     /// The counters now.
     pub fn counts(&self) -> WsCounts {
         self.shared.counts()
+    }
+
+    /// A handle that reads the counters (for the router API), usable after
+    /// the gateway is gone (then the counts stop moving).
+    pub fn counters(&self) -> WsCounters {
+        WsCounters(self.shared.clone())
     }
 
     /// Sends a close frame (1001) to every client, closes the sockets (a
@@ -878,6 +906,7 @@ impl ReadinessLoop {
             }
         }
         self.shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.shared.counters.closed);
         self.shared.dispatch(client, Event::Disconnected);
     }
 

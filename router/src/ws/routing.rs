@@ -134,6 +134,62 @@ impl Routing {
         }
     }
 
+    /// Which messages [`on_service_message`](Routing::on_service_message)
+    /// must handle in the order received: those for one client (`via`, else
+    /// `forward`, as it picks them) share a key, as do one other router's
+    /// `wsdir.*` messages; anything else shares the empty key.
+    pub fn order_key(&self, message: &Umf) -> String {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            let router = message.body.get("routerID").and_then(Value::as_str).unwrap_or("");
+            return format!("router {router}");
+        }
+        let client = match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => frames::via_client(via),
+            None => message
+                .forward
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .and_then(frames::forward_client),
+        };
+        client.map(|id| format!("client {id}")).unwrap_or_default()
+    }
+
+    /// [`on_service_message`](Routing::on_service_message)'s cheap case,
+    /// for the thread that reads the router's channel: a reply or push for
+    /// a client connected here is queued on its socket (`None`); anything
+    /// else (another router's `wsdir.*`, a client not here, a full queue)
+    /// is given back untouched, for `on_service_message` (which may call
+    /// Redis).
+    pub fn deliver_now(&self, mut message: Umf) -> Option<Umf> {
+        if message.message_type.as_deref().is_some_and(|t| t.starts_with("wsdir.")) {
+            return Some(message);
+        }
+        match message.via.as_deref().filter(|v| !v.is_empty()) {
+            Some(via) => {
+                let Some(client) = frames::via_client(via) else {
+                    return Some(message);
+                };
+                let via = message.via.take();
+                if self.send(&client, &message) == Delivery::Queued {
+                    return None;
+                }
+                message.via = via;
+                Some(message)
+            }
+            None => {
+                let client = message
+                    .forward
+                    .as_deref()
+                    .filter(|f| !f.is_empty())
+                    .and_then(frames::forward_client);
+                match client {
+                    Some(client) if self.send(&client, &message) == Delivery::Queued => None,
+                    _ => Some(message),
+                }
+            }
+        }
+    }
+
     fn sockets(&self) -> Option<&Arc<dyn ClientSockets>> {
         self.sockets.get()
     }
