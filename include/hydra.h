@@ -1,7 +1,9 @@
 /*
  * hydra.h: the C ABI of hydra-rs, Hydra (Redis-backed service discovery,
  * presence, messaging and HTTP) wire-compatible with Node hydra 1.9.x.
- * Link with -lhydra_ffi (libhydra_ffi.so or libhydra_ffi.a).
+ * Installed (make -C ffi install): link with -lhydra, or use
+ * `pkg-config hydra` or CMake's find_package(hydra) (target hydra::hydra).
+ * From a cargo build: -lhydra_ffi (target/<profile>/libhydra_ffi.{so,a}).
  *
  * Conventions
  * - Every function returning int32_t returns a status: HYDRA_OK (0) or an

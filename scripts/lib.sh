@@ -97,6 +97,43 @@ ensure_pytest() {
         echo "error: could not install pytest (the Python tests will fail)" >&2
 }
 
+# Go for examples/go (ffi/tests/install.rs builds and runs it): Debian's
+# golang-go when missing and running as root; otherwise that test warns and
+# passes (it fails in CI).
+ensure_go() {
+    command -v go >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt_install golang-go
+    else
+        echo "warning: go missing: the Go example is not tested; install it (e.g. 'sudo apt-get install golang-go')" >&2
+    fi
+}
+
+# python3's venv module (Debian splits it out as python3-venv) for the Python
+# packaging tests, which install into fresh virtual environments.
+ensure_venv() {
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && return 0
+    apt_install python3-venv
+}
+
+# "<passed> <failed> <skipped>" summed over JUnit XML files (pytest's --junitxml).
+junit_counts() {
+    python3 - "$@" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    try:
+        cases = list(ET.parse(path).getroot().iter("testcase"))
+    except (OSError, ET.ParseError):
+        cases = []
+    bad = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
+    skip = sum(1 for c in cases if c.find("skipped") is not None and c.find("failure") is None and c.find("error") is None)
+    passed, failed, skipped = passed + len(cases) - bad - skip, failed + bad, skipped + skip
+print(passed, failed, skipped)
+PY
+}
+
 ensure_node() {
     command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }

@@ -179,44 +179,27 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
 }
 
 
-def _workspace_roots(start: Path):
-    """Directories above ``start`` that hold a Cargo workspace (``Cargo.toml``)."""
-    for directory in [start, *start.parents]:
-        if (directory / "Cargo.toml").is_file():
-            yield directory
-
-
-def library_candidates() -> List[Path]:
-    """Where the library is looked for, in order (see :func:`find_library`)."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / LIBRARY_NAME]
-    targets = []
-    if os.environ.get("CARGO_TARGET_DIR"):
-        targets.append(Path(os.environ["CARGO_TARGET_DIR"]))
-    targets.extend(root / "target" for root in _workspace_roots(here))
-    built = [t / profile / LIBRARY_NAME for t in targets for profile in ("debug", "release")]
-    # The most recently built profile first.
-    built = [p for p in built if p.is_file()]
-    built.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return candidates + built
+def packaged_library() -> Path:
+    """Where ``pip install`` puts the library: next to this module."""
+    return Path(__file__).resolve().parent / LIBRARY_NAME
 
 
 def find_library() -> str:
     """The path of the hydra-rs shared library: ``$HYDRA_RS_LIBRARY`` if set
-    (it must exist), else a copy next to this package, else the most recently
-    built of ``target/{debug,release}`` of the workspace this package sits in
-    (or ``$CARGO_TARGET_DIR``)."""
+    (it must exist; for development against a cargo build), else the one
+    installed inside this package."""
     explicit = os.environ.get(LIBRARY_ENV)
     if explicit:
         if not Path(explicit).is_file():
             raise OSError(f"{LIBRARY_ENV}={explicit!r}: no such file")
         return explicit
-    for candidate in library_candidates():
-        if candidate.is_file():
-            return str(candidate)
+    packaged = packaged_library()
+    if packaged.is_file():
+        return str(packaged)
     raise OSError(
-        f"{LIBRARY_NAME} not found: build it with `cargo build -p hydra-ffi` "
-        f"(or --release), or set {LIBRARY_ENV} to its path"
+        f"{LIBRARY_NAME} is not installed with hydra_rs ({packaged.parent}): install the package with "
+        f"`pip install ./ffi/python` (it builds the library with cargo), or, for development, build it "
+        f"with `cargo build -p hydra-ffi` and set {LIBRARY_ENV} to target/debug/{LIBRARY_NAME}"
     )
 
 

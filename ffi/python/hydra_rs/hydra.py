@@ -36,7 +36,7 @@ import logging
 import warnings
 import weakref
 from ctypes import byref, c_bool, c_uint16, c_uint64, c_void_p
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
 
 from . import _native as n
 from .errors import check
@@ -45,6 +45,7 @@ lib = n.lib
 log = logging.getLogger("hydra_rs")
 
 Message = Union[Mapping[str, Any], str, bytes]
+_Self = TypeVar("_Self", bound="_Owned")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _UINT64_MAX = 2**64 - 1
@@ -59,7 +60,7 @@ def _dumps(value: Any) -> bytes:
     return _encoder.encode(value).encode("utf-8")
 
 
-def _text(value: Union[str, bytes, None], name: str) -> Optional[bytes]:
+def _text(value: Union[str, bytes, bytearray, memoryview, None], name: str) -> Optional[bytes]:
     """A C string argument: UTF-8 bytes without NUL, or None for NULL."""
     if value is None:
         return None
@@ -104,18 +105,18 @@ def _millis(seconds: Optional[float], name: str = "timeout") -> int:
 def _take(out: c_void_p) -> bytes:
     """The library's string at ``out``, released."""
     try:
-        return ctypes.string_at(out.value)
+        return ctypes.string_at(out.value or 0)
     finally:
         lib.hydra_string_free(out)
 
 
-def _json_out(call: Callable[[c_void_p], int]) -> Any:
+def _json_out(call: Callable[[Any], int]) -> Any:
     out = c_void_p()
     check(call(byref(out)))
     return json.loads(_take(out))
 
 
-def _str_out(call: Callable[[c_void_p], int]) -> str:
+def _str_out(call: Callable[[Any], int]) -> str:
     out = c_void_p()
     check(call(byref(out)))
     return _take(out).decode("utf-8")
@@ -187,7 +188,7 @@ def _failed(error: BaseException) -> int:
 
 
 @n.hydra_free_callback
-def _free_user_data(user_data):
+def _free_user_data(user_data: Optional[int]) -> None:
     try:
         callbacks.discard(user_data)
     except BaseException:  # pragma: no cover - dict.pop does not raise
@@ -195,7 +196,7 @@ def _free_user_data(user_data):
 
 
 class _MessageHandler:
-    def __init__(self, handler: Callable[[dict], Any]):
+    def __init__(self, handler: Callable[[Dict[str, Any]], Any]):
         self.handler = handler
 
 
@@ -213,7 +214,7 @@ def _error_reply(error: BaseException) -> bytes:
 
 
 @n.hydra_message_callback
-def _on_message(user_data, hydra_ptr, message_json):
+def _on_message(user_data: Optional[int], hydra_ptr: Optional[int], message_json: bytes) -> int:
     message: Any = None
     try:
         entry = callbacks.get(user_data)
@@ -325,7 +326,7 @@ def _http_status(status: Any) -> int:
     return status
 
 
-def _write_response(response_ptr: int, result: Any) -> int:
+def _write_response(response_ptr: Optional[int], result: Any) -> int:
     headers: Mapping[str, str] = {}
     if isinstance(result, HttpResponse):
         status = _http_status(result.status)
@@ -353,7 +354,7 @@ class _HttpRoutes:
 
 
 @n.hydra_http_callback
-def _on_http(user_data, hydra_ptr, request_json, response_ptr):
+def _on_http(user_data: Optional[int], hydra_ptr: Optional[int], request_json: bytes, response_ptr: Optional[int]) -> int:
     route = None
     try:
         entry = callbacks.get(user_data)
@@ -370,12 +371,12 @@ def _on_http(user_data, hydra_ptr, request_json, response_ptr):
 
 
 class _QueueHandler:
-    def __init__(self, handler: Callable[[dict], Any]):
+    def __init__(self, handler: Callable[[Dict[str, Any]], Any]):
         self.handler = handler
 
 
 @n.hydra_queue_callback
-def _on_queued(user_data, hydra_ptr, queued_json):
+def _on_queued(user_data: Optional[int], hydra_ptr: Optional[int], queued_json: bytes) -> int:
     try:
         entry = callbacks.get(user_data)
         entry.handler(json.loads(queued_json))
@@ -407,7 +408,7 @@ class _LogForwarder:
 
 
 @n.hydra_log_callback
-def _on_log(user_data, level, target, message):
+def _on_log(user_data: Optional[int], level: int, target: bytes, message: bytes) -> None:
     try:
         name = "hydra_rs.lib." + target.decode("utf-8", "replace").replace("::", ".")
         logging.getLogger(name).log(_TO_PY_LEVEL.get(level, logging.INFO), "%s", message.decode("utf-8", "replace"))
@@ -453,7 +454,7 @@ class _Owned:
     _handle: Optional[int] = None
     _closed = True
 
-    def _free(self, handle: int) -> None:
+    def _free(self, handle: Optional[int]) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -469,10 +470,10 @@ class _Owned:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self):
+    def __enter__(self: _Self) -> _Self:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
@@ -516,7 +517,7 @@ class QueuedMessage(_Owned):
         """Node's ``markQueueMessage``; True if it was still in progress."""
         return self._hydra.mark_queue_message(self, completed, reason)
 
-    def _free(self, handle: int) -> None:
+    def _free(self, handle: Optional[int]) -> None:
         lib.hydra_queued_message_free(handle)
 
     def __repr__(self) -> str:
@@ -542,7 +543,7 @@ class QueueWorker(_Owned):
         ``dead_lettered``, ``lost``, ``requeued``, ``redis_errors``, ``reaper_passes``."""
         return _json_out(lambda out: lib.hydra_queue_worker_stats(self._handle, out))
 
-    def _free(self, handle: int) -> None:
+    def _free(self, handle: Optional[int]) -> None:
         lib.hydra_queue_worker_free(handle)
 
     def __repr__(self) -> str:
@@ -572,7 +573,7 @@ class Hydra(_Owned):
         self._serving = False
         _live.add(self)
 
-    def _free(self, handle: int) -> None:
+    def _free(self, handle: Optional[int]) -> None:
         lib.hydra_free(handle)
 
     def __repr__(self) -> str:
@@ -940,6 +941,7 @@ class Hydra(_Owned):
         if status != n.HYDRA_OK:
             callbacks.discard(key)
             check(status)
+        assert out.value is not None, "the library returned HYDRA_OK without a worker"
         return QueueWorker(out.value, service)
 
 

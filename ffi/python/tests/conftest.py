@@ -5,6 +5,12 @@ Node hydra 1.9.3 peer, and Python services that are closed after each test.
 ``$HYDRA_RS_LIBRARY`` and ``$HYDRA_RS_ECHO`` name the library and the echo
 binary to use (``scripts/test`` builds both and sets them); when unset, they
 are built here with cargo (debug profile).
+
+``HYDRA_RS_TEST_INSTALLED=1`` tests the installed package instead (``pip
+install ./ffi/python``; ``ffi/python/tests_install/run.sh`` does it in a fresh
+venv): ``hydra_rs`` must come from outside this repository (run pytest from
+another directory) and load the library packaged with it, so
+``$HYDRA_RS_LIBRARY`` must be unset.
 """
 
 from __future__ import annotations
@@ -47,11 +53,23 @@ def _cargo_build(*args: str) -> None:
     subprocess.run(["cargo", "build", "--quiet", *args], cwd=ROOT, check=True)
 
 
-if not os.environ.get("HYDRA_RS_LIBRARY"):
+#: True when the suite tests the pip-installed package (see the module docs).
+INSTALLED = os.environ.get("HYDRA_RS_TEST_INSTALLED") == "1"
+
+if INSTALLED:
+    if os.environ.get("HYDRA_RS_LIBRARY"):
+        raise RuntimeError("HYDRA_RS_TEST_INSTALLED=1 tests the packaged library: unset HYDRA_RS_LIBRARY")
+elif not os.environ.get("HYDRA_RS_LIBRARY"):
     _cargo_build("-p", "hydra-ffi")
     os.environ["HYDRA_RS_LIBRARY"] = str(_cargo_target_dir() / "debug" / "libhydra_ffi.so")
 
 import hydra_rs  # noqa: E402  (after the library is known)
+
+if INSTALLED and Path(hydra_rs.__file__).resolve().is_relative_to(ROOT):
+    raise RuntimeError(
+        f"HYDRA_RS_TEST_INSTALLED=1 but hydra_rs comes from the source tree ({hydra_rs.__file__}): "
+        "run pytest from a directory outside the repository, without ffi/python on sys.path"
+    )
 from node_peer import wait_or_kill  # noqa: E402
 
 WAIT = 20.0

@@ -165,14 +165,25 @@ def test_the_pythonic_layer_reaches_every_function():
 def test_library_is_the_one_asked_for():
     import os
 
-    assert os.path.samefile(n.lib._name, os.environ["HYDRA_RS_LIBRARY"])
+    from conftest import INSTALLED
+
+    expected = n.packaged_library() if INSTALLED else os.environ["HYDRA_RS_LIBRARY"]
+    assert os.path.samefile(n.lib._name, expected)
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", hydra_rs.version())
 
 
 def test_library_is_found_without_the_env_var(monkeypatch):
-    monkeypatch.delenv(n.LIBRARY_ENV)
-    found = n.find_library()
-    assert Path(found).name == n.LIBRARY_NAME and Path(found).is_file()
+    from conftest import INSTALLED
+
+    monkeypatch.delenv(n.LIBRARY_ENV, raising=False)
+    if n.packaged_library().is_file():
+        # pip install (or an editable install) put it inside the package.
+        assert Path(n.find_library()) == n.packaged_library() and n.packaged_library().parent == PACKAGE
+    else:
+        # A source checkout has no packaged library: the error says how to get one.
+        assert not INSTALLED, f"the installed package lacks {n.LIBRARY_NAME}"
+        with pytest.raises(OSError, match=r"pip install \./ffi/python.*HYDRA_RS_LIBRARY"):
+            n.find_library()
     monkeypatch.setenv(n.LIBRARY_ENV, "/nonexistent/libhydra_ffi.so")
     with pytest.raises(OSError, match="HYDRA_RS_LIBRARY"):
         n.find_library()
