@@ -200,3 +200,16 @@ fn the_checker_reports_a_wrong_number_and_a_lost_sentence() {
     assert_eq!(duration(Duration::from_secs(30)), "30 s");
     assert_eq!(duration(Duration::from_millis(500)), "500 ms");
 }
+
+/// The "Least privilege" ACL line is the library's own rules, word for word.
+#[test]
+fn the_acl_rules_in_the_readme_are_the_librarys() {
+    let line = format!(
+        "ACL SETUSER hydra-svc on >password {}",
+        hydra::least_privilege_acl_rules()
+    );
+    assert!(
+        README.contains(&line),
+        "README's ACL SETUSER line differs from least_privilege_acl_rules(); it should read:\n{line}"
+    );
+}
