@@ -166,6 +166,29 @@ impl Hydra {
 
     /// Serves `routes` over HTTP/1.1 on the service port with default
     /// [`HttpSettings`]; see [`serve_http_with`](Hydra::serve_http_with).
+    ///
+    /// ```no_run
+    /// use hydra::{Config, HttpResponse, HttpRoutes, Hydra};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("invoices")?)?;
+    /// hydra.register_service()?;
+    /// let routes = HttpRoutes::new()
+    ///     .get("/v1/invoices/:id", |_, req| {
+    ///         HttpResponse::send_response(200, json!({"invoice": req.param("id")}))
+    ///     })
+    ///     .post("/v1/invoices", |_, req| match req.json() {
+    ///         Ok(body) => HttpResponse::send_response(201, body),
+    ///         Err(e) => HttpResponse::error(400, &e.to_string()),
+    ///     });
+    /// // Routes are registered in Redis, so hydra-router and Node's
+    /// // makeAPIRequest find them (`invoices:[get]/v1/invoices/7`).
+    /// let port = hydra.serve_http(routes)?;
+    /// println!("serving on port {port}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn serve_http(&self, routes: HttpRoutes) -> Result<u16> {
         self.serve_http_with(routes, HttpSettings::default())
     }
