@@ -64,6 +64,21 @@ impl Hydra {
     /// retried. Errors: [`Error::BadRequest`] with Node's reasons for a bad `to`,
     /// [`Error::ServiceUnavailable`] `Unavailable <svc> instances` when none is
     /// present and `An instance of <svc> is unavailable` when all failed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hydra::{Config, Hydra, RequestOptions};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("billing")?)?;
+    /// // The method in brackets, the path after it; any instance of `invoices` may answer.
+    /// let call = hydra.create_umf_message("invoices:[get]/v1/invoices/7", json!({}));
+    /// let response = hydra.make_api_request(&call, RequestOptions::timeout(Duration::from_secs(2)))?;
+    /// println!("{} from {}: {}", response.status, response.instance_id, response.json()?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn make_api_request(&self, message: &Umf, options: RequestOptions) -> Result<ApiResponse> {
         self.http().client.make_api_request(self.registry(), message, options)
     }
