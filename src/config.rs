@@ -410,6 +410,37 @@ impl std::fmt::Debug for Config {
 /// `commandTimeout` and `presenceCacheTTL` (milliseconds), `messageWorkers`,
 /// `messageQueueCapacity`, `maxQueuedMessageBytes` and `maxMessageBytes`. Node
 /// ignores them.
+///
+/// ```
+/// use std::time::Duration;
+/// use hydra::{Config, ConfigBuilder, PortSpec};
+///
+/// # fn main() -> hydra::Result<()> {
+/// // With setters (nothing is read from the environment unless asked).
+/// let config = Config::builder()
+///     .service_name("billing")
+///     .service_port("3000-3010")
+///     .redis_url("redis://127.0.0.1:6379/15")
+///     .connect_timeout(Duration::from_secs(2))
+///     .build()?;
+/// assert_eq!(config.service_port(), &PortSpec::Ranges(vec![(3000, 3010)]));
+/// assert_eq!(config.redis().db(), 15);
+///
+/// // From a Node-format document (as in Node's config.json), then the
+/// // environment (`HYDRA_REDIS_URL`, `HYDRA_SERVICE`) on top:
+/// let config = ConfigBuilder::from_json(
+///     r#"{"hydra": {"serviceName": "invoices", "servicePort": 8080, "messageWorkers": 8}}"#,
+/// )?
+/// .apply_env()?
+/// .build()?;
+/// assert_eq!(config.service_name(), "invoices");
+///
+/// // A bad value fails with the field named, before any connection is made.
+/// let error = Config::builder().service_name("billing").service_port("abc").build().unwrap_err();
+/// assert!(error.to_string().contains("servicePort"), "{error}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ConfigBuilder {
     document: Map<String, Value>,

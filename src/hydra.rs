@@ -103,6 +103,21 @@ impl Hydra {
     ///
     /// Fails within the connect timeout when Redis is unreachable, and with
     /// [`Error::InvalidConfig`] (field `redis`) when it is older than 6.2.
+    ///
+    /// ```no_run
+    /// use hydra::{Config, Hydra};
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let config = Config::builder()
+    ///     .service_name("billing")
+    ///     .service_version("1.0.0")
+    ///     .redis_url("redis://127.0.0.1:6379/15")
+    ///     .build()?;
+    /// let hydra = Hydra::init(config)?; // connects; writes nothing yet
+    /// println!("instance {} of {}", hydra.get_instance_id(), hydra.get_service_name());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn init(config: Config) -> Result<Hydra> {
         let config = match config.stored_config_label() {
             Some(label) => load_stored_config(&config, label)?,
@@ -160,6 +175,20 @@ impl Hydra {
     /// Makes this instance exist (Node's `registerService`): writes the service
     /// record, presence, the `nodes` entry and health in one round trip, then
     /// keeps them alive from the `hydra-heartbeat` thread.
+    ///
+    /// ```no_run
+    /// use hydra::{Config, Hydra};
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("billing")?)?;
+    /// let me = hydra.register_service()?;
+    /// println!("{} at {}:{}", me.service_name, me.service_ip, me.service_port);
+    /// // Other instances (Rust or Node) now find it:
+    /// assert!(!hydra.get_service_presence("billing")?.is_empty());
+    /// hydra.shutdown()?; // removes the presence and stops the heartbeat
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn register_service(&self) -> Result<ServiceInfo> {
         let inner = &self.inner;
         {
@@ -324,6 +353,23 @@ impl Hydra {
     /// Up to `messageWorkers` handler calls run at once, so messages sent one
     /// after another may be handled in a different order; a handler that needs
     /// order must restore it itself (e.g. from a sequence number in the body).
+    ///
+    /// ```no_run
+    /// use hydra::{Config, Hydra};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("invoices")?)?;
+    /// hydra.on_message(|h, msg| {
+    ///     let amount = msg.body["amount"].as_f64().unwrap_or(0.0);
+    ///     // `?` turns any error into a HandlerError, which is logged and counted.
+    ///     h.reply(&msg, json!({"total": amount * 1.2}))?;
+    ///     Ok(())
+    /// })?;
+    /// hydra.register_service()?; // now messages to `invoices:/` arrive
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_message<F>(&self, handler: F) -> Result<()>
     where
         F: Fn(&Hydra, Umf) -> std::result::Result<(), HandlerError> + Send + Sync + 'static,
@@ -378,6 +424,24 @@ impl Hydra {
     /// none comes in time. Any number of requests may wait at once, from any
     /// threads; a reply that comes after its request timed out is discarded
     /// and counted. Needs a registered service (replies come to its channel).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hydra::{Config, Error, Hydra};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("billing")?)?;
+    /// hydra.register_service()?;
+    /// let question = hydra.create_umf_message("invoices:/", json!({"amount": 100}));
+    /// match hydra.request(&question, Duration::from_secs(2)) {
+    ///     Ok(answer) => println!("invoices answered {}", answer.body),
+    ///     Err(Error::Timeout(_)) => println!("no answer in 2 s"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn request(&self, message: &Umf, timeout: Duration) -> Result<Umf> {
         if !self.is_registered() {
             return Err(Error::InvalidState(

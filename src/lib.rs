@@ -6,6 +6,10 @@
 //! Redis find each other, see each other's presence and health, and share
 //! configuration.
 //!
+//! Add it with `cargo add hydra-rs`; the library is imported as `hydra`. It
+//! needs a Redis ≥ 6.2 to talk to, by default
+//! `redis://127.0.0.1:6379/15`, as Node Hydra uses.
+//!
 //! ```no_run
 //! use hydra::{Config, Hydra};
 //!
@@ -93,3 +97,8 @@ pub use umf::{Route, Umf};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Compiles the crates.io README's example as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.crate.md")]
+struct CrateReadmeDoctests;

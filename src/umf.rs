@@ -40,6 +40,29 @@ const FIELDS: [(&str, &str); 14] = [
 ///
 /// `mid`, `timestamp` and `version` are always set (generated when absent);
 /// the other optional fields are `None` when absent.
+///
+/// ```
+/// use hydra::Umf;
+/// use serde_json::json;
+///
+/// # fn main() -> hydra::Result<()> {
+/// let message = Umf::new("billing:[get]/v1/invoices/7", "shop:/", json!({"n": 1}));
+/// let route = message.to_route()?;
+/// assert_eq!(route.service_name, "billing");
+/// assert_eq!(route.http_method.as_deref(), Some("get"));
+/// assert_eq!(route.api_route, "/v1/invoices/7");
+///
+/// // On the wire: Node's short form (`to`, `frm`, `mid`, `bdy`, …).
+/// let wire = message.to_short_json();
+/// assert_eq!(Umf::parse(&wire)?.body, json!({"n": 1}));
+///
+/// // A reply goes back to the sender and names the message it answers.
+/// let reply = message.reply(json!({"total": 120}));
+/// assert_eq!(reply.to, "shop:/");
+/// assert_eq!(reply.rmid.as_deref(), Some(message.mid.as_str()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Umf {
     /// Destination route, e.g. `billing:/`, `<instanceID>@billing:/` or

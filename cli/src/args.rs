@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "hydra-cli", version, about, long_about, propagate_version = true)]
 pub struct Cli {
-    /// Redis to use, as redis://[user:password@]host[:port][/db]; overrides HYDRA_REDIS_URL and the profile.
+    /// Redis to use, as `redis://[user:password@]host[:port][/db]`; overrides HYDRA_REDIS_URL and the profile.
     #[arg(long, global = true, value_name = "URL")]
     pub redis: Option<String>,
     /// Print one JSON document (stable field names) instead of tables.

@@ -3,7 +3,7 @@
 //!
 //! Commands build the report; this module alone decides how it looks, so
 //! every command aligns, colours and degrades the same way. Colours only on a
-//! terminal and never when `NO_COLOR` is set (https://no-color.org).
+//! terminal and never when `NO_COLOR` is set (<https://no-color.org>).
 
 use std::io::{self, IsTerminal, Write};
 

@@ -64,6 +64,21 @@ impl Hydra {
     /// retried. Errors: [`Error::BadRequest`] with Node's reasons for a bad `to`,
     /// [`Error::ServiceUnavailable`] `Unavailable <svc> instances` when none is
     /// present and `An instance of <svc> is unavailable` when all failed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hydra::{Config, Hydra, RequestOptions};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("billing")?)?;
+    /// // The method in brackets, the path after it; any instance of `invoices` may answer.
+    /// let call = hydra.create_umf_message("invoices:[get]/v1/invoices/7", json!({}));
+    /// let response = hydra.make_api_request(&call, RequestOptions::timeout(Duration::from_secs(2)))?;
+    /// println!("{} from {}: {}", response.status, response.instance_id, response.json()?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn make_api_request(&self, message: &Umf, options: RequestOptions) -> Result<ApiResponse> {
         self.http().client.make_api_request(self.registry(), message, options)
     }
@@ -166,6 +181,29 @@ impl Hydra {
 
     /// Serves `routes` over HTTP/1.1 on the service port with default
     /// [`HttpSettings`]; see [`serve_http_with`](Hydra::serve_http_with).
+    ///
+    /// ```no_run
+    /// use hydra::{Config, HttpResponse, HttpRoutes, Hydra};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> hydra::Result<()> {
+    /// let hydra = Hydra::init(Config::new("invoices")?)?;
+    /// hydra.register_service()?;
+    /// let routes = HttpRoutes::new()
+    ///     .get("/v1/invoices/:id", |_, req| {
+    ///         HttpResponse::send_response(200, json!({"invoice": req.param("id")}))
+    ///     })
+    ///     .post("/v1/invoices", |_, req| match req.json() {
+    ///         Ok(body) => HttpResponse::send_response(201, body),
+    ///         Err(e) => HttpResponse::error(400, &e.to_string()),
+    ///     });
+    /// // Routes are registered in Redis, so hydra-router and Node's
+    /// // makeAPIRequest find them (`invoices:[get]/v1/invoices/7`).
+    /// let port = hydra.serve_http(routes)?;
+    /// println!("serving on port {port}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn serve_http(&self, routes: HttpRoutes) -> Result<u16> {
         self.serve_http_with(routes, HttpSettings::default())
     }

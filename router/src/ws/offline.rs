@@ -1,6 +1,6 @@
 //! The offline queue (spec §1.11): messages for a client that is not
 //! connected to this router wait in Redis (the library's
-//! [`Mailboxes`](hydra::Mailboxes), under Node's keys in `queuerDB`, kept a
+//! [`Mailboxes`], under Node's keys in `queuerDB`, kept a
 //! day) until the client reconnects, through this router or another, and
 //! are replayed in the order they were queued (Node replays newest first).
 
