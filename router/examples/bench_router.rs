@@ -150,7 +150,7 @@ fn serve_echo(redis_url: &str) -> BoxResult<()> {
 
 // --- Child processes -----------------------------------------------------------
 
-use support::{Process, TempDir, router_binary};
+use support::{Process, RouterChild, start_echo_child, start_router};
 
 // --- /proc readings -------------------------------------------------------------
 
@@ -703,7 +703,6 @@ struct MemoryReport {
 
 fn run() -> BoxResult<bool> {
     let began = Instant::now();
-    let router_binary = router_binary()?;
     let generator = Generator::choose();
     let redis_server = RedisServer::start();
     let redis_url = redis_server.url(0);
@@ -711,28 +710,14 @@ fn run() -> BoxResult<bool> {
     let redis_version = bench::redis_version(&mut raw)?;
     drop(raw);
 
-    let mut echo_command = Command::new(std::env::current_exe()?);
-    echo_command.arg(SERVE_ECHO_FLAG).arg(&redis_url);
-    let (mut echo, echo_port) = Process::start("echo", echo_command, "ready ")?;
+    let (mut echo, echo_port) = start_echo_child(SERVE_ECHO_FLAG, &redis_url)?;
     let echo_port: u16 = echo_port.parse()?;
-
-    let dir = TempDir::new()?;
-    let config_path = dir.0.join("config.json");
-    let config = json!({
-        "hydra": {
-            "serviceIP": "127.0.0.1",
-            "servicePort": 0,
-            "redis": { "url": redis_url },
-        }
-    });
-    std::fs::write(&config_path, config.to_string())?;
-    let mut router_command = Command::new(&router_binary);
-    router_command
-        .arg("--config")
-        .arg(&config_path)
-        .env_remove("HYDRA_REDIS_URL");
-    let (mut router, router_port) = Process::start("router", router_command, "hydra-router listening on port ")?;
-    let router_port: u16 = router_port.parse()?;
+    let RouterChild {
+        process: mut router,
+        port: router_port,
+        binary: router_binary,
+        ..
+    } = start_router(&redis_url)?;
 
     let direct_address = SocketAddr::from(([127, 0, 0, 1], echo_port));
     let router_address = SocketAddr::from(([127, 0, 0, 1], router_port));

@@ -44,7 +44,7 @@ mod support;
 use std::error::Error;
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ use hydra::{Config, Hydra};
 use hydra_testkit::RedisServer;
 use hydra_testkit::bench::{self, Table, verdict};
 use serde_json::{Value, json};
-use support::{Process, TempDir, router_binary};
+use support::{RouterChild, start_echo_child, start_router};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
@@ -351,27 +351,15 @@ fn run() -> BoxResult<bool> {
     if limit < wanted {
         return Err(format!("{clients} clients need {wanted} open files; the limit is {limit}").into());
     }
-    let router_binary = router_binary()?;
     let redis_server = RedisServer::start();
     let redis_url = redis_server.url(0);
-
-    let mut echo_command = Command::new(std::env::current_exe()?);
-    echo_command.arg(SERVE_ECHO_FLAG).arg(&redis_url);
-    let (mut echo, _) = Process::start("echo", echo_command, "ready")?;
-
-    let dir = TempDir::new()?;
-    let config_path = dir.0.join("config.json");
-    let config = json!({
-        "hydra": { "serviceIP": "127.0.0.1", "servicePort": 0, "redis": { "url": redis_url } }
-    });
-    std::fs::write(&config_path, config.to_string())?;
-    let mut router_command = Command::new(&router_binary);
-    router_command
-        .arg("--config")
-        .arg(&config_path)
-        .env_remove("HYDRA_REDIS_URL");
-    let (mut router, port) = Process::start("router", router_command, "hydra-router listening on port ")?;
-    let port: u16 = port.parse()?;
+    let (mut echo, _) = start_echo_child(SERVE_ECHO_FLAG, &redis_url)?;
+    let RouterChild {
+        process: mut router,
+        port,
+        binary: router_binary,
+        ..
+    } = start_router(&redis_url)?;
     println!(
         "bench_ws_clients: redis-server on 127.0.0.1:{}; echo `{ECHO_SERVICE}` (pid {}); {} (pid {}) on port {port}; \
          {clients} clients on {CLIENT_THREADS} threads; {} CPUs",

@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -135,7 +135,7 @@ fn serve_echo(redis_url: &str) -> BoxResult<()> {
 
 // --- Child processes -----------------------------------------------------------
 
-use support::{Process, TempDir, router_binary};
+use support::{RouterChild, start_echo_child, start_router};
 
 /// `VmRSS` (kB) and thread count of a process.
 fn memory(pid: u32) -> (u64, u64) {
@@ -516,27 +516,15 @@ fn replay(port: u16, redis_url: &str, count: usize) -> BoxResult<Replay> {
 // --- The run -------------------------------------------------------------------------------
 
 fn run() -> BoxResult<bool> {
-    let router_binary = router_binary()?;
     let redis_server = RedisServer::start();
     let redis_url = redis_server.url(0);
-
-    let mut echo_command = Command::new(std::env::current_exe()?);
-    echo_command.arg(SERVE_ECHO_FLAG).arg(&redis_url);
-    let (mut echo, _) = Process::start("echo", echo_command, "ready")?;
-
-    let dir = TempDir::new()?;
-    let config_path = dir.0.join("config.json");
-    let config = json!({
-        "hydra": { "serviceIP": "127.0.0.1", "servicePort": 0, "redis": { "url": redis_url } }
-    });
-    std::fs::write(&config_path, config.to_string())?;
-    let mut router_command = Command::new(&router_binary);
-    router_command
-        .arg("--config")
-        .arg(&config_path)
-        .env_remove("HYDRA_REDIS_URL");
-    let (mut router, port) = Process::start("router", router_command, "hydra-router listening on port ")?;
-    let port: u16 = port.parse()?;
+    let (mut echo, _) = start_echo_child(SERVE_ECHO_FLAG, &redis_url)?;
+    let RouterChild {
+        process: mut router,
+        port,
+        binary: router_binary,
+        ..
+    } = start_router(&redis_url)?;
 
     let caller = Hydra::init(
         Config::builder()

@@ -148,6 +148,48 @@ pub fn router_binary() -> BoxResult<PathBuf> {
     Ok(binary)
 }
 
+/// A running `hydra-router` child.
+pub struct RouterChild {
+    /// The process.
+    pub process: Process,
+    /// The port it listens on.
+    pub port: u16,
+    /// The binary it runs.
+    pub binary: PathBuf,
+    /// Its config file's directory (removed when the child is dropped).
+    _config_dir: TempDir,
+}
+
+/// Starts the `hydra-router` binary of this program's profile on `redis_url`,
+/// configured by a file (127.0.0.1, any free port), and waits until it listens.
+pub fn start_router(redis_url: &str) -> BoxResult<RouterChild> {
+    let binary = router_binary()?;
+    let dir = TempDir::new()?;
+    let config_path = dir.0.join("config.json");
+    let config = serde_json::json!({
+        "hydra": { "serviceIP": "127.0.0.1", "servicePort": 0, "redis": { "url": redis_url } }
+    });
+    std::fs::write(&config_path, config.to_string())?;
+    let mut command = Command::new(&binary);
+    command.arg("--config").arg(&config_path).env_remove("HYDRA_REDIS_URL");
+    let (process, port) = Process::start("router", command, "hydra-router listening on port ")?;
+    Ok(RouterChild {
+        process,
+        port: port.parse()?,
+        binary,
+        _config_dir: dir,
+    })
+}
+
+/// Starts this program again as the echo service (`flag redis_url`) and
+/// waits for its line starting with `ready`; returns the rest of that line.
+pub fn start_echo_child(flag: &str, redis_url: &str) -> BoxResult<(Process, String)> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg(flag).arg(redis_url);
+    let (process, rest) = Process::start("echo", command, "ready")?;
+    Ok((process, rest.trim().to_string()))
+}
+
 /// A directory removed on drop (the router's config file).
 pub struct TempDir(pub PathBuf);
 
