@@ -111,15 +111,8 @@ fn warmup_budget() -> Duration {
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(SERVE_ECHO_FLAG) {
-        return match serve_echo(args.get(2).map(String::as_str).unwrap_or_default()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bench_router echo: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = child_mode(SERVE_ECHO_FLAG, serve_echo) {
+        return code;
     }
     bench::exit_code("bench_router", run())
 }
@@ -150,7 +143,7 @@ fn serve_echo(redis_url: &str) -> BoxResult<()> {
 
 // --- Child processes -----------------------------------------------------------
 
-use support::{Process, RouterChild, start_echo_child, start_router};
+use support::{Process, RouterChild, child_mode, start_echo_child, start_router};
 
 // --- /proc readings -------------------------------------------------------------
 

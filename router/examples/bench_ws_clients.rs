@@ -42,18 +42,16 @@
 mod support;
 
 use std::error::Error;
-use std::io::{self, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hydra::{Config, Hydra};
 use hydra_testkit::RedisServer;
 use hydra_testkit::bench::{self, Table, verdict};
 use serde_json::{Value, json};
-use support::{RouterChild, start_echo_child, start_router};
+use support::{RouterChild, child_mode, serve_message_echo, start_echo_child, start_router};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
@@ -71,39 +69,10 @@ const WAIT: Duration = Duration::from_secs(60);
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(SERVE_ECHO_FLAG) {
-        return match serve_echo(args.get(2).map(String::as_str).unwrap_or_default()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bench_ws_clients echo: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = child_mode(SERVE_ECHO_FLAG, |url| serve_message_echo(url, ECHO_SERVICE)) {
+        return code;
     }
     bench::exit_code("bench_ws_clients", run())
-}
-
-/// The echo service: registers `ws-echo` in `redis_url`, answers every
-/// message with `{"echo": <body>}`, prints `ready`, stops when stdin closes.
-fn serve_echo(redis_url: &str) -> BoxResult<()> {
-    let hydra = Hydra::init(
-        Config::builder()
-            .service_name(ECHO_SERVICE)
-            .service_ip("127.0.0.1")
-            .redis_url(redis_url)
-            .build()?,
-    )?;
-    hydra.register_service()?;
-    hydra.on_message(|h, message| {
-        h.reply(&message, json!({ "echo": message.body }))?;
-        Ok(())
-    })?;
-    println!("ready");
-    io::stdout().flush()?;
-    io::copy(&mut io::stdin(), &mut io::sink())?;
-    hydra.shutdown()?;
-    Ok(())
 }
 
 /// A process's memory and threads, from `/proc/<pid>/status`.

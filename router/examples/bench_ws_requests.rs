@@ -50,7 +50,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::io::{self, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -96,46 +95,17 @@ fn replay_messages() -> usize {
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(SERVE_ECHO_FLAG) {
-        return match serve_echo(args.get(2).map(String::as_str).unwrap_or_default()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bench_ws_requests echo: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = child_mode(SERVE_ECHO_FLAG, |url| serve_message_echo(url, ECHO_SERVICE)) {
+        return code;
     }
     bench::exit_code("bench_ws_requests", run())
 }
 
 // --- The echo (child mode) ---------------------------------------------------
 
-/// The echo service: registers `ws-echo` in `redis_url`, answers every
-/// message with `{"echo": <body>}`, prints `ready`, stops when stdin closes.
-fn serve_echo(redis_url: &str) -> BoxResult<()> {
-    let hydra = Hydra::init(
-        Config::builder()
-            .service_name(ECHO_SERVICE)
-            .service_ip("127.0.0.1")
-            .redis_url(redis_url)
-            .build()?,
-    )?;
-    hydra.register_service()?;
-    hydra.on_message(|h, message| {
-        h.reply(&message, json!({ "echo": message.body }))?;
-        Ok(())
-    })?;
-    println!("ready");
-    io::stdout().flush()?;
-    io::copy(&mut io::stdin(), &mut io::sink())?;
-    hydra.shutdown()?;
-    Ok(())
-}
-
 // --- Child processes -----------------------------------------------------------
 
-use support::{RouterChild, start_echo_child, start_router};
+use support::{RouterChild, child_mode, serve_message_echo, start_echo_child, start_router};
 
 /// `VmRSS` (kB) and thread count of a process.
 fn memory(pid: u32) -> (u64, u64) {

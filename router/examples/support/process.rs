@@ -4,9 +4,10 @@
 //! by each benchmark with `#[path = "support/process.rs"] mod support;`.
 
 use std::error::Error;
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -188,6 +189,47 @@ pub fn start_echo_child(flag: &str, redis_url: &str) -> BoxResult<(Process, Stri
     command.arg(flag).arg(redis_url);
     let (process, rest) = Process::start("echo", command, "ready")?;
     Ok((process, rest.trim().to_string()))
+}
+
+/// A benchmark's `main`, first step: when this program was started as its
+/// own child (`<flag> <redis_url>`, see [`start_echo_child`]), runs `serve`
+/// with the Redis URL and returns the exit code; `None` otherwise.
+pub fn child_mode(flag: &str, serve: impl FnOnce(&str) -> BoxResult<()>) -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(flag) {
+        return None;
+    }
+    Some(match serve(args.get(2).map(String::as_str).unwrap_or_default()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{} echo: {e}", program_name());
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// The message echo of the WebSocket benchmarks: registers `service` in
+/// `redis_url`, answers every message with `{"echo": <body>}`, prints
+/// `ready`, and stops when stdin closes.
+#[allow(dead_code)] // bench_router's echo serves HTTP instead
+pub fn serve_message_echo(redis_url: &str, service: &str) -> BoxResult<()> {
+    let hydra = hydra::Hydra::init(
+        hydra::Config::builder()
+            .service_name(service)
+            .service_ip("127.0.0.1")
+            .redis_url(redis_url)
+            .build()?,
+    )?;
+    hydra.register_service()?;
+    hydra.on_message(|h, message| {
+        h.reply(&message, serde_json::json!({ "echo": message.body }))?;
+        Ok(())
+    })?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    hydra.shutdown()?;
+    Ok(())
 }
 
 /// A directory removed on drop (the router's config file).
