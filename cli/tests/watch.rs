@@ -196,7 +196,12 @@ fn watch_in_a_terminal_shows_services_coming_and_going_late_and_exits_on_ctrl_c(
     tmux.run(&["send-keys", "-t", "watch", "C-c"]);
     let dead = eventually(SCREEN_DEADLINE, || tmux.format("#{pane_dead}") == "1");
     assert!(dead, "watch did not exit on Ctrl-C:\n{}", tmux.screen());
-    assert_eq!(tmux.format("#{pane_dead_status}"), "0", "exit status after Ctrl-C");
+    assert_eq!(
+        tmux.format("#{pane_dead_status}"),
+        "0",
+        "exit status after Ctrl-C (killed by signal {:?})",
+        tmux.format("#{pane_dead_signal}")
+    );
     assert_eq!(tmux.format("#{alternate_on}"), "0", "the alternate screen was left");
     let after = tmux.screen();
     assert!(

@@ -113,6 +113,20 @@ pub fn watch(ctx: &Context, interval: Duration) -> CliResult<Report> {
     let _ = out.flush();
     // Everything was printed as it came: end here rather than hand `main` a
     // report to print after the last frame. Status 0: Ctrl-C is how watch ends.
+    exit_once()
+}
+
+/// Ends the process with status 0, once. The main thread and the signal
+/// thread's stuck-write deadline can both get here (on a loaded machine the
+/// main thread may take longer than the deadline to notice Ctrl-C), and
+/// libc's `exit` must not run on two threads at once: the second one parks.
+fn exit_once() -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
     std::process::exit(0)
 }
 
@@ -129,7 +143,7 @@ fn handle_signals(stop: Arc<AtomicBool>) -> CliResult<()> {
             if signals.forever().next().is_some() {
                 stop.store(true, Ordering::SeqCst);
                 std::thread::sleep(STUCK_EXIT_AFTER);
-                std::process::exit(0);
+                exit_once();
             }
         })
         .map_err(|e| CliError::failed(format!("cannot handle Ctrl-C: {e}"), ""))?;
