@@ -196,6 +196,11 @@ fn watch_in_a_terminal_shows_services_coming_and_going_late_and_exits_on_ctrl_c(
     tmux.run(&["send-keys", "-t", "watch", "C-c"]);
     let dead = eventually(SCREEN_DEADLINE, || tmux.format("#{pane_dead}") == "1");
     assert!(dead, "watch did not exit on Ctrl-C:\n{}", tmux.screen());
+    // tmux marks the pane dead when the terminal closes, and fills in the exit
+    // status when it has reaped the process, a moment later.
+    eventually(SCREEN_DEADLINE, || {
+        !tmux.format("#{pane_dead_status}").is_empty() || !tmux.format("#{pane_dead_signal}").is_empty()
+    });
     assert_eq!(
         tmux.format("#{pane_dead_status}"),
         "0",
