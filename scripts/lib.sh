@@ -78,7 +78,7 @@ ensure_tmux() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt_install tmux
     else
-        echo "error: tmux missing: the watch test (cargo test -p hydra-cli --test watch) will fail;" \
+        echo "error: tmux missing: the watch test (cargo test -p hydra-redis-cli --test watch) will fail;" \
             "install it (e.g. 'sudo apt-get install tmux'), or set HYDRA_NO_TMUX=1 to skip it" >&2
     fi
 }

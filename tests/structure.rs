@@ -393,7 +393,7 @@ fn idle_service_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--quiet", "-p", "hydra-rs", "--example", "idle_service"])
+        .args(["build", "--quiet", "-p", "hydra-redis", "--example", "idle_service"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if !cfg!(debug_assertions) {
         build.arg("--release");

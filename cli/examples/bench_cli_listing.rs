@@ -24,8 +24,8 @@
 //! services, entries, live and stale instances are checked).
 //!
 //! ```text
-//! cargo build --release -p hydra-cli
-//! cargo run --release -p hydra-cli --example bench_cli_listing
+//! cargo build --release -p hydra-redis-cli
+//! cargo run --release -p hydra-redis-cli --example bench_cli_listing
 //! ```
 //!
 //! `HYDRA_BENCH_SMOKE=1`: 50 services, 500 entries, 3 runs each.
@@ -65,8 +65,8 @@ fn cli_binary() -> BoxResult<PathBuf> {
         .ok_or("cannot tell the target directory from this program's path")?;
     if !binary.is_file() {
         return Err(format!(
-            "{} is missing: build it first with `cargo build --release -p hydra-cli` \
-             (`cargo build -p hydra-cli` for a debug run)",
+            "{} is missing: build it first with `cargo build --release -p hydra-redis-cli` \
+             (`cargo build -p hydra-redis-cli` for a debug run)",
             binary.display()
         )
         .into());

@@ -311,7 +311,7 @@ fn build(root: &Path, profile_dir: &Path) -> BoxResult<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
     for args in [
         &["build", "--quiet", "-p", "hydra-ffi"][..],
-        &["build", "--quiet", "-p", "hydra-rs", "--example", "echo"][..],
+        &["build", "--quiet", "-p", "hydra-redis", "--example", "echo"][..],
     ] {
         let mut command = Command::new(&cargo);
         command.args(args).current_dir(root);

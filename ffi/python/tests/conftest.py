@@ -208,7 +208,7 @@ def _echo_binary() -> str:
     explicit = os.environ.get("HYDRA_RS_ECHO")
     if explicit:
         return explicit
-    _cargo_build("-p", "hydra-rs", "--example", "echo")
+    _cargo_build("-p", "hydra-redis", "--example", "echo")
     return str(_cargo_target_dir() / "debug" / "examples" / "echo")
 
 

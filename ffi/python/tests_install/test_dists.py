@@ -1,8 +1,9 @@
-"""What `python -m build ffi/python` made, and the package installed from its
-wheel (run by tests_install/run.sh in the venv the wheel is installed in):
-the wheel is platform-specific and carries the library and py.typed, the sdist
-carries the Rust workspace, mypy reads the package's types, and the builds left
-nothing in the source tree."""
+"""What `python -m build ffi/python` and `auditwheel repair` made, and the
+package installed from the manylinux wheel (run by tests_install/run.sh in the
+venv that wheel is installed in): the wheels are platform-specific and carry
+the library and py.typed, the manylinux tag is one this machine's glibc
+satisfies, the sdist carries the Rust workspace, mypy reads the package's
+types, and the builds left nothing in the source tree."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from typing import Iterator, List
 import pytest
 
 DIST = Path(os.environ.get("HYDRA_RS_DIST_DIR", "/nonexistent"))
+WHEELHOUSE = Path(os.environ.get("HYDRA_RS_WHEELHOUSE", "/nonexistent"))
 SOURCE = Path(os.environ.get("HYDRA_RS_SOURCE_ROOT", Path(__file__).resolve().parents[3]))
 PYTHON_PROJECT = SOURCE / "ffi" / "python"
 
 
-def _one(pattern: str) -> Path:
-    found = sorted(DIST.glob(pattern))
-    assert len(found) == 1, f"expected one {pattern} in {DIST}, found {[p.name for p in found]}"
+def _one(pattern: str, directory: Path = DIST) -> Path:
+    found = sorted(directory.glob(pattern))
+    assert len(found) == 1, f"expected one {pattern} in {directory}, found {[p.name for p in found]}"
     return found[0]
 
 
@@ -40,12 +42,46 @@ def test_the_wheel_is_tagged_for_this_platform_and_any_python3():
     assert "Root-Is-Purelib: false" in wheel_info
 
 
-def test_the_wheel_carries_the_library_and_type_hints():
-    with zipfile.ZipFile(_one("*.whl")) as archive:
+def test_the_manylinux_wheel_is_tagged_for_a_glibc_this_machine_has():
+    wheel = _one("*.whl", WHEELHOUSE)
+    name, version, python, abi, platforms = wheel.stem.split("-")
+    assert (name, python, abi) == ("hydra_rs", "py3", "none"), wheel.name
+    machine = sysconfig.get_platform().split("-", 1)[1].replace("-", "_")
+    glibc = tuple(int(part) for part in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split(".")[:2])
+    for platform in platforms.split("."):
+        # manylinux_2_34_x86_64, or a legacy alias such as manylinux2014_x86_64.
+        assert platform.startswith("manylinux") and platform.endswith("_" + machine), wheel.name
+        if platform.startswith("manylinux_"):
+            major, minor = platform.split("_")[1:3]
+            assert (int(major), int(minor)) <= glibc, f"{wheel.name} needs a newer glibc than {glibc}"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    # Nothing grafted: the library needs only libc and libgcc_s, which every manylinux system has.
+    assert not [n for n in names if n.startswith("hydra_rs.libs/")], sorted(names)
+    assert "hydra_rs/libhydra_ffi.so" in names
+
+
+def test_the_installed_package_came_from_the_manylinux_wheel():
+    import importlib.metadata
+
+    wheel_file = importlib.metadata.distribution("hydra-rs").read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines() if line.startswith("Tag:")]
+    assert tags and all("-manylinux" in tag for tag in tags), wheel_file
+
+
+@pytest.mark.parametrize("directory", [DIST, WHEELHOUSE], ids=["wheel", "manylinux-wheel"])
+def test_the_wheel_carries_the_library_and_type_hints(directory: Path):
+    wheel = _one("*.whl", directory)
+    version = wheel.name.split("-")[1]
+    with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         library = archive.getinfo("hydra_rs/libhydra_ffi.so")
         assert library.external_attr >> 16 & 0o111, "the library is executable"
+        licence = archive.read(f"hydra_rs-{version}.dist-info/licenses/LICENSE").decode()
+        metadata = archive.read(f"hydra_rs-{version}.dist-info/METADATA").decode()
     assert {"hydra_rs/__init__.py", "hydra_rs/_native.py", "hydra_rs/py.typed"} <= names
+    # PEP 639: the licence as an SPDX expression, and its text inside the wheel.
+    assert licence.startswith("MIT License") and "License-Expression: MIT" in metadata.splitlines()
     assert not [n for n in names if n.startswith("hydra_rs/") and n.endswith(".so") and n != library.filename]
 
 
@@ -100,6 +136,7 @@ def test_the_sdist_carries_the_rust_workspace():
     needed = {
         "pyproject.toml",
         "setup.py",
+        "LICENSE",
         "hydra_rs/py.typed",
         "rust/Cargo.toml",
         "rust/Cargo.lock",
