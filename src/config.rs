@@ -291,6 +291,7 @@ pub struct Config {
     pub(crate) messaging: Tuning,
     pub(crate) signing: Option<Signing>,
     pub(crate) stored_config_label: Option<String>,
+    pub(crate) instance_id: Option<String>,
     pub(crate) document: Map<String, Value>,
 }
 
@@ -377,6 +378,12 @@ impl Config {
     pub fn stored_config_label(&self) -> Option<&str> {
         self.stored_config_label.as_deref()
     }
+
+    /// The instance ID set with [`ConfigBuilder::instance_id`]; `None` means
+    /// `Hydra::init` makes a random one, as Node does.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.instance_id.as_deref()
+    }
 }
 
 /// Shows every setting but masks the Redis password (the document, which may
@@ -397,6 +404,7 @@ impl std::fmt::Debug for Config {
             .field("presence_cache_ttl", &self.presence_cache_ttl)
             .field("signing", &self.signing)
             .field("stored_config_label", &self.stored_config_label)
+            .field("instance_id", &self.instance_id)
             .finish_non_exhaustive()
     }
 }
@@ -445,6 +453,7 @@ impl std::fmt::Debug for Config {
 pub struct ConfigBuilder {
     document: Map<String, Value>,
     stored_config_label: Option<String>,
+    instance_id: Option<String>,
 }
 
 /// hydra-rs's own keys in the `hydra` branch (Node ignores them); they carry
@@ -476,6 +485,7 @@ impl Default for ConfigBuilder {
         ConfigBuilder {
             document,
             stored_config_label: None,
+            instance_id: None,
         }
     }
 }
@@ -664,6 +674,33 @@ impl ConfigBuilder {
         self.set("acceptUnsignedMessages", accept)
     }
 
+    /// The instance ID to register under, instead of a random one (Node always
+    /// makes a random uuid, and has no such setting; so no config file or
+    /// variable sets it here either).
+    ///
+    /// For a short-lived tool that registers again on every run: Node services
+    /// cache a service's instance list for 3 s and send replies only to an
+    /// instance on it, so an instance that comes back under the ID it had a
+    /// moment ago is answered at once, where a new ID would wait out the cache.
+    /// Two live instances must never share an ID: they would share one channel
+    /// and one presence key. 1–64 characters from `A–Z a–z 0–9 _` (no `-`: in a
+    /// route `id-sub@svc:/` it starts Node's sub-ID).
+    ///
+    /// ```
+    /// # fn main() -> hydra::Result<()> {
+    /// let config = hydra::Config::builder()
+    ///     .service_name("nightly-report")
+    ///     .instance_id("nightly_report_on_build_host")
+    ///     .build()?;
+    /// assert_eq!(config.instance_id(), Some("nightly_report_on_build_host"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn instance_id(mut self, id: &str) -> ConfigBuilder {
+        self.instance_id = Some(id.to_string());
+        self
+    }
+
     /// Applies `HYDRA_REDIS_URL`, `HYDRA_SIGNATURE_SECRET` and `HYDRA_SERVICE`
     /// from the process environment; Node's two win over the file, as in Node.
     pub fn apply_env(self) -> Result<ConfigBuilder> {
@@ -711,6 +748,9 @@ impl ConfigBuilder {
             _ => Map::new(),
         };
         let service_name = validate_service_name(&string_field(&hydra, "serviceName")?)?;
+        if let Some(id) = &self.instance_id {
+            validate_instance_id(id)?;
+        }
         let service_port = parse_port_spec(hydra.get("servicePort"))?;
         let service_ip = string_field(&hydra, "serviceIP")?;
         if service_ip.chars().any(char::is_whitespace) {
@@ -772,6 +812,7 @@ impl ConfigBuilder {
             messaging: tuning,
             signing: Signing::from_settings(&hydra)?,
             stored_config_label: self.stored_config_label,
+            instance_id: self.instance_id,
             document: self.document,
         })
     }
@@ -780,6 +821,7 @@ impl ConfigBuilder {
     /// keeping the Redis settings this builder used to reach it, as Node does.
     pub(crate) fn with_stored_document(&self, stored: Value, redis_branch: Option<Value>) -> Result<ConfigBuilder> {
         let mut builder = ConfigBuilder::from_value(stored)?;
+        builder.instance_id = self.instance_id.clone();
         if let Some(redis) = redis_branch {
             builder.hydra().insert("redis".into(), redis);
         }
@@ -808,6 +850,7 @@ impl Config {
         ConfigBuilder {
             document: self.document.clone(),
             stored_config_label: None,
+            instance_id: self.instance_id.clone(),
         }
     }
 }
@@ -844,6 +887,20 @@ pub(crate) fn validate_service_name(raw: &str) -> Result<String> {
         return bad("must not start with \"http\" (Node's route parser mangles such names)");
     }
     Ok(name)
+}
+
+/// An instance ID goes into keys, channel names and routes (`id@svc:/`):
+/// nothing that would change their meaning (`-` starts a route's sub-ID), and
+/// no glob characters.
+fn validate_instance_id(id: &str) -> Result<()> {
+    let bad = |reason: &str| Err(Error::invalid_config("instanceID", format!("{reason} (got {id:?})")));
+    if id.is_empty() || id.len() > 64 {
+        return bad("must be 1 to 64 characters");
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        return bad(&format!("may hold only A-Z, a-z, 0-9 and '_', not {c:?}"));
+    }
+    Ok(())
 }
 
 fn string_field(hydra: &Map<String, Value>, key: &str) -> Result<String> {
@@ -1292,5 +1349,25 @@ mod tests {
         );
         assert_eq!(field_of(ConfigBuilder::from_json("nope").unwrap_err()), "hydra");
         assert_eq!(field_of(ConfigBuilder::from_json("[]").unwrap_err()), "hydra");
+    }
+
+    #[test]
+    fn an_instance_id_is_checked_and_kept() {
+        let with = |id: &str| Config::builder().service_name("svc").instance_id(id).build();
+        assert_eq!(with("cli_Host_1").unwrap().instance_id(), Some("cli_Host_1"));
+        assert_eq!(Config::new("svc").unwrap().instance_id(), None, "random unless set");
+        for bad in ["", "a-b", "a:b", "a@b", "a b", "a*", "é", &"x".repeat(65)] {
+            let error = with(bad).unwrap_err();
+            assert_eq!(field_of(error), "instanceID", "{bad:?}");
+        }
+        // A config rebuilt from a stored document keeps it.
+        let config = with("stable").unwrap();
+        let rebuilt = config
+            .to_builder()
+            .with_stored_document(json!({"hydra": {"serviceName": "other"}}), None)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(rebuilt.instance_id(), Some("stable"));
     }
 }

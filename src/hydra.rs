@@ -138,7 +138,10 @@ impl Hydra {
             max_queued_bytes: config.messaging.max_queued_message_bytes,
             max_message_bytes: config.messaging.max_message_bytes,
         };
-        let instance_id = uuid::Uuid::new_v4().simple().to_string();
+        let instance_id = match &config.instance_id {
+            Some(id) => id.clone(),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         let identity = Identity {
             instance_id: instance_id.clone(),
             service_name: config.service_name.clone(),

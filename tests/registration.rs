@@ -614,3 +614,32 @@ fn init_checks_the_redis_version_and_tolerates_a_user_without_info() {
     hydra.register_service().unwrap();
     hydra.shutdown().unwrap();
 }
+
+#[test]
+fn an_instance_registers_and_is_messaged_under_a_chosen_id() {
+    let server = RedisServer::start();
+    let config = builder(&server, "tool").instance_id("tool_on_host_1").build().unwrap();
+    let first = Hydra::init(config.clone()).unwrap();
+    assert_eq!(first.get_instance_id(), "tool_on_host_1");
+    first.register_service().unwrap();
+    let mut conn = raw(&server);
+    let presence: String = conn.get("hydra:service:tool:tool_on_host_1:presence").unwrap();
+    assert_eq!(presence, "tool_on_host_1");
+    assert!(
+        conn.hexists::<_, _, bool>("hydra:service:nodes", "tool_on_host_1")
+            .unwrap()
+    );
+    first.shutdown().unwrap();
+
+    // Back under the same ID: a message addressed to that instance reaches it.
+    let again = Hydra::init(config).unwrap();
+    again.register_service().unwrap();
+    let inbox = common::collect(&again);
+    let sender = register(&server, "sender");
+    let message = sender.create_umf_message("tool_on_host_1@tool:/", serde_json::json!({"n": 1}));
+    sender.send_message(&message).unwrap();
+    let got = inbox
+        .recv_timeout(Duration::from_secs(5))
+        .expect("delivered to the chosen ID");
+    assert_eq!(got.body["n"], 1);
+}

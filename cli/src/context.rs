@@ -89,25 +89,33 @@ impl Context {
         if let Some(hydra) = self.hydra.get() {
             return Ok(hydra);
         }
-        let hydra = self.connect()?;
+        let hydra = self.connect(None)?;
         Ok(self.hydra.get_or_init(|| hydra))
     }
 
-    fn connect(&self) -> CliResult<Hydra> {
+    /// A second handle of its own, under the given instance ID (random when
+    /// `None`): for a command that registers (`request`).
+    pub fn connect_as(&self, instance_id: Option<&str>) -> CliResult<Hydra> {
+        self.connect(instance_id)
+    }
+
+    fn connect(&self, instance_id: Option<&str>) -> CliResult<Hydra> {
         let (url, source) = self.redis_url()?;
-        let config = Config::builder()
+        let mut builder = Config::builder()
             .service_name("hydra-cli")
             .service_type("non")
             .service_description("hydra-cli")
             .redis_url(&url)
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| {
-                CliError::usage(
-                    format!("the Redis URL from {source} is not usable: {e}"),
-                    "write it as redis://[user:password@]host[:port][/db]",
-                )
-            })?;
+            .connect_timeout(self.connect_timeout);
+        if let Some(id) = instance_id {
+            builder = builder.instance_id(id);
+        }
+        let config = builder.build().map_err(|e| {
+            CliError::usage(
+                format!("the Redis URL from {source} is not usable: {e}"),
+                "write it as redis://[user:password@]host[:port][/db]",
+            )
+        })?;
         let shown = config.redis().display_url().to_string();
         Hydra::init(config).map_err(|e| match e.code() {
             hydra::ErrorCode::InvalidConfig => CliError::connection(

@@ -403,6 +403,30 @@ fn request_prints_the_reply_of_a_rust_and_a_node_service() {
     .json();
     assert_eq!(reply["body"], json!({"echo": {"from": "cli"}}));
     assert_eq!(reply["rmid"], reply["mid"]);
+    // Straight away again, twice: the Node service still has hydra-cli's
+    // instance list of the first call in its 3-s cache, and answers because
+    // the CLI comes back under the same instance ID.
+    for n in 1..=2 {
+        let again = run(
+            &home,
+            Some(&url),
+            &[
+                "request",
+                "node-echo:/",
+                &format!(r#"{{"again": {n}}}"#),
+                "--json",
+                "--timeout",
+                "2s",
+            ],
+        )
+        .ok()
+        .json();
+        assert_eq!(again["body"], json!({"echo": {"again": n}}));
+        assert_eq!(
+            again["reply"]["to"], reply["reply"]["to"],
+            "the same CLI instance ID each run"
+        );
+    }
 
     // The CLI's own instance is gone afterwards (it is never left in `nodes`).
     let nodes: Vec<String> = redis::Commands::hkeys(&mut services::raw(&redis), "hydra:service:nodes").unwrap();
@@ -489,4 +513,50 @@ fn ctrl_c_during_a_request_removes_the_clis_instance() {
         .query(&mut conn)
         .unwrap();
     assert!(presence.is_empty(), "{presence:?}");
+}
+
+#[test]
+fn a_request_beside_another_running_one_registers_under_an_id_of_its_own() {
+    let redis = RedisServer::start();
+    let url = url(&redis);
+    let home = Home::new();
+    let _silent = rust_service(&redis, "silent");
+    let _rust = rust_echo(&redis, "rust-echo");
+    let first = run(&home, Some(&url), &["request", "rust-echo:/", "{}", "--json"])
+        .ok()
+        .json();
+    let stable_route = first["reply"]["to"].as_str().unwrap().to_string();
+    let stable_id = stable_route.split('@').next().unwrap().to_string();
+    assert_eq!(stable_id.len(), 32, "Node's instance ID form: {stable_route}");
+
+    // A long request holds the usual ID...
+    let mut waiting = common::command(
+        &home,
+        &["--redis", &url, "request", "silent:/", "{}", "--timeout", "30s"],
+    )
+    .spawn()
+    .expect("start hydra-cli");
+    let presence_key = format!("hydra:service:hydra-cli:{stable_id}:presence");
+    let mut conn = services::raw(&redis);
+    let held = services::until(WAIT, || {
+        redis::Commands::exists::<_, bool>(&mut conn, &presence_key)
+            .unwrap()
+            .then_some(())
+    });
+    // ...so one beside it takes another and is answered there.
+    let beside = held.map(|()| run(&home, Some(&url), &["request", "rust-echo:/", "{}", "--json"]));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &waiting.id().to_string()])
+        .status();
+    let _ = services::until(WAIT, || waiting.try_wait().ok().flatten());
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+    assert!(held.is_some(), "the waiting request never registered under {stable_id}");
+    let beside = beside.unwrap().ok().json();
+    assert_eq!(beside["body"]["echo"], json!({}));
+    let beside_route = beside["reply"]["to"].as_str().unwrap();
+    assert!(
+        beside_route.ends_with("@hydra-cli:/") && beside_route != stable_route,
+        "{beside_route}"
+    );
 }

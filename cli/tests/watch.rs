@@ -207,7 +207,11 @@ fn watch_in_a_terminal_shows_services_coming_and_going_late_and_exits_on_ctrl_c(
         status.ends_with('\n')
     });
     assert!(exited, "watch did not exit on Ctrl-C:\n{}", tmux.screen());
-    assert_eq!(status.trim(), "0", "exit status after Ctrl-C (128 + n: killed by signal n)");
+    assert_eq!(
+        status.trim(),
+        "0",
+        "exit status after Ctrl-C (128 + n: killed by signal n)"
+    );
     let dead = eventually(SCREEN_DEADLINE, || tmux.format("#{pane_dead}") == "1");
     assert!(dead, "the pane's shell did not exit:\n{}", tmux.screen());
     assert_eq!(tmux.format("#{alternate_on}"), "0", "the alternate screen was left");

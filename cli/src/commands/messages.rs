@@ -176,7 +176,9 @@ pub fn rest(ctx: &Context, route: &str, payload: Option<&Path>) -> CliResult<Rep
 ///
 /// Replies come to an instance's channel, so for the length of the call the
 /// CLI registers as the `hydra-cli` service (type `non`, as Node's CLI
-/// initialises) and removes its instance again at the end.
+/// initialises) and removes its instance again at the end. It registers under
+/// [`cli_instance_id`], unless another `request` of this user on this host
+/// holds that ID right now (then under a random one).
 pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliResult<Report> {
     let body: Value = serde_json::from_str(body).map_err(|e| {
         CliError::usage(
@@ -197,8 +199,15 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
         )
     })?;
     let service = route.service_name.to_lowercase();
-    let hydra = ctx.hydra()?;
-    live_instances(hydra, &service)?;
+    let lookup = ctx.hydra()?;
+    live_instances(lookup, &service)?;
+    let stable_id = cli_instance_id();
+    let stable_id_in_use = lookup
+        .get_service_presence(CLI_SERVICE)
+        .map_err(|e| CliError::from_hydra("reading hydra-cli's own presence", e))?
+        .iter()
+        .any(|instance| instance.instance_id == stable_id);
+    let hydra = &ctx.connect_as((!stable_id_in_use).then_some(stable_id.as_str()))?;
     // Ctrl-C while registered must not leave the CLI's instance behind:
     // watch from before it exists.
     let interrupts = Interrupts::watch(hydra);
@@ -226,8 +235,13 @@ pub fn request(ctx: &Context, to: &str, body: &str, timeout: Duration) -> CliRes
         ErrorCode::Timeout => CliError::failed(
             format!("no reply from {service} within {}", humantime::format_duration(timeout)),
             format!(
-                "does it answer messages? `hydra-cli nodes {service}` shows its instances; a longer --timeout may help; \
-                 a Node service caches presence for 3 s, so right after another `hydra-cli request` wait 3 s and retry"
+                "does it answer messages? `hydra-cli nodes {service}` shows its instances; a longer --timeout may help{}",
+                if stable_id_in_use {
+                    "; another `hydra-cli request` of yours was running, so this one registered under a new ID, \
+                     which a Node service learns only after its 3-s presence cache: retry in 3 s"
+                } else {
+                    ""
+                }
             ),
         ),
         _ => message_error("sending the request", &service, e),
@@ -420,6 +434,25 @@ fn read_json(file: &Path) -> CliResult<Value> {
 }
 
 /// The live instances of `service`; none is an error (exit 1).
+/// The service name the CLI registers under, as Node's hydra-cli does.
+const CLI_SERVICE: &str = "hydra-cli";
+
+/// The instance ID `request` registers under: the same on every run by this
+/// user on this host (a name-based uuid in Node's 32-hex form). A Node service
+/// keeps a service's instance list for 3 s and replies only to an instance on
+/// it; with a new ID per run, a second `request` within 3 s of the first went
+/// unanswered, as the service still had the list naming the first run's ID.
+pub(crate) fn cli_instance_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default();
+    let name = format!("hydra-cli://{user}@{host}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes())
+        .simple()
+        .to_string()
+}
+
 fn live_instances(hydra: &Hydra, service: &str) -> CliResult<Vec<hydra::Instance>> {
     let live = hydra
         .get_service_presence(service)
