@@ -38,10 +38,29 @@ fn workspace() -> PathBuf {
 
 /// A fresh directory under cargo's per-test-target temporary directory.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install").join(name);
+    let dir = process_scratch().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// `target/tmp/install/<pid>`: this test process's own (cargo-nextest runs
+/// each test in a process of its own, several at once, and two `make
+/// install`s into one prefix overwrite each other's files under the other's
+/// readers). Directories of processes that no longer run are removed first.
+fn process_scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install");
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.parse::<u32>().ok());
+            if pid.is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        root.join(std::process::id().to_string())
+    })
 }
 
 /// True when the `CI` environment variable says this is a CI run.
@@ -415,6 +434,11 @@ fn the_go_example_talks_to_rust_and_node() {
         // Caches of its own under target/: no dependence on $HOME.
         .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
         .env("GOPATH", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-path"))
+        // Go 1.19 reuses a cached cgo package whose link flags name the prefix
+        // of an earlier build (now deleted) even when pkg-config now names
+        // another ("cannot find -lhydra"); with the prefix in CGO_LDFLAGS it is
+        // part of the cache key. Each test process installs into its own prefix.
+        .env("CGO_LDFLAGS", format!("-L{}", prefix.join("lib").display()))
         .env("CGO_ENABLED", "1"));
 
     let echo = RustEcho::start();
