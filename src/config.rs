@@ -162,6 +162,18 @@ impl RedisConfig {
         }
     }
 
+    /// With Sentinel: TLS to the data nodes (`data`) and to the sentinels.
+    pub(crate) fn with_sentinel_tls(mut self, data: Option<RedisTls>, sentinels: Option<RedisTls>) -> RedisConfig {
+        if let Some(settings) = &mut self.sentinel {
+            settings.tls = sentinels;
+            if data.is_some() {
+                self.display = self.display.replacen(sentinel::URL_SCHEME, "rediss+sentinel://", 1);
+            }
+            self.tls = data;
+        }
+        self
+    }
+
     /// With Sentinel, the sentinels and the master's name.
     pub(crate) fn sentinel(&self) -> Option<&SentinelSettings> {
         self.sentinel.as_ref()
@@ -580,13 +592,16 @@ impl ConfigBuilder {
     }
 
     /// `redis.url`, replacing the other Redis settings (host, port, db,
-    /// password) but keeping `redis.tls`, so that a URL from the environment
-    /// (`HYDRA_REDIS_URL`) still uses the CA and certificates of the file.
+    /// password) but keeping `redis.tls` and `redis.sentinelTLS`, so that a
+    /// URL from the environment (`HYDRA_REDIS_URL`) still uses the CA and
+    /// certificates of the file.
     pub fn redis_url(mut self, url: &str) -> ConfigBuilder {
         let mut redis = Map::new();
         redis.insert("url".into(), url.into());
-        if let Some(tls) = self.hydra().get("redis").and_then(|r| r.get("tls")).cloned() {
-            redis.insert("tls".into(), tls);
+        for key in ["tls", "sentinelTLS"] {
+            if let Some(tls) = self.hydra().get("redis").and_then(|r| r.get(key)).cloned() {
+                redis.insert(key.into(), tls);
+            }
         }
         self.hydra().insert("redis".into(), Value::Object(redis));
         self
@@ -973,18 +988,6 @@ pub(crate) fn parse_port_spec(value: Option<&Value>) -> Result<PortSpec> {
     Ok(PortSpec::Ranges(ranges))
 }
 
-/// TLS to sentinel-named masters is not built yet: refuse the combination
-/// rather than fall back to plain text when TLS was asked for.
-fn refuse_tls_with_sentinels(map: &Map<String, Value>) -> Result<()> {
-    if map.get("tls").is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
-        return Err(Error::invalid_config(
-            "redis.tls",
-            "TLS together with sentinels is not supported yet (use one or the other)",
-        ));
-    }
-    Ok(())
-}
-
 fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
     let map = match value {
         None | Some(Value::Null) => return RedisConfig::from_url(DEFAULT_REDIS_URL),
@@ -997,8 +1000,7 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
         }
     };
     if map.get("sentinels").is_some_and(|v| !v.is_null()) {
-        refuse_tls_with_sentinels(map)?;
-        return sentinel::config_from_object(map);
+        return sentinel::with_tls(sentinel::config_from_object(map)?, map);
     }
     let text = |key: &str| -> Result<Option<String>> {
         match map.get(key) {
@@ -1014,8 +1016,7 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
     // Node merges {db: 0} <- URL parts <- explicit keys (spec §13).
     let url = text("url")?;
     if let Some(url) = url.as_deref().filter(|u| u.starts_with(sentinel::URL_SCHEME)) {
-        refuse_tls_with_sentinels(map)?;
-        return sentinel::config_from_url(url);
+        return sentinel::with_tls(sentinel::config_from_url(url)?, map);
     }
     let (base, tls_scheme) = match url {
         Some(url) => {
@@ -1071,7 +1072,7 @@ fn parse_redis(value: Option<&Value>) -> Result<RedisConfig> {
                 "is false, but redis.url asks for TLS (rediss://)",
             ));
         }
-        Some(setting) => RedisTls::from_setting(setting, &host)?,
+        Some(setting) => RedisTls::from_setting("redis.tls", setting, Some(&host))?,
         None if tls_scheme => Some(RedisTls::system_roots()?),
         None => None,
     };

@@ -38,11 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
+use redis::{Connection, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
 use serde_json::{Map, Value};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
+use crate::tls::{self, RedisTls};
 
 /// Port of a sentinel when none is given (Redis's default for `redis-sentinel`).
 pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
@@ -51,12 +52,15 @@ pub(crate) const URL_SCHEME: &str = "redis+sentinel://";
 
 /// Where the sentinels are, which master to ask them for, and how to log in
 /// to them (the data nodes' login is in the [`RedisConfig`]'s settings).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct SentinelSettings {
     pub sentinels: Vec<(String, u16)>,
     pub master_name: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS to the sentinels (`redis.sentinelTLS`); the data nodes' is the
+    /// [`RedisConfig`]'s.
+    pub tls: Option<RedisTls>,
 }
 
 impl SentinelSettings {
@@ -74,6 +78,7 @@ impl std::fmt::Debug for SentinelSettings {
             .field("master_name", &self.master_name)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -153,6 +158,7 @@ pub(crate) fn config_from_url(url: &str) -> Result<RedisConfig> {
         master_name,
         username: sentinel_username,
         password: sentinel_password,
+        tls: None,
     };
     Ok(RedisConfig::from_sentinel(settings, db, username, password))
 }
@@ -235,6 +241,7 @@ pub(crate) fn config_from_object(map: &Map<String, Value>) -> Result<RedisConfig
         master_name,
         username: text("sentinelUsername")?,
         password: text("sentinelPassword")?,
+        tls: None,
     };
     Ok(RedisConfig::from_sentinel(
         settings,
@@ -242,6 +249,48 @@ pub(crate) fn config_from_object(map: &Map<String, Value>) -> Result<RedisConfig
         text("username")?,
         text("password")?,
     ))
+}
+
+/// `tls` and `sentinelTLS` beside the sentinels, as ioredis names them: TLS to
+/// the data nodes the sentinels name, and to the sentinels themselves (each
+/// certificate checked against the address connected to, so no `servername`).
+///
+/// ioredis uses `tls` for the data nodes only with `enableTLSForSentinelMode:
+/// true` — without it, it connects to them in plain text although `tls` is
+/// set. Here `tls` alone means TLS; `enableTLSForSentinelMode: false` beside
+/// it is refused as a contradiction rather than obeyed or ignored.
+pub(crate) fn with_tls(config: RedisConfig, map: &Map<String, Value>) -> Result<RedisConfig> {
+    let read = |field: &'static str, key: &str| -> Result<Option<RedisTls>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(value) => RedisTls::from_setting(field, value, None),
+        }
+    };
+    let data = read("redis.tls", "tls")?;
+    let sentinels = read("redis.sentinelTLS", "sentinelTLS")?;
+    let field = "redis.enableTLSForSentinelMode";
+    match (map.get("enableTLSForSentinelMode"), data.is_some()) {
+        (None | Some(Value::Null), _) | (Some(Value::Bool(true)), true) | (Some(Value::Bool(false)), false) => {}
+        (Some(Value::Bool(true)), false) => {
+            return Err(Error::invalid_config(
+                field,
+                "needs redis.tls: the TLS settings for the data nodes",
+            ));
+        }
+        (Some(Value::Bool(false)), true) => {
+            return Err(Error::invalid_config(
+                field,
+                "false contradicts redis.tls: hydra-rs does not connect in plain text when TLS is set (remove one)",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(Error::invalid_config(
+                field,
+                format!("must be true or false, got {other}"),
+            ));
+        }
+    }
+    Ok(config.with_sentinel_tls(data, sentinels))
 }
 
 fn sentinel_from_object(entry: &Map<String, Value>) -> std::result::Result<(String, u16), String> {
@@ -402,9 +451,13 @@ impl Resolver {
                     self.settings.master_name
                 )),
                 Err(e) => failures.push(format!(
-                    "{}: {}",
+                    "{}: {}{}",
                     host_port(host, *port),
-                    crate::error::describe_redis_error(&e)
+                    crate::error::describe_redis_error(&e),
+                    match &self.settings.tls {
+                        None => tls::plain_text_reset_hint(&e, "redis.sentinelTLS").unwrap_or_default(),
+                        Some(_) => String::new(),
+                    }
                 )),
             }
         }
@@ -491,7 +544,7 @@ impl Resolver {
         let info = ConnectionAddr::Tcp(host.clone(), *port)
             .into_connection_info()?
             .set_redis_settings(login);
-        let conn = Client::open(info)?.get_connection_with_timeout(connect_timeout)?;
+        let conn = tls::client(&info, self.settings.tls.as_ref())?.get_connection_with_timeout(connect_timeout)?;
         conn.set_read_timeout(Some(command_timeout))?;
         conn.set_write_timeout(Some(command_timeout))?;
         Ok(conn)
@@ -647,10 +700,67 @@ mod tests {
     }
 
     #[test]
-    fn tls_with_sentinels_is_refused_rather_than_ignored() {
-        let err = redis_of(json!({"sentinels": [{"host": "h"}], "name": "m", "tls": true})).unwrap_err();
-        assert_eq!(field_of(err), "redis.tls");
-        assert!(redis_of(json!({"sentinels": [{"host": "h"}], "name": "m", "tls": false})).is_ok());
+    fn tls_for_the_data_nodes_and_for_the_sentinels_is_read_apart() {
+        let with = |extra: Value| {
+            let mut redis = json!({"sentinels": [{"host": "h"}], "name": "m"});
+            redis
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            redis_of(redis)
+        };
+        let plain = with(json!({"tls": false})).unwrap();
+        assert!(!plain.is_tls() && plain.sentinel().unwrap().tls.is_none());
+        let data_only = with(json!({"tls": true})).unwrap();
+        assert!(data_only.is_tls() && data_only.sentinel().unwrap().tls.is_none());
+        assert!(
+            data_only.display_url().starts_with("rediss+sentinel://"),
+            "{}",
+            data_only.display_url()
+        );
+        let both = with(json!({"tls": true, "sentinelTLS": true, "enableTLSForSentinelMode": true})).unwrap();
+        assert!(both.is_tls() && both.sentinel().unwrap().tls.is_some());
+        let sentinels_only = with(json!({"sentinelTLS": true})).unwrap();
+        assert!(!sentinels_only.is_tls() && sentinels_only.sentinel().unwrap().tls.is_some());
+        // The URL form takes them from beside the URL.
+        let url = redis_of(json!({"url": "redis+sentinel://h/m", "tls": true, "sentinelTLS": true})).unwrap();
+        assert!(url.is_tls() && url.sentinel().unwrap().tls.is_some());
+
+        for (extra, field) in [
+            (
+                json!({"tls": true, "enableTLSForSentinelMode": false}),
+                "redis.enableTLSForSentinelMode",
+            ),
+            (
+                json!({"enableTLSForSentinelMode": true}),
+                "redis.enableTLSForSentinelMode",
+            ),
+            (
+                json!({"tls": true, "enableTLSForSentinelMode": "yes"}),
+                "redis.enableTLSForSentinelMode",
+            ),
+            (json!({"tls": {"servername": "redis.internal"}}), "redis.tls.servername"),
+            (
+                json!({"sentinelTLS": {"servername": "h"}}),
+                "redis.sentinelTLS.servername",
+            ),
+            (
+                json!({"sentinelTLS": {"ca": "/nonexistent/ca.pem"}}),
+                "redis.sentinelTLS.ca",
+            ),
+            (
+                json!({"sentinelTLS": {"cert": "/nonexistent/c.pem"}}),
+                "redis.sentinelTLS.key",
+            ),
+            (
+                json!({"sentinelTLS": {"rejectUnauthorized": false}}),
+                "redis.sentinelTLS.rejectUnauthorized",
+            ),
+            (json!({"sentinelTLS": 1}), "redis.sentinelTLS"),
+        ] {
+            let err = with(extra.clone()).unwrap_err();
+            assert_eq!(field_of(err), field, "{extra}");
+        }
     }
 
     #[test]
@@ -762,6 +872,7 @@ mod tests {
             master_name: "m".into(),
             username: None,
             password: None,
+            tls: None,
         });
         resolver.promote(2);
         assert_eq!(*resolver.order.lock().unwrap(), vec![2, 0, 1]);

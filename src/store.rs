@@ -354,10 +354,11 @@ impl Store {
                 } else {
                     std::io::ErrorKind::ConnectionRefused
                 };
+                let hint = tls::plain_text_reset_hint(&e, "redis.tls").unwrap_or_default();
                 RedisError::from(std::io::Error::new(
                     kind,
                     format!(
-                        "cannot connect to Redis at {} within {:?}: {e}",
+                        "cannot connect to Redis at {} within {:?}: {e}{hint}",
                         self.target, self.connect_timeout
                     ),
                 ))

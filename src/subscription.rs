@@ -862,7 +862,7 @@ mod tests {
 
     fn tls_settings(certs: &TestCertificates) -> RedisTls {
         let setting = serde_json::json!({"ca": certs.ca().to_str().expect("UTF-8 path")});
-        RedisTls::from_setting(&setting, "127.0.0.1")
+        RedisTls::from_setting("redis.tls", &setting, Some("127.0.0.1"))
             .expect("valid settings")
             .expect("TLS on")
     }

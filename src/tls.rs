@@ -48,6 +48,9 @@ pub(crate) struct RedisTls {
 }
 
 struct Inner {
+    /// The setting these came from (`redis.tls`, or `redis.sentinelTLS` for
+    /// the sentinels), for messages that say what to change.
+    field: &'static str,
     /// The CA bundle as read, for redis-rs; `None` means the system's roots.
     ca_pem: Option<Vec<u8>>,
     /// Client certificate chain and key as read, for redis-rs.
@@ -106,17 +109,19 @@ impl Pem {
 }
 
 impl RedisTls {
-    /// Reads `redis.tls`: `true` (the system's trust store), `false`/absent
+    /// Reads `redis.tls` (or, as `field`, another setting of the same form:
+    /// `redis.sentinelTLS`): `true` (the system's trust store), `false`/absent
     /// (`None`), or `{ca, cert, key, servername}`. `host` is the Redis host:
     /// a `servername` must name it (see the README: redis-rs checks the
-    /// certificate against the host it connects to).
-    pub(crate) fn from_setting(value: &Value, host: &str) -> Result<Option<RedisTls>> {
+    /// certificate against the host it connects to). With `host` `None` (the
+    /// hosts are the ones the sentinels name) `servername` is refused.
+    pub(crate) fn from_setting(field: &'static str, value: &Value, host: Option<&str>) -> Result<Option<RedisTls>> {
         match value {
             Value::Null | Value::Bool(false) => Ok(None),
-            Value::Bool(true) => RedisTls::system_roots().map(Some),
-            Value::Object(map) => RedisTls::from_map(map, host).map(Some),
+            Value::Bool(true) => RedisTls::build(field, None, None).map(Some),
+            Value::Object(map) => RedisTls::from_map(field, map, host).map(Some),
             other => Err(Error::invalid_config(
-                "redis.tls",
+                field,
                 format!("must be true, false or an object {{ca, cert, key, servername}}, got {other}"),
             )),
         }
@@ -125,13 +130,13 @@ impl RedisTls {
     /// TLS trusting the system's certificate store (`rediss://` alone, or
     /// `tls: true`).
     pub(crate) fn system_roots() -> Result<RedisTls> {
-        RedisTls::build(None, None)
+        RedisTls::build("redis.tls", None, None)
     }
 
-    fn from_map(map: &Map<String, Value>, host: &str) -> Result<RedisTls> {
+    fn from_map(field: &'static str, map: &Map<String, Value>, host: Option<&str>) -> Result<RedisTls> {
         if let Some(unknown) = map.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
             return Err(Error::invalid_config(
-                format!("redis.tls.{unknown}"),
+                format!("{field}.{unknown}"),
                 format!("not a setting hydra-rs knows (it reads {})", KNOWN_KEYS.join(", ")),
             ));
         }
@@ -139,21 +144,28 @@ impl RedisTls {
             None | Some(Value::Null | Value::Bool(true)) => {}
             Some(_) => {
                 return Err(Error::invalid_config(
-                    "redis.tls.rejectUnauthorized",
-                    "hydra-rs always verifies the server's certificate; give its CA in redis.tls.ca instead",
+                    format!("{field}.rejectUnauthorized"),
+                    format!("hydra-rs always verifies the server's certificate; give its CA in {field}.ca instead"),
                 ));
             }
         }
         if let Some(name) = map.get("servername").filter(|v| !v.is_null()) {
             let Value::String(name) = name else {
                 return Err(Error::invalid_config(
-                    "redis.tls.servername",
+                    format!("{field}.servername"),
                     format!("must be a string, got {name}"),
+                ));
+            };
+            let Some(host) = host else {
+                return Err(Error::invalid_config(
+                    format!("{field}.servername"),
+                    "not used with sentinels: each certificate is checked against the address the sentinels \
+                     name (an IP, or a host name with Sentinel's announce-hostnames)",
                 ));
             };
             if !name.eq_ignore_ascii_case(host.trim_matches(['[', ']'])) {
                 return Err(Error::invalid_config(
-                    "redis.tls.servername",
+                    format!("{field}.servername"),
                     format!(
                         "{name:?} differs from the host {host:?}: the certificate is checked against the host \
                          connected to, so connect by the name the certificate holds (set redis.host to {name:?})"
@@ -162,39 +174,44 @@ impl RedisTls {
             }
         }
         let setting = |key: &str| map.get(key).filter(|v| !v.is_null());
-        let ca = setting("ca").map(|v| Pem::read("redis.tls.ca", v)).transpose()?;
+        let ca = setting("ca")
+            .map(|v| Pem::read(&format!("{field}.ca"), v))
+            .transpose()?;
         let client = match (setting("cert"), setting("key")) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some((Pem::read("redis.tls.cert", cert)?, Pem::read("redis.tls.key", key)?)),
+            (Some(cert), Some(key)) => Some((
+                Pem::read(&format!("{field}.cert"), cert)?,
+                Pem::read(&format!("{field}.key"), key)?,
+            )),
             (Some(_), None) => {
                 return Err(Error::invalid_config(
-                    "redis.tls.key",
-                    "missing: a client certificate (redis.tls.cert) needs its private key",
+                    format!("{field}.key"),
+                    format!("missing: a client certificate ({field}.cert) needs its private key"),
                 ));
             }
             (None, Some(_)) => {
                 return Err(Error::invalid_config(
-                    "redis.tls.cert",
-                    "missing: a private key (redis.tls.key) needs its client certificate",
+                    format!("{field}.cert"),
+                    format!("missing: a private key ({field}.key) needs its client certificate"),
                 ));
             }
         };
-        RedisTls::build(ca, client)
+        RedisTls::build(field, ca, client)
     }
 
-    fn build(ca: Option<Pem>, client: Option<(Pem, Pem)>) -> Result<RedisTls> {
+    fn build(field: &'static str, ca: Option<Pem>, client: Option<(Pem, Pem)>) -> Result<RedisTls> {
         let mut roots = RootCertStore::empty();
         let trust = match &ca {
             Some(ca) => {
-                for cert in ca.certificates("redis.tls.ca")? {
+                for cert in ca.certificates(&format!("{field}.ca"))? {
                     roots.add(cert).map_err(|e| {
                         Error::invalid_config(
-                            "redis.tls.ca",
+                            format!("{field}.ca"),
                             format!("{}: not a usable CA certificate: {e}", ca.origin),
                         )
                     })?;
                 }
-                format!("redis.tls.ca ({})", ca.origin)
+                format!("{field}.ca ({})", ca.origin)
             }
             None => {
                 let found = rustls_native_certs::load_native_certs();
@@ -202,8 +219,8 @@ impl RedisTls {
                 if added == 0 {
                     let why = found.errors.first().map(|e| format!(" ({e})")).unwrap_or_default();
                     return Err(Error::invalid_config(
-                        "redis.tls",
-                        format!("the system's trust store has no CA certificates{why}: give the CA in redis.tls.ca"),
+                        field,
+                        format!("the system's trust store has no CA certificates{why}: give the CA in {field}.ca"),
                     ));
                 }
                 "the system's trust store".to_string()
@@ -211,18 +228,21 @@ impl RedisTls {
         };
         let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::invalid_config("redis.tls", e.to_string()))?
+            .map_err(|e| Error::invalid_config(field, e.to_string()))?
             .with_root_certificates(roots);
         let config = match &client {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = cert.certificates("redis.tls.cert")?;
+                let chain = cert.certificates(&format!("{field}.cert"))?;
                 let private = PrivateKeyDer::from_pem_slice(&key.bytes).map_err(|e| {
-                    Error::invalid_config("redis.tls.key", format!("{}: not a PEM private key: {e}", key.origin))
+                    Error::invalid_config(
+                        format!("{field}.key"),
+                        format!("{}: not a PEM private key: {e}", key.origin),
+                    )
                 })?;
                 builder.with_client_auth_cert(chain, private).map_err(|e| {
                     Error::invalid_config(
-                        "redis.tls.key",
+                        format!("{field}.key"),
                         format!("{} does not go with {}: {e}", key.origin, cert.origin),
                     )
                 })?
@@ -230,6 +250,7 @@ impl RedisTls {
         };
         Ok(RedisTls {
             inner: Arc::new(Inner {
+                field,
                 ca_pem: ca.map(|ca| ca.bytes),
                 client_pem: client.map(|(cert, key)| (cert.bytes, key.bytes)),
                 trust,
@@ -348,10 +369,11 @@ fn explain_rustls(e: &rustls::Error, tls: &RedisTls) -> String {
     let hint = match e {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                let field = tls.inner.field;
                 let what_to_do = if tls.inner.ca_pem.is_some() {
-                    "check redis.tls.ca"
+                    format!("check {field}.ca")
                 } else {
-                    "give the server's CA in redis.tls.ca"
+                    format!("give the server's CA in {field}.ca")
                 };
                 format!(
                     "the server's certificate is not signed by a CA in {}: {what_to_do}",
@@ -371,10 +393,10 @@ fn explain_rustls(e: &rustls::Error, tls: &RedisTls) -> String {
             }
             _ => "the server's certificate was refused".to_string(),
         },
-        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
-            "the server requires a client certificate (tls-auth-clients yes): set redis.tls.cert and redis.tls.key"
-                .to_string()
-        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => format!(
+            "the server requires a client certificate (tls-auth-clients yes): set {0}.cert and {0}.key",
+            tls.inner.field
+        ),
         rustls::Error::AlertReceived(
             AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
@@ -384,15 +406,15 @@ fn explain_rustls(e: &rustls::Error, tls: &RedisTls) -> String {
             | AlertDescription::CertificateRevoked
             | AlertDescription::DecryptError
             | AlertDescription::AccessDenied,
-        ) if tls.has_client_certificate() => {
-            "the server refused our client certificate: check that redis.tls.cert is signed by the CA in the \
-             server's tls-ca-cert-file"
-                .to_string()
-        }
-        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) if !tls.has_client_certificate() => {
-            "the server refused the handshake: it may require a client certificate (redis.tls.cert, redis.tls.key)"
-                .to_string()
-        }
+        ) if tls.has_client_certificate() => format!(
+            "the server refused our client certificate: check that {}.cert is signed by the CA in the \
+             server's tls-ca-cert-file",
+            tls.inner.field
+        ),
+        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) if !tls.has_client_certificate() => format!(
+            "the server refused the handshake: it may require a client certificate ({0}.cert, {0}.key)",
+            tls.inner.field
+        ),
         rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
             "no TLS version in common (hydra-rs speaks TLS 1.2 and 1.3)".to_string()
         }
@@ -439,6 +461,14 @@ pub(crate) fn client(info: &redis::ConnectionInfo, tls: Option<&RedisTls>) -> re
     let tcp = info.tcp_settings().clone().set_nodelay(true);
     let info = info.clone().set_addr(addr).set_tcp_settings(tcp);
     redis::Client::build_with_tls(info, tls.certificates())
+}
+
+/// A hint for a plain-text connect that the server reset straight away:
+/// what Redis does on its `tls-port` to a client that does not speak TLS.
+/// `setting` is where TLS would be turned on.
+pub(crate) fn plain_text_reset_hint(e: &redis::RedisError, setting: &str) -> Option<String> {
+    let reset = as_io_error(e).is_some_and(|io| io.kind() == io::ErrorKind::ConnectionReset);
+    reset.then(|| format!(" (if that port serves TLS, set {setting})"))
 }
 
 /// What a failed redis-rs connect (`e`) means when it was over TLS: a TLS

@@ -12,6 +12,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use hydra::{ConfigBuilder, Error, Hydra};
+use hydra_testkit::tls::TestCertificates;
 use hydra_testkit::{SentinelGroup, SentinelOptions};
 use serde_json::json;
 
@@ -79,6 +80,87 @@ fn work_goes_on_after_the_master_is_killed() {
     });
     assert!(arrived.is_some(), "messages sent after the failover did not all arrive");
     workload.shutdown();
+}
+
+/// Sentinel and TLS together: every data node and sentinel serves TLS (the
+/// clients are given only the TLS ports); the service (Node's object form,
+/// `tls` and `sentinelTLS`) and the client (the URL with the TLS settings
+/// beside it) follow a killed master over TLS.
+#[test]
+fn work_goes_on_over_tls_after_the_master_is_killed() {
+    init_logging();
+    let certs = TestCertificates::generate();
+    let mut group = SentinelGroup::start(SentinelOptions {
+        tls: Some(certs.server_files()),
+        ..secured()
+    });
+    let mut workload = Workload::start(&group);
+    let started = std::time::Instant::now();
+    assert!(
+        workload.wait_flowing(started, FAILOVER_DEADLINE),
+        "the work never flowed before the kill"
+    );
+    assert!(workload.service.config().redis().is_tls());
+    let recovery = run_failover(&mut group, &mut workload, FAILOVER_DEADLINE);
+    eprintln!("{recovery:#?}");
+    assert!(recovery.sentinel_promoted.is_some(), "Sentinel promoted no replica");
+    for (what, back) in [
+        ("presence", recovery.presence),
+        ("request–reply", recovery.requests),
+        ("HTTP", recovery.http),
+        ("the queue", recovery.queue),
+    ] {
+        assert!(back.is_some(), "{what} never came back over TLS");
+    }
+    assert!(
+        recovery.queue_lost_required.is_empty(),
+        "queue items lost: {:?}",
+        recovery.queue_lost_required
+    );
+    workload.shutdown();
+}
+
+/// Without the TLS settings, the TLS ports are not talked to in plain text
+/// (nor is TLS skipped): `init` fails within its timeouts, and says where.
+#[test]
+fn tls_sentinels_without_tls_settings_fail_clearly() {
+    init_logging();
+    let certs = TestCertificates::generate();
+    let group = SentinelGroup::start(SentinelOptions {
+        tls: Some(certs.server_files()),
+        ..SentinelOptions::default()
+    });
+    let tls_json = group.redis_json(15);
+    let attempt = |redis: serde_json::Value| {
+        let doc = json!({"hydra": {"serviceName": "tls-less", "serviceIP": "127.0.0.1", "redis": redis,
+            "connectTimeout": 1000, "commandTimeout": 1000}});
+        let started = std::time::Instant::now();
+        let result = Hydra::init(ConfigBuilder::from_value(doc).unwrap().build().unwrap());
+        let error = result.err().map(|e| e.to_string());
+        eprintln!("after {:?}: {error:?}", started.elapsed());
+        (error, started.elapsed())
+    };
+    // No sentinelTLS: no sentinel answers.
+    let mut no_sentinel_tls = tls_json.clone();
+    no_sentinel_tls.as_object_mut().unwrap().remove("sentinelTLS");
+    let (error, took) = attempt(no_sentinel_tls);
+    let error = error.expect("plain text to the sentinels' TLS ports must fail");
+    assert!(error.contains("no sentinel named the master"), "{error}");
+    assert!(error.contains("set redis.sentinelTLS"), "{error}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // No tls: the sentinels answer, the master's TLS port is not talked to in plain text.
+    let mut no_data_tls = tls_json.clone();
+    no_data_tls.as_object_mut().unwrap().remove("tls");
+    let (error, took) = attempt(no_data_tls);
+    let error = error.expect("plain text to the master's TLS port must fail");
+    assert!(error.contains("set redis.tls"), "{error}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    // The wrong CA: named.
+    let mut wrong_ca = tls_json;
+    wrong_ca["tls"] = json!({"ca": certs.other_ca()});
+    let (error, _) = attempt(wrong_ca);
+    let error = error.expect("a server certificate from another CA must be refused");
+    assert!(error.contains("redis.tls.ca"), "{error}");
 }
 
 /// `SENTINEL FAILOVER`: the old master stays up and becomes a replica

@@ -16,7 +16,7 @@ pub mod tls;
 pub use express_peer::ExpressPeer;
 pub use node_peer::{NodeError, NodePeer};
 pub use redis_server::RedisServer;
-pub use sentinel::{SentinelGroup, SentinelOptions};
+pub use sentinel::{SentinelGroup, SentinelOptions, TlsFiles};
 
 /// For a test binary re-run as a child process: exits the process as soon as
 /// its stdin closes. The parent spawns it with `stdin(Stdio::piped())` and

@@ -38,6 +38,38 @@ pub struct SentinelOptions {
     pub down_after: Duration,
     /// `sentinel failover-timeout`.
     pub failover_timeout: Duration,
+    /// TLS everywhere: each data node and sentinel serves TLS on a port of
+    /// its own (clients are given only those), replication and the sentinels'
+    /// own connections use TLS (`tls-replication yes`). The plain ports stay
+    /// open for the group's own checks. Client certificates are not asked for.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files a TLS [`SentinelGroup`] serves with: the CA its clients
+/// trust, and the certificate (for 127.0.0.1) and key of every process.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The `tls-*` settings of a redis-server or redis-sentinel serving on `port`.
+    fn settings(&self, port: u16) -> Vec<(String, String)> {
+        let path = |p: &PathBuf| p.to_str().expect("UTF-8 temp path").to_string();
+        vec![
+            ("tls-port".into(), port.to_string()),
+            ("tls-cert-file".into(), path(&self.cert)),
+            ("tls-key-file".into(), path(&self.key)),
+            ("tls-ca-cert-file".into(), path(&self.ca)),
+            ("tls-auth-clients".into(), "no".into()),
+            ("tls-replication".into(), "yes".into()),
+        ]
+    }
 }
 
 impl Default for SentinelOptions {
@@ -52,13 +84,17 @@ impl Default for SentinelOptions {
             sentinel_password: None,
             down_after: Duration::from_millis(1000),
             failover_timeout: Duration::from_millis(3000),
+            tls: None,
         }
     }
 }
 
 /// One `redis-sentinel` process.
 struct SentinelProcess {
+    /// Plain port, for the group's own checks.
     port: u16,
+    /// With TLS, the port clients are given.
+    tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -84,6 +120,8 @@ impl SentinelProcess {
 pub struct SentinelGroup {
     options: SentinelOptions,
     nodes: Vec<RedisServer>,
+    /// With TLS, each node's TLS port (what the sentinels know it by).
+    node_tls_ports: Vec<Option<u16>>,
     sentinels: Vec<SentinelProcess>,
 }
 
@@ -102,20 +140,36 @@ impl SentinelGroup {
                 pass.clone(),
             ];
         }
-        let args = |extra: &[String]| -> Vec<String> { auth.iter().chain(extra).cloned().collect() };
-        let master = RedisServer::start_with_args(&as_strs(&args(&[])));
-        let master_port = master.port().to_string();
+        // Each node's arguments, with its TLS port when the group serves TLS.
+        let node_args = |extra: &[String]| -> (Vec<String>, Option<u16>) {
+            let mut args: Vec<String> = auth.iter().chain(extra).cloned().collect();
+            let tls_port = options.tls.as_ref().map(|tls| {
+                let port = free_port();
+                for (key, value) in tls.settings(port) {
+                    args.push(format!("--{key}"));
+                    args.push(value);
+                }
+                port
+            });
+            (args, tls_port)
+        };
+        let (master_args, master_tls_port) = node_args(&[]);
+        let master = RedisServer::start_with_args(&as_strs(&master_args));
+        let master_port = master_tls_port.unwrap_or(master.port());
         let mut nodes = vec![master];
+        let mut node_tls_ports = vec![master_tls_port];
         for _ in 0..options.replicas {
-            let replica_args = args(&["--replicaof".into(), "127.0.0.1".into(), master_port.clone()]);
+            let (replica_args, tls_port) =
+                node_args(&["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()]);
             nodes.push(RedisServer::start_with_args(&as_strs(&replica_args)));
+            node_tls_ports.push(tls_port);
         }
         let mut group = SentinelGroup {
             options,
             nodes,
+            node_tls_ports,
             sentinels: Vec::new(),
         };
-        let master_port = group.nodes[0].port();
         for _ in 0..group.options.sentinels {
             let sentinel = group.spawn_sentinel(master_port);
             group.sentinels.push(sentinel);
@@ -149,6 +203,13 @@ impl SentinelGroup {
         if let Some(pass) = &o.sentinel_password {
             conf.push_str(&format!("requirepass {pass}\nsentinel sentinel-pass {pass}\n"));
         }
+        let tls_port = o.tls.as_ref().map(|tls| {
+            let tls_port = free_port();
+            for (key, value) in tls.settings(tls_port) {
+                conf.push_str(&format!("{key} {value}\n"));
+            }
+            tls_port
+        });
         let path = dir.join("sentinel.conf");
         std::fs::write(&path, conf).expect("write sentinel.conf");
         let child = Command::new("redis-sentinel")
@@ -166,6 +227,7 @@ impl SentinelGroup {
         };
         SentinelProcess {
             port,
+            tls_port,
             dir,
             child: Some(child),
         }
@@ -230,15 +292,21 @@ impl SentinelGroup {
         let Some(master) = self.master_port() else {
             return false;
         };
-        self.nodes.iter().filter(|n| n.port() != master).all(|node| {
-            self.data_connection(node.port())
+        self.node_ports().into_iter().filter(|p| *p != master).all(|port| {
+            self.data_connection(port)
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
                 .is_ok_and(|info| info.contains("master_link_status:up"))
         })
     }
 
-    /// A plain connection to the data node at `port` (db 0), logged in.
+    /// The node the sentinels know by `port` (its TLS port in a TLS group).
+    fn index_of(&self, port: u16) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.node_tls_ports[i].unwrap_or(self.nodes[i].port()) == port)
+    }
+
+    /// A plain connection to the data node the sentinels know by `port` (db 0), logged in.
     pub fn data_connection(&self, port: u16) -> redis::RedisResult<redis::Connection> {
+        let port = self.index_of(port).map_or(port, |i| self.nodes[i].port());
         let mut url = "redis://".to_string();
         if let Some(pass) = &self.options.password {
             url.push_str(&format!(":{pass}@"));
@@ -249,9 +317,9 @@ impl SentinelGroup {
         Ok(conn)
     }
 
-    /// The ports of the sentinels.
+    /// The ports clients reach the sentinels on (their TLS ports in a TLS group).
     pub fn sentinel_ports(&self) -> Vec<u16> {
-        self.sentinels.iter().map(|s| s.port).collect()
+        self.sentinels.iter().map(|s| s.tls_port.unwrap_or(s.port)).collect()
     }
 
     /// The options the group was started with.
@@ -272,14 +340,17 @@ impl SentinelGroup {
         })
     }
 
-    /// The ports of the data nodes (the master first, as started).
+    /// The ports the sentinels know the data nodes by (the master first, as
+    /// started; TLS ports in a TLS group).
     pub fn node_ports(&self) -> Vec<u16> {
-        self.nodes.iter().map(RedisServer::port).collect()
+        (0..self.nodes.len())
+            .map(|i| self.node_tls_ports[i].unwrap_or(self.nodes[i].port()))
+            .collect()
     }
 
-    /// The data node listening on `port`.
+    /// The data node the sentinels know by `port`.
     pub fn node(&self, port: u16) -> Option<&RedisServer> {
-        self.nodes.iter().find(|n| n.port() == port)
+        self.index_of(port).map(|i| &self.nodes[i])
     }
 
     /// `redis+sentinel://[:password@]127.0.0.1:p1,…/<name>/<db>[?sentinel_password=…]`.
@@ -316,6 +387,10 @@ impl SentinelGroup {
         if let Some(pass) = &self.options.sentinel_password {
             redis["sentinelPassword"] = json!(pass);
         }
+        if let Some(tls) = &self.options.tls {
+            redis["tls"] = json!({"ca": tls.ca});
+            redis["sentinelTLS"] = json!({"ca": tls.ca});
+        }
         redis
     }
 
@@ -334,8 +409,8 @@ impl SentinelGroup {
         let Some(master) = self.master_port() else {
             return false;
         };
-        self.nodes.iter().filter(|n| n.port() != master).all(|node| {
-            self.data_connection(node.port())
+        self.node_ports().into_iter().filter(|p| *p != master).all(|port| {
+            self.data_connection(port)
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
                 .ok()
                 .and_then(|info| info_field(&info, "slave_repl_offset"))
@@ -347,12 +422,8 @@ impl SentinelGroup {
     /// replication is gone) and returns its port.
     pub fn kill_master(&mut self) -> u16 {
         let port = self.master_port().expect("the sentinels name a master");
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port() == port)
-            .expect("the master is one of the group's nodes");
-        node.stop();
+        let index = self.index_of(port).expect("the master is one of the group's nodes");
+        self.nodes[index].stop();
         port
     }
 

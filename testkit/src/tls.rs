@@ -114,6 +114,15 @@ impl TestCertificates {
         self.file("client.key")
     }
 
+    /// The CA, server certificate and key, for a TLS [`SentinelGroup`](crate::SentinelGroup).
+    pub fn server_files(&self) -> crate::TlsFiles {
+        crate::TlsFiles {
+            ca: self.ca(),
+            cert: self.server_cert(),
+            key: self.server_key(),
+        }
+    }
+
     /// A CA that signed nothing the server holds.
     pub fn other_ca(&self) -> PathBuf {
         self.file("other-ca.pem")

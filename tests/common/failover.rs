@@ -139,10 +139,13 @@ pub struct Workload {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// A config for `name`: the Node object form when `object_form`, else the URL.
+/// A config for `name`: the Node object form when `object_form`, else the URL
+/// (in a TLS group with the TLS settings beside it, which a URL cannot carry).
 pub fn config(group: &SentinelGroup, name: &str, object_form: bool) -> ConfigBuilder {
     let redis = if object_form {
         group.redis_json(15)
+    } else if let Some(tls) = &group.options().tls {
+        json!({"url": group.url(15), "tls": {"ca": tls.ca}, "sentinelTLS": {"ca": tls.ca}})
     } else {
         json!({"url": group.url(15)})
     };
