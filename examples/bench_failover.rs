@@ -5,7 +5,10 @@
 //! cargo run --release --example bench_failover
 //! ```
 //!
-//! Each trial starts a fresh group (a master, one replica, three
+//! Each trial runs twice, in plain text and over TLS (every data node and
+//! sentinel serving TLS only to the clients, `redis.tls` and
+//! `redis.sentinelTLS` in their configs), and starts a fresh group each time
+//! (a master, one replica, three
 //! `redis-sentinel`s with `down-after-milliseconds 1000` and
 //! `failover-timeout 3000`: hydra_testkit::SentinelGroup), a service and a
 //! client working without pause (tests/common/failover.rs: one-way messages,
@@ -34,6 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hydra_testkit::bench::{self, Table};
+use hydra_testkit::tls::TestCertificates;
 use hydra_testkit::{SentinelGroup, SentinelOptions};
 
 #[path = "../tests/common/failover.rs"]
@@ -62,8 +66,10 @@ fn run() -> Result<bool, String> {
         options.failover_timeout.as_millis(),
         warm.as_secs_f64()
     );
+    let certs = TestCertificates::generate();
     let mut table = Table::new(&[
         "trial",
+        "transport",
         "Sentinel promotes",
         "presence back",
         "request–reply flows",
@@ -75,16 +81,22 @@ fn run() -> Result<bool, String> {
     ]);
     let mut ok = true;
     for trial in 1..=trials {
-        let mut group = SentinelGroup::start(options.clone());
-        let mut workload = Workload::start(&group);
-        let started = Instant::now();
-        if !workload.wait_flowing(started, DEADLINE) {
-            return Err("the work never flowed before the kill".into());
+        for tls in [false, true] {
+            let options = SentinelOptions {
+                tls: tls.then(|| certs.server_files()),
+                ..options.clone()
+            };
+            let mut group = SentinelGroup::start(options);
+            let mut workload = Workload::start(&group);
+            let started = Instant::now();
+            if !workload.wait_flowing(started, DEADLINE) {
+                return Err("the work never flowed before the kill".into());
+            }
+            std::thread::sleep(warm);
+            let r = run_failover(&mut group, &mut workload, DEADLINE);
+            workload.shutdown();
+            ok &= report(&mut table, trial, if tls { "TLS" } else { "plain" }, &r);
         }
-        std::thread::sleep(warm);
-        let r = run_failover(&mut group, &mut workload, DEADLINE);
-        workload.shutdown();
-        ok &= report(&mut table, trial, &r);
     }
     table.print();
     Ok(ok)
@@ -92,10 +104,11 @@ fn run() -> Result<bool, String> {
 
 /// Adds the trial's row; false when something never came back or a queue
 /// item that had to survive was lost.
-fn report(table: &mut Table, trial: usize, r: &Recovery) -> bool {
+fn report(table: &mut Table, trial: usize, transport: &str, r: &Recovery) -> bool {
     let time = |d: Option<Duration>| d.map_or("never".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
     table.row([
         trial.to_string(),
+        transport.to_string(),
         time(r.sentinel_promoted),
         time(r.presence),
         time(r.requests),
@@ -109,11 +122,11 @@ fn report(table: &mut Table, trial: usize, r: &Recovery) -> bool {
         .iter()
         .all(Option::is_some);
     if !came_back {
-        eprintln!("trial {trial}: some work never came back: {r:?}");
+        eprintln!("trial {trial} ({transport}): some work never came back: {r:?}");
     }
     if !r.queue_lost_required.is_empty() {
         eprintln!(
-            "trial {trial}: queue items lost that had reached the replica: {:?}",
+            "trial {trial} ({transport}): queue items lost that had reached the replica: {:?}",
             r.queue_lost_required
         );
     }

@@ -379,15 +379,19 @@ pub fn run_switch(group: &mut SentinelGroup, workload: &mut Workload, timeout: D
         std::thread::sleep(Duration::from_millis(5));
     }
     let old = group.master_port().expect("a master");
-    let kill = Instant::now();
-    match how {
+    let kill = match how {
+        // From when the master is gone (killed and reaped): an item acknowledged
+        // while the kill was on its way is not one "queued after the kill".
         Switch::Kill => {
             group.kill_master();
+            Instant::now()
         }
         Switch::Manual => {
+            let asked = Instant::now();
             group.failover();
+            asked
         }
-    }
+    };
     let new_master = group.wait_for_new_master(old, timeout);
     let promoted = new_master.map(|_| kill.elapsed());
     if how == Switch::Manual
