@@ -94,14 +94,23 @@ fn work_goes_on_over_tls_after_the_master_is_killed() {
         tls: Some(certs.server_files()),
         ..secured()
     });
-    let mut workload = Workload::start(&group);
+    follow_switch(&mut group, Switch::Kill, |workload| {
+        assert!(workload.service.config().redis().is_tls());
+    });
+}
+
+/// Starts the work, switches the master as `how` says, and checks that every
+/// kind of work came back and no queue item that had to survive was lost.
+/// `before` looks at the flowing work before the switch.
+fn follow_switch(group: &mut SentinelGroup, how: Switch, before: impl FnOnce(&Workload)) {
+    let mut workload = Workload::start(group);
     let started = std::time::Instant::now();
     assert!(
         workload.wait_flowing(started, FAILOVER_DEADLINE),
-        "the work never flowed before the kill"
+        "the work never flowed before the switch"
     );
-    assert!(workload.service.config().redis().is_tls());
-    let recovery = run_failover(&mut group, &mut workload, FAILOVER_DEADLINE);
+    before(&workload);
+    let recovery = run_switch(group, &mut workload, FAILOVER_DEADLINE, how);
     eprintln!("{recovery:#?}");
     assert!(recovery.sentinel_promoted.is_some(), "Sentinel promoted no replica");
     for (what, back) in [
@@ -110,7 +119,7 @@ fn work_goes_on_over_tls_after_the_master_is_killed() {
         ("HTTP", recovery.http),
         ("the queue", recovery.queue),
     ] {
-        assert!(back.is_some(), "{what} never came back over TLS");
+        assert!(back.is_some(), "{what} never came back");
     }
     assert!(
         recovery.queue_lost_required.is_empty(),
@@ -169,29 +178,7 @@ fn tls_sentinels_without_tls_settings_fail_clearly() {
 fn a_manual_failover_is_followed() {
     init_logging();
     let mut group = SentinelGroup::start(SentinelOptions::default());
-    let mut workload = Workload::start(&group);
-    let started = std::time::Instant::now();
-    assert!(
-        workload.wait_flowing(started, FAILOVER_DEADLINE),
-        "the work never flowed"
-    );
-    let recovery = run_switch(&mut group, &mut workload, FAILOVER_DEADLINE, Switch::Manual);
-    eprintln!("{recovery:#?}");
-    assert!(recovery.sentinel_promoted.is_some(), "Sentinel promoted no replica");
-    for (what, back) in [
-        ("presence", recovery.presence),
-        ("request–reply", recovery.requests),
-        ("HTTP", recovery.http),
-        ("the queue", recovery.queue),
-    ] {
-        assert!(back.is_some(), "{what} never came back");
-    }
-    assert!(
-        recovery.queue_lost_required.is_empty(),
-        "queue items lost: {:?}",
-        recovery.queue_lost_required
-    );
-    workload.shutdown();
+    follow_switch(&mut group, Switch::Manual, |_| {});
 }
 
 #[test]
