@@ -698,16 +698,35 @@ fn constant_replier(server: &RedisServer, name: &str) -> Hydra {
     hydra
 }
 
-/// Sends a message from another service and waits until `target` has
-/// handled it: everything published to `target` before it has been read.
+/// Asks `target` from another service and waits for the answer (so `target`
+/// has read everything published to it before), then until every message it
+/// received has an outcome: handlers run on a pool, so one received before the
+/// marker may finish after it (a request's handler counts as handled only
+/// once it returns, after its reply went out).
 fn handled_after_marker(server: &RedisServer, target: &Hydra) -> hydra::MessageStats {
-    let before = target.message_stats().handled;
     let marker = register(server, "marker");
     let service = target.get_service_name().to_string();
     marker
-        .send_message(&marker.create_umf_message(&format!("{service}:/"), json!({"marker": true})))
-        .unwrap();
-    wait_for(WAIT, || Some(target.message_stats()).filter(|s| s.handled > before)).expect("the marker was handled")
+        .request(
+            &marker.create_umf_message(&format!("{service}:/"), json!({"marker": true})),
+            WAIT,
+        )
+        .expect("the marker was answered");
+    wait_for(WAIT, || {
+        let s = target.message_stats();
+        let outcomes = s.handled
+            + s.failed
+            + s.panicked
+            + s.invalid
+            + s.overflow
+            + s.unhandled
+            + s.looped
+            + s.replies_matched
+            + s.replies_late
+            + s.signature_rejected;
+        (outcomes >= s.received).then_some(s)
+    })
+    .expect("every message received had an outcome")
 }
 
 #[test]
